@@ -1,0 +1,27 @@
+# mdtrace: the two commands a fresh machine needs are `make demo` and `make test`.
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test test-fast vm lint bench clean
+
+demo:            ## set up and run the main job: report on the bundled example trace
+	@bash scripts/bootstrap.sh
+	@$(VENV)/bin/mdtrace report
+
+test:            ## everything CI runs: lint, fast tier, bcc tier, real-kernel vm tier
+	@bash scripts/test.sh
+
+test-fast:       ## fast unit/scenario tier only
+	@bash scripts/bootstrap.sh
+	@$(VENV)/bin/ruff check mdtrace tests bench
+	@$(VENV)/bin/pytest -q
+
+lint:
+	@$(VENV)/bin/ruff check mdtrace tests bench
+
+bench:
+	@bash scripts/bootstrap.sh
+	@$(PY) bench/bench_report.py
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,0 +1,1 @@
+"""Kernel knowledge: flag tables, BTF reading, probe-point discovery."""

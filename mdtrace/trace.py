@@ -1,0 +1,363 @@
+"""Trace file format: versioned JSON Lines, optionally gzip- or zstd-compressed.
+
+Line 1 is a header object::
+
+    {"format": "mdtrace-trace", "version": 1, "kernel": "6.12.117+deb12-amd64",
+     "source": "bcc", "created": "2026-11-24T22:00:00Z", "hash_key_id": "9f0c1a2b",
+     "flag_tables": {"recovery": {"NEEDED": 0, ...}, "mddev": {...}}, "meta": {...}}
+
+and every further line is one :class:`mdtrace.events.Event` (short keys).  Compression is
+detected from the file's magic bytes, never from its name.  The reader raises
+:class:`TraceError` (one line: what, where, what to do) on corrupt input, or skips bad lines
+and counts them when ``skip_bad`` is set; events before a fault are always delivered first.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import gzip
+import os
+import zlib
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Any
+
+import msgspec
+import zstandard
+
+from mdtrace.events import KIND_SET, Event, canonicalise
+from mdtrace.kernel.flags import FlagTable
+
+FORMAT_NAME = "mdtrace-trace"
+FORMAT_VERSION = 1
+SUPPORTED_VERSIONS = frozenset({1})
+
+_GZIP_MAGIC = b"\x1f\x8b"
+_ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+_CHUNK = 1 << 20
+
+
+class TraceError(Exception):
+    """A trace cannot be read.  ``str()`` is a one-line message fit for the user."""
+
+    def __init__(self, path: str, what: str, line: int | None = None, hint: str = "") -> None:
+        where = f"{path}:{line}" if line is not None else path
+        msg = f"{where}: {what}"
+        if hint:
+            msg += f" ({hint})"
+        super().__init__(msg)
+        self.path = path
+        self.line = line
+
+
+@dataclass
+class TraceHeader:
+    kernel: str = "unknown"
+    source: str = "unknown"
+    created: str = ""
+    hash_key_id: str = ""
+    flag_tables: FlagTable = field(default_factory=lambda: FlagTable.for_release("6.12"))
+    meta: dict[str, Any] = field(default_factory=dict)
+    version: int = FORMAT_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": FORMAT_NAME, "version": self.version, "kernel": self.kernel,
+            "source": self.source, "created": self.created or _now_iso(),
+            "hash_key_id": self.hash_key_id, "flag_tables": self.flag_tables.to_json(),
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any, path: str) -> TraceHeader:
+        if not isinstance(obj, dict) or obj.get("format") != FORMAT_NAME:
+            raise TraceError(path, "not an mdtrace trace (first line is not an mdtrace header)",
+                             1, "record one with 'mdtrace record -o FILE'")
+        version = obj.get("version")
+        if version not in SUPPORTED_VERSIONS:
+            raise TraceError(path, f"unsupported trace format version {version!r}", 1,
+                             f"this mdtrace reads version(s) {sorted(SUPPORTED_VERSIONS)}; "
+                             "upgrade mdtrace")
+        tables = obj.get("flag_tables")
+        kernel = str(obj.get("kernel", "unknown"))
+        try:
+            if tables:
+                rec = {str(k): int(v) for k, v in tables["recovery"].items()}
+                mdf = {str(k): int(v) for k, v in tables.get("mddev", {}).items()}
+                flag_tables = FlagTable(rec, mdf)
+            else:
+                flag_tables = FlagTable.for_release(kernel)
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise TraceError(path, f"malformed flag_tables in header: {exc}", 1) from None
+        meta = obj.get("meta") or {}
+        if not isinstance(meta, dict):
+            raise TraceError(path, "malformed header: 'meta' is not an object", 1)
+        return cls(kernel=kernel, source=str(obj.get("source", "unknown")),
+                   created=str(obj.get("created", "")),
+                   hash_key_id=str(obj.get("hash_key_id", "")),
+                   flag_tables=flag_tables, meta=meta, version=int(version))
+
+
+def _now_iso() -> str:
+    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+_DECODER = msgspec.json.Decoder(Event)
+_ENCODER = msgspec.json.Encoder()
+
+
+def _open_raw(path: str) -> IO[bytes]:
+    try:
+        fh: IO[bytes] = open(path, "rb")  # noqa: SIM115 - returned to caller
+    except FileNotFoundError:
+        raise TraceError(path, "no such file", hint="check the path") from None
+    except IsADirectoryError:
+        raise TraceError(path, "is a directory, not a trace file") from None
+    except PermissionError:
+        raise TraceError(path, "permission denied", hint="run as a user who can read it") from None
+    magic = fh.read(4)
+    fh.seek(0)
+    if magic[:2] == _GZIP_MAGIC:
+        return gzip.GzipFile(fileobj=fh, mode="rb")
+    if magic == _ZSTD_MAGIC:
+        return zstandard.ZstdDecompressor().stream_reader(fh, read_across_frames=True,
+                                                          closefd=True)
+    return fh
+
+
+class TraceReader:
+    """Streaming reader.  Iterate it for events; ``header`` is read on construction.
+
+    ``skip_bad``: skip undecodable / wrong-schema lines instead of raising; their count is in
+    ``bad_lines`` and the first few messages in ``errors``.  A truncated compressed stream
+    always raises after delivering every complete event before the cut (unless skip_bad,
+    which records it in ``errors`` and stops).
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, skip_bad: bool = False) -> None:
+        self.path = str(path)
+        self.skip_bad = skip_bad
+        self.bad_lines = 0
+        self.errors: list[str] = []
+        self.events_read = 0
+        self.truncated = False
+        self._fh = _open_raw(self.path)
+        self._buf = b""
+        self._lineno = 0
+        self._eof = False
+        first = self._next_line()
+        if first is None or not first.strip():
+            self._fh.close()
+            raise TraceError(self.path, "empty file, no trace header", 1 if first else None,
+                             "record a trace with 'mdtrace record -o FILE'")
+        try:
+            obj = msgspec.json.decode(first)
+        except msgspec.DecodeError:
+            self._fh.close()
+            raise TraceError(self.path, "not an mdtrace trace (first line is not JSON)", 1,
+                             "expected a JSON Lines file written by 'mdtrace record'") from None
+        try:
+            self.header = TraceHeader.from_json(obj, self.path)
+        except TraceError:
+            self._fh.close()
+            raise
+        self.flag_table = self.header.flag_tables
+
+    # -- low level ------------------------------------------------------------------------
+    def _fill(self) -> bool:
+        if self._eof:
+            return False
+        try:
+            chunk = self._fh.read(_CHUNK)
+        except (EOFError, zlib.error, zstandard.ZstdError, OSError) as exc:
+            self._eof = True
+            self.truncated = True
+            raise TraceError(self.path, f"compressed stream is corrupt or truncated ({exc})",
+                             self._lineno + 1, "events before this point were read") from None
+        if not chunk:
+            self._eof = True
+            return False
+        self._buf += chunk
+        return True
+
+    def _next_line(self) -> bytes | None:
+        while True:
+            nl = self._buf.find(b"\n")
+            if nl >= 0:
+                line, self._buf = self._buf[:nl], self._buf[nl + 1:]
+                self._lineno += 1
+                return line
+            if not self._fill():
+                if self._buf:
+                    line, self._buf = self._buf, b""
+                    self._lineno += 1
+                    return line
+                return None
+
+    def _bad(self, lineno: int, what: str) -> None:
+        if not self.skip_bad:
+            raise TraceError(self.path, what, lineno,
+                             "use --skip-bad to continue past bad lines")
+        self.bad_lines += 1
+        if len(self.errors) < 20:
+            self.errors.append(f"{self.path}:{lineno}: {what}")
+
+    def _decode_one(self, line: bytes, lineno: int) -> Event | None:
+        try:
+            ev = _DECODER.decode(line)
+        except msgspec.ValidationError as exc:
+            self._bad(lineno, f"event does not match the trace schema: {exc}")
+            return None
+        except msgspec.DecodeError:
+            self._bad(lineno, "line is not valid JSON (corrupt or truncated)")
+            return None
+        if ev.kind not in KIND_SET:
+            self._bad(lineno, f"unknown event kind {ev.kind!r}")
+            return None
+        return canonicalise(ev, self.flag_table)
+
+    # -- iteration ------------------------------------------------------------------------
+    def __iter__(self) -> Iterator[Event]:
+        try:
+            yield from self._iter()
+        finally:
+            self._fh.close()
+
+    def _iter(self) -> Iterator[Event]:
+        """Decode whole chunks at once (fast path); fall back per line on any error."""
+        table = self.flag_table
+        decode_lines = getattr(_DECODER, "decode_lines", None)
+        while True:
+            try:
+                more = self._fill()
+            except TraceError as exc:
+                if not self.skip_bad:
+                    # deliver complete lines first, then raise
+                    yield from self._drain_complete()
+                    raise
+                yield from self._drain_complete()
+                self.errors.append(str(exc))
+                return
+            if not more:
+                break
+            cut = self._buf.rfind(b"\n")
+            if cut < 0:
+                continue
+            block, self._buf = self._buf[:cut + 1], self._buf[cut + 1:]
+            start = self._lineno
+            nlines = block.count(b"\n")
+            fast_ok = False
+            if decode_lines is not None:
+                try:
+                    evs = decode_lines(block)
+                    fast_ok = all(e.kind in KIND_SET for e in evs) and len(evs) == nlines
+                except (msgspec.DecodeError, msgspec.ValidationError):
+                    fast_ok = False
+            if fast_ok:
+                self._lineno += nlines
+                self.events_read += len(evs)
+                for ev in evs:
+                    st = ev.state
+                    if st is not None:
+                        st.rec = table.recovery_canon(st.recovery)
+                        st.mdf = table.mddev_canon(st.flags)
+                    yield ev
+                continue
+            for i, line in enumerate(block.split(b"\n")[:nlines]):
+                lineno = start + i + 1
+                if not line.strip():
+                    continue
+                ev = self._decode_one(line, lineno)
+                if ev is not None:
+                    self.events_read += 1
+                    yield ev
+            self._lineno = start + nlines
+        yield from self._drain_complete(final=True)
+
+    def _drain_complete(self, final: bool = False) -> Iterator[Event]:
+        """Decode what is buffered; a trailing line without newline is a truncated write."""
+        data, self._buf = self._buf, b""
+        lines = data.split(b"\n")
+        tail = lines.pop()  # after last newline (b"" if data ends in newline)
+        for line in lines:
+            self._lineno += 1
+            if line.strip():
+                ev = self._decode_one(line, self._lineno)
+                if ev is not None:
+                    self.events_read += 1
+                    yield ev
+        if tail.strip():
+            self._lineno += 1
+            ev = None
+            try:
+                ev = _DECODER.decode(tail)
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                ev = None
+            if ev is not None and ev.kind in KIND_SET:
+                self.events_read += 1
+                yield canonicalise(ev, self.flag_table)
+            elif final:
+                self._bad(self._lineno, "last line is incomplete (trace truncated while writing?)")
+
+
+def read_trace(path: str | os.PathLike[str], *, skip_bad: bool = False) -> TraceReader:
+    return TraceReader(path, skip_bad=skip_bad)
+
+
+class TraceWriter:
+    """Streaming writer; compression chosen by suffix (.gz / .zst / plain).
+
+    Writes are buffered and flushed every ``flush_every`` events so a crash loses little.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], header: TraceHeader,
+                 flush_every: int = 4096) -> None:
+        self.path = str(path)
+        p = Path(self.path)
+        try:
+            raw = open(self.path, "wb")  # noqa: SIM115
+        except OSError as exc:
+            raise TraceError(self.path, f"cannot create trace file: {exc.strerror}",
+                             hint="check the directory exists and is writable") from None
+        self._raw = raw
+        self._zc: Any = None
+        if p.suffix == ".gz":
+            self._fh: IO[bytes] = gzip.GzipFile(fileobj=raw, mode="wb", compresslevel=6)
+        elif p.suffix in (".zst", ".zstd"):
+            self._zc = zstandard.ZstdCompressor(level=3).stream_writer(raw, closefd=False)
+            self._fh = self._zc
+        else:
+            self._fh = raw
+        self._pending: list[bytes] = []
+        self._flush_every = flush_every
+        self.count = 0
+        self._fh.write(msgspec.json.encode(header.to_json()) + b"\n")
+
+    def write(self, ev: Event) -> None:
+        self._pending.append(_ENCODER.encode(ev))
+        self.count += 1
+        if len(self._pending) >= self._flush_every:
+            self.flush()
+
+    def flush(self) -> None:
+        if self._pending:
+            self._fh.write(b"\n".join(self._pending) + b"\n")
+            self._pending.clear()
+        if self._zc is not None:
+            self._zc.flush(zstandard.FLUSH_BLOCK)
+        else:
+            self._fh.flush()
+
+    def close(self) -> None:
+        self.flush()
+        if self._fh is not self._raw:
+            self._fh.close()
+        if not self._raw.closed:
+            self._raw.close()
+
+    def __enter__(self) -> TraceWriter:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

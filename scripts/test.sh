@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# The one test command (README, `make test`, .ci/run): installs what it needs, then runs
+# lint, the fast tier, the bcc tier and the real-kernel vm tier.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/install-system-deps.sh
+bash scripts/bootstrap.sh
+VENV=${VENV:-.venv}
+echo "== ruff"
+"$VENV/bin/ruff" check mdtrace tests bench
+echo "== pytest: fast + bcc tiers"
+"$VENV/bin/pytest" -q -m "not vm and not slow" -p no:cacheprovider
+if [[ "${MDTRACE_SKIP_VM:-0}" == 1 ]]; then
+    echo "!! MDTRACE_SKIP_VM=1: the real-kernel vm tier was SKIPPED" >&2
+else
+    echo "== pytest: vm tier (real md kernels under qemu)"
+    "$VENV/bin/pytest" -q -m vm -p no:cacheprovider
+fi
