@@ -1,0 +1,1 @@
+"""Event sources: live BPF (bcc_source), recorded traces (replay), sysfs poller (sysfs)."""
