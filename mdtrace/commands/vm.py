@@ -1,0 +1,120 @@
+"""`mdtrace vm`: build the real-kernel guest image and run scripts / scenarios in it."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import click
+
+from mdtrace.errors import MdtraceError
+
+
+def _kernels(value: tuple[str, ...]) -> list[str]:
+    from mdtrace.vm.recipe import KERNELS, kernel_release
+
+    names = list(value) or list(KERNELS)
+    return [kernel_release(k) for k in names]
+
+
+@click.group("vm")
+def command() -> None:
+    """Real-kernel qemu guest (Debian 6.1 and 6.12 kernels with md, dm-raid, bcc).
+
+    The image is cached under ${MDTRACE_VM_CACHE:-~/.cache/mdtrace/vm}, keyed by its recipe;
+    the first build needs root, network access to Debian mirrors and ~5 minutes.
+    """
+
+
+@command.command("build")
+@click.option("--rebuild", is_flag=True, help="Build again even if a cached image exists.")
+def build(rebuild: bool) -> None:
+    """Build (or find) the guest image and print where it is."""
+    from mdtrace.vm.image import ensure_image
+
+    img = ensure_image(rebuild=rebuild)
+    t = img.manifest.get("timings", {})
+    click.echo(f"image {img.path} (recipe {img.recipe_digest}); kernels: "
+               f"{', '.join(img.kernels)}; build timings: {json.dumps(t)}")
+
+
+@command.command("info")
+def info() -> None:
+    """Show the cache directory, the recipe digest and whether the image is built."""
+    from mdtrace.vm.image import build_tools_problem, find_image
+    from mdtrace.vm.recipe import cache_root, default_recipe
+    from mdtrace.vm.runner import qemu_problem
+
+    r = default_recipe()
+    img = find_image(r)
+    click.echo(f"cache: {cache_root()}\nrecipe: {r.digest()}\nkernels: {', '.join(r.kernels)}")
+    click.echo(f"image: {img.path if img else 'not built (run: mdtrace vm build)'}")
+    click.echo(f"can build: {build_tools_problem() or 'yes'}\ncan boot: {qemu_problem() or 'yes'}")
+
+
+@command.command("run-script", context_settings={"ignore_unknown_options": True})
+@click.option("--kernel", "-k", default="6.12", show_default=True,
+              help="Guest kernel: 6.1 or 6.12 (or the full release).")
+@click.option("--disks", default=4, show_default=True, help="Extra virtio disks (/dev/vdb...).")
+@click.option("--disk-mb", default=256, show_default=True, help="Size of each extra disk.")
+@click.option("--timeout", "timeout_s", default=900.0, show_default=True,
+              help="Hard host-side limit on the whole guest run, seconds.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Writable share ($MDTRACE_OUT in the guest); default: a new temp dir.")
+@click.option("--src", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              help="Project tree shared read-only at /mnt/src (default: this checkout).")
+@click.option("--env", "env", multiple=True, metavar="K=V", help="Export in the guest.")
+@click.option("--quiet", "-q", is_flag=True, help="Do not echo the script's output.")
+@click.argument("script", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.argument("args", nargs=-1, type=click.UNPROCESSED)
+def run_script_cmd(kernel: str, disks: int, disk_mb: int, timeout_s: float,
+                   out_dir: Path | None, src: Path | None, env: tuple[str, ...], quiet: bool,
+                   script: Path, args: tuple[str, ...]) -> None:
+    """Boot KERNEL, run SCRIPT [ARGS] as root in the guest, exit with its exit code."""
+    from mdtrace.vm.image import ensure_image
+    from mdtrace.vm.runner import run_script
+
+    envd = {}
+    for kv in env:
+        k, sep, v = kv.partition("=")
+        if not sep or not k:
+            raise MdtraceError(f"--env {kv!r}: expected K=V")
+        envd[k] = v
+    img = ensure_image()
+    res = run_script(img, kernel, script, out_dir=out_dir, src=src, disks=disks,
+                     disk_mb=disk_mb, timeout_s=timeout_s, env=envd, args=list(args))
+    if not quiet:
+        sys.stdout.write(res.output)
+    click.echo(f"mdtrace vm: {res.summary()}", err=True)
+    if res.timed_out:
+        sys.exit(124)
+    if res.rc is None:
+        raise MdtraceError(f"the guest powered off without an exit code (console: "
+                           f"{res.console_log})")
+    sys.exit(res.rc)
+
+
+@command.command("scenarios")
+@click.option("--kernel", "-k", "kernels", multiple=True,
+              help="Guest kernel(s): 6.1, 6.12 (default: both).")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("out/vm"), show_default=True,
+              help="Where each kernel's results go (<out>/<release>/).")
+@click.option("--only", multiple=True, help="Run only these scenarios (default: all).")
+@click.option("--timeout", "timeout_s", default=1500.0, show_default=True,
+              help="Hard limit per kernel boot, seconds.")
+def scenarios(kernels: tuple[str, ...], out_dir: Path, only: tuple[str, ...],
+              timeout_s: float) -> None:
+    """Run every guest scenario (tests/vm/scenarios) under mdtrace record, one boot per kernel,
+    and check each scenario's findings and lifecycle."""
+    from mdtrace.vm.scenarios import check_all, run_scenarios
+
+    failed = 0
+    for rel in _kernels(kernels):
+        res = run_scenarios(rel, out_dir / rel, only=list(only), timeout_s=timeout_s)
+        for line in check_all(res):
+            click.echo(line)
+            failed += line.startswith("FAIL")
+    if failed:
+        raise MdtraceError(f"{failed} scenario check(s) failed; results under {out_dir}")

@@ -1,0 +1,199 @@
+"""Boot a guest kernel under qemu, run one script in it, bring its results back.
+
+The guest's boot agent (mdtrace/vm/guest/mdtrace-vm-agent, a systemd oneshot) mounts two 9p
+shares: ``src`` (the project tree, read-only, at /mnt/src, the script's cwd) and ``out`` (a
+writable host directory at /mnt/out, ``$MDTRACE_OUT``).  It runs ``/mnt/out/job.sh``, tees the
+output to the serial console and ``output.log``, writes the exit code to ``rc`` and powers off.
+The host enforces a hard timeout on qemu itself, so a hung guest kernel cannot hang the caller.
+
+TCG, not KVM, by default: on these machines /dev/kvm comes from a nested-virtualisation module
+that accepts the ioctls but cannot boot a kernel (see docs/vm.md).  MDTRACE_VM_ACCEL=kvm opts in.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mdtrace.errors import EnvironmentProblem, MdtraceError
+from mdtrace.vm.image import GuestImage
+from mdtrace.vm.recipe import kernel_release
+
+QEMU = "qemu-system-x86_64"
+ACCELS = {
+    "tcg": ["-accel", "tcg,thread=multi", "-cpu", "max"],
+    "kvm": ["-accel", "kvm", "-cpu", "host"],
+}
+
+
+@dataclass
+class RunResult:
+    """What came back from one guest run."""
+
+    kernel: str
+    rc: int | None            # the script's exit code; None if it never finished
+    timed_out: bool           # the host killed qemu at the hard timeout
+    output: str               # the script's combined stdout+stderr
+    out_dir: Path             # the writable share: output.log, rc, and whatever the script wrote
+    console_log: Path         # the guest's serial console (kernel messages, agent lines)
+    wall_s: float             # host seconds from qemu start to qemu exit
+    boot_s: float | None      # guest uptime when the script started (boot time)
+    uname_r: str = ""
+    qemu_rc: int | None = None
+    cmdline: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0 and not self.timed_out
+
+    def summary(self) -> str:
+        state = "timed out" if self.timed_out else f"rc={self.rc}"
+        boot = f"{self.boot_s:.1f}" if self.boot_s is not None else "?"
+        return (f"kernel {self.uname_r or self.kernel}: {state}, boot {boot} s, "
+                f"wall {self.wall_s:.1f} s, out {self.out_dir}")
+
+
+def qemu_problem() -> str | None:
+    """Why no guest can run here (no qemu binary), or None."""
+    if shutil.which(QEMU) is None:
+        return (f"{QEMU} not found: install it with 'apt-get install qemu-system-x86' "
+                "(scripts/install-system-deps.sh)")
+    return None
+
+
+def default_src_dir() -> Path:
+    """The project tree to share: the checkout this mdtrace package was imported from."""
+    here = Path(__file__).resolve().parents[2]
+    if (here / "pyproject.toml").is_file() and (here / "mdtrace").is_dir():
+        return here
+    raise MdtraceError(f"cannot find the mdtrace project tree above {here}: pass --src DIR")
+
+
+def _disk_files(out_dir: Path, disks: int, disk_mb: int) -> list[Path]:
+    paths = []
+    for i in range(disks):
+        p = out_dir.parent / f"{out_dir.name}.disk{i}.img"
+        with open(p, "wb") as fh:
+            fh.truncate(disk_mb << 20)
+        paths.append(p)
+    return paths
+
+
+def build_cmdline(image: GuestImage, kernel: str, src: Path, out_dir: Path,
+                  disks: list[Path], *, cpus: int = 2, mem_mb: int = 2048,
+                  accel: str = "tcg", console_log: Path, append: str = "") -> list[str]:
+    """The qemu command line (pure: tests check it without booting)."""
+    if accel not in ACCELS:
+        raise MdtraceError(f"unknown accelerator {accel!r}: use one of {', '.join(ACCELS)}")
+    cmd = [QEMU, *ACCELS[accel], "-smp", str(cpus), "-m", str(mem_mb),
+           "-display", "none", "-monitor", "none", "-no-reboot", "-nic", "none",
+           "-serial", f"file:{console_log}",
+           "-kernel", str(image.vmlinuz(kernel)), "-initrd", str(image.initrd(kernel)),
+           "-append", ("root=/dev/vda rw console=ttyS0 panic=-1 loglevel=5 "
+                       "systemd.show_status=0 " + append).strip(),
+           "-drive", f"file={image.root_img},if=virtio,format=raw,snapshot=on",
+           "-virtfs", f"local,path={src},mount_tag=src,security_model=none,readonly=on",
+           "-virtfs", f"local,path={out_dir},mount_tag=out,security_model=none"]
+    for d in disks:
+        cmd += ["-drive", f"file={d},if=virtio,format=raw,cache=unsafe"]
+    return cmd
+
+
+def run_script(image: GuestImage, kernel: str, script: str | os.PathLike[str], *,
+               out_dir: str | os.PathLike[str] | None = None,
+               src: str | os.PathLike[str] | None = None, disks: int = 4, disk_mb: int = 256,
+               timeout_s: float = 900, cpus: int = 2, mem_mb: int = 2048,
+               accel: str | None = None, env: dict[str, str] | None = None,
+               args: list[str] | None = None, append: str = "") -> RunResult:
+    """Boot ``kernel`` ('6.1', '6.12' or a full release), run ``script`` as root, power off.
+
+    ``script`` is a host path; it is copied into the out share, run by bash with cwd = the
+    project tree (read-only) and ``args``; ``env`` entries are exported first.  Extra disks
+    appear as /dev/vdb, /dev/vdc, ... (sparse files, deleted afterwards).  The script gets
+    ``timeout_s - 60`` seconds inside the guest (minimum half of it); qemu is killed at
+    ``timeout_s`` whatever happens.
+    """
+    problem = qemu_problem()
+    if problem:
+        raise EnvironmentProblem(problem)
+    rel = kernel_release(kernel)
+    if rel not in image.kernels or not image.vmlinuz(rel).is_file():
+        raise MdtraceError(f"kernel {rel} is not in the image at {image.path}: "
+                           f"it has {', '.join(image.kernels)}")
+    script = Path(script)
+    if not script.is_file():
+        raise MdtraceError(f"{script}: no such script")
+    src_dir = Path(src).resolve() if src else default_src_dir()
+    out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix=f"mdtrace-vm-{rel[:4]}-"))
+    out.mkdir(parents=True, exist_ok=True)
+    for stale in ("rc", "output.log", "boot_uptime", "uname_r", "console.log"):
+        (out / stale).unlink(missing_ok=True)
+    body = ["#!/bin/bash", "set -o pipefail"]
+    for k, v in (env or {}).items():
+        body.append(f"export {k}={_shq(v)}")
+    argv = " ".join(_shq(a) for a in (args or []))
+    body.append(f"exec bash /mnt/out/job_script.sh {argv}")
+    shutil.copy2(script, out / "job_script.sh")
+    (out / "job.sh").write_text("\n".join(body) + "\n")
+    guest_limit = int(max(timeout_s - 60, timeout_s / 2))
+    (out / "job_timeout").write_text(f"{guest_limit}\n")
+    console = out / "console.log"
+    disk_paths = _disk_files(out, disks, disk_mb)
+    accel = accel or os.environ.get("MDTRACE_VM_ACCEL", "tcg")
+    cmd = build_cmdline(image, rel, src_dir, out, disk_paths, cpus=cpus, mem_mb=mem_mb,
+                        accel=accel, console_log=console, append=append)
+    t0 = time.monotonic()
+    timed_out = False
+    qemu_rc: int | None = None
+    try:
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            qout, _ = proc.communicate(timeout=timeout_s)
+            qemu_rc = proc.returncode
+        except subprocess.TimeoutExpired:
+            timed_out = True
+            proc.kill()
+            qout, _ = proc.communicate()
+    finally:
+        for d in disk_paths:
+            d.unlink(missing_ok=True)
+    wall = time.monotonic() - t0
+    if qemu_rc not in (0, None) and not (out / "rc").exists():
+        msg = qout.decode(errors="replace").strip().splitlines()
+        raise MdtraceError(f"qemu failed (exit {qemu_rc}): {msg[-1] if msg else 'no output'} "
+                           f"(console: {console})")
+    return RunResult(kernel=rel, rc=_read_int(out / "rc"), timed_out=timed_out,
+                     output=_read(out / "output.log"), out_dir=out, console_log=console,
+                     wall_s=wall, boot_s=_read_float(out / "boot_uptime"),
+                     uname_r=_read(out / "uname_r").strip(), qemu_rc=qemu_rc, cmdline=cmd)
+
+
+def _shq(s: str) -> str:
+    return "'" + str(s).replace("'", "'\"'\"'") + "'"
+
+
+def _read(p: Path) -> str:
+    try:
+        return p.read_text(errors="replace")
+    except OSError:
+        return ""
+
+
+def _read_int(p: Path) -> int | None:
+    try:
+        return int(_read(p).strip())
+    except ValueError:
+        return None
+
+
+def _read_float(p: Path) -> float | None:
+    try:
+        return float(_read(p).strip())
+    except ValueError:
+        return None
