@@ -1,0 +1,73 @@
+#!/bin/bash
+# Guest side of bench/vm_fio.py: fio 4 KiB randwrite on an md raid5 (4 virtio disks) untraced,
+# traced by `mdtrace record`, traced by a naive per-bio bcc probe, untraced again; then the F7
+# detection latency (frozen reshape + IO across the position under `mdtrace record`).
+# Results: $MDTRACE_OUT/bench/*.json.   env: RUNTIME (s per fio run, default 20)
+set -u
+out=$MDTRACE_OUT/bench; mkdir -p "$out"
+src=/mnt/src
+rt=${RUNTIME:-20}
+modprobe raid456
+now() { cut -d' ' -f1 /proc/uptime; }
+mdadm --create /dev/md0 --run --level=5 --raid-devices=4 --size=160M --assume-clean \
+    /dev/vdb /dev/vdc /dev/vdd /dev/vde || exit 1
+fio_run() {  # fio_run NAME
+    fio --name="$1" --filename=/dev/md0 --rw=randwrite --bs=4k --direct=1 --ioengine=libaio \
+        --iodepth=16 --numjobs=1 --time_based --runtime="$rt" --size=400M --randrepeat=1 \
+        --group_reporting --output-format=json > "$out/fio_$1.json" 2> "$out/fio_$1.err"
+    python3 -c "import json,sys; j=json.load(open(sys.argv[1])); print(sys.argv[2], 'iops', round(j['jobs'][0]['write']['iops'], 1))" "$out/fio_$1.json" "$1"
+}
+wait_ready() {  # wait_ready PID LOGFILE [READYFILE] - up to 120 s
+    local i
+    for ((i = 0; i < 600; i++)); do
+        kill -0 "$1" 2>/dev/null || return 1
+        [[ -n ${3:-} && -s ${3:-/nonexistent} ]] && return 0
+        grep -qiE 'recording|attached|ready' "$2" 2>/dev/null && return 0
+        sleep 0.2
+    done
+    return 0
+}
+fio_run untraced1
+if mdtrace record --help >/dev/null 2>&1; then
+    mdtrace record -o /tmp/bench.jsonl.gz > "$out/record.log" 2>&1 &
+    rp=$!
+    wait_ready $rp "$out/record.log" && sleep 1 && fio_run mdtrace
+    kill -INT $rp; wait $rp; echo "record rc=$? events file $(stat -c %s /tmp/bench.jsonl.gz 2>/dev/null) bytes"
+else
+    echo "mdtrace record not available: traced run skipped"
+fi
+python3 "$src/bench/vm_naive_probe.py" /tmp/naive.ready > "$out/naive.json" 2> "$out/naive.err" &
+np=$!
+wait_ready $np "$out/naive.err" /tmp/naive.ready && fio_run naive
+kill -INT $np; wait $np; echo "naive probe: $(cat "$out/naive.json") $(tail -2 "$out/naive.err")"
+fio_run untraced2
+mdadm --stop /dev/md0
+
+# F7 detection latency: frozen reshape, then IO across the reshape position, under record.
+if mdtrace record --help >/dev/null 2>&1; then
+    for d in /dev/vd[b-e]; do mdadm --zero-superblock $d 2>/dev/null; done
+    mdadm --create /dev/md0 --run --level=5 --raid-devices=3 --size=64M --assume-clean \
+        /dev/vdb /dev/vdc /dev/vdd
+    mdadm /dev/md0 --add /dev/vde
+    echo 1000 > /proc/sys/dev/raid/speed_limit_min; echo 2000 > /proc/sys/dev/raid/speed_limit_max
+    mdtrace record -o "$out/f7.jsonl.gz" > "$out/record_f7.log" 2>&1 &
+    rp=$!
+    wait_ready $rp "$out/record_f7.log"; sleep 1
+    MDADM_NO_SYSTEMCTL=1 mdadm --grow /dev/md0 --raid-devices=4
+    sleep 4
+    echo frozen > /sys/block/md0/md/sync_action; sleep 1
+    pos=$(cat /sys/block/md0/md/reshape_position)
+    t_io=$(now)
+    echo "{\"io_start_uptime\": $t_io, \"reshape_position\": $pos}" > "$out/f7_io.json"
+    dd if=/dev/urandom of=/dev/md0 bs=1M seek=$(( pos / 2048 > 4 ? pos / 2048 - 4 : 0 )) count=8 \
+        oflag=direct status=none &
+    sleep 15
+    echo idle > /sys/block/md0/md/sync_action
+    echo 200000 > /proc/sys/dev/raid/speed_limit_max
+    wait
+    sleep 2
+    kill -INT $rp; wait $rp
+    mdtrace report --format json "$out/f7.jsonl.gz" > "$out/f7_report.json" 2> "$out/f7_report.err"
+    mdadm --stop /dev/md0
+fi
+exit 0

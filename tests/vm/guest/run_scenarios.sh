@@ -1,0 +1,118 @@
+#!/bin/bash
+# Guest driver: run the named scenarios (default: all in scenarios/) one after another in this
+# boot, each under `mdtrace record` when that command exists, then decode each trace with
+# `mdtrace report --format json` (and `mdtrace replay --json`).  Results per scenario in
+# $MDTRACE_OUT/scenarios/<name>/: result.json, obs.jsonl, timeline.txt, trace.jsonl.gz,
+# report.json, replay.json, record.log, log.txt.
+#   env: SCEN_TIMEOUT (s per scenario, default 300), MDTRACE_RECORD_ARGS (extra record args),
+#        MDTRACE_NO_RECORD=1 (md side only)
+set -u
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# job_script.sh is a copy in the out share: find the tree via /mnt/src
+[[ -f $here/lib.sh ]] || here=/mnt/src/tests/vm/guest
+out=${MDTRACE_OUT:?}
+mkdir -p "$out/scenarios"
+modprobe raid456; modprobe dm-raid; modprobe raid1
+names=("$@")
+if ((${#names[@]} == 0)); then
+    for f in "$here"/scenarios/*.sh; do names+=("$(basename "$f" .sh)"); done
+fi
+can_record=0
+if [[ ${MDTRACE_NO_RECORD:-0} != 1 ]] && mdtrace record --help >/dev/null 2>&1; then
+    can_record=1
+fi
+echo "run_scenarios: kernel $(uname -r), record=$can_record, scenarios: ${names[*]}"
+# fresh BTF/kallsyms capture, compared on the host with the committed tests/data/btf/
+if [[ ${CAPTURE_BTF:-1} == 1 ]]; then
+    bash "$here/capture_btf.sh" > "$out/capture_btf.log" 2>&1 || echo "run_scenarios: capture_btf failed"
+fi
+
+cleanup_disks() {
+    pkill -x fio 2>/dev/null; pkill -x dd 2>/dev/null
+    for d in $(dmsetup ls 2>/dev/null | awk '$1 != "No" {print $1}'); do
+        dmsetup resume "$d" 2>/dev/null
+    done
+    vgchange -an -q 2>/dev/null >/dev/null
+    for vg in $(vgs --noheadings -o vg_name 2>/dev/null); do vgremove -ff -y "$vg" >/dev/null 2>&1; done
+    dmsetup remove_all --force 2>/dev/null
+    for md in /dev/md[0-9]* /dev/md/*; do [[ -b $md ]] && mdadm --stop "$md" >/dev/null 2>&1; done
+    for d in /dev/vd[b-z]; do
+        [[ -b $d ]] || continue
+        mdadm --zero-superblock "$d" >/dev/null 2>&1
+        wipefs -a -q "$d" >/dev/null 2>&1
+        dd if=/dev/zero of="$d" bs=1M count=4 oflag=direct status=none 2>/dev/null
+    done
+    echo 1000 > /proc/sys/dev/raid/speed_limit_min
+    echo 200000 > /proc/sys/dev/raid/speed_limit_max
+    udevadm settle -t 10 2>/dev/null || true
+}
+
+start_record() {  # start_record SDIR -> REC_PID (0 when not recording)
+    REC_PID=0
+    ((can_record)) || return 0
+    local sdir=$1 t0 i
+    # shellcheck disable=SC2086
+    mdtrace record -o "$sdir/trace.jsonl.gz" ${MDTRACE_RECORD_ARGS:-} > "$sdir/record.log" 2>&1 &
+    REC_PID=$!
+    t0=$(date +%s)
+    # ready: the recorder says so on stdout/stderr, or its trace file has data; at most 120 s
+    for ((i = 0; i < 600; i++)); do
+        kill -0 "$REC_PID" 2>/dev/null || break
+        grep -qiE 'recording|attached|ready' "$sdir/record.log" 2>/dev/null && break
+        sleep 0.2
+    done
+    sleep 1
+    if ! kill -0 "$REC_PID" 2>/dev/null; then
+        echo "run_scenarios: mdtrace record exited early: $(tail -3 "$sdir/record.log")"
+        REC_PID=0
+    fi
+    echo "record_ready_s $(( $(date +%s) - t0 ))" >> "$sdir/record.log.meta"
+}
+
+stop_record() {
+    local sdir=$1 i
+    ((REC_PID > 0)) || return 0
+    kill -INT "$REC_PID" 2>/dev/null
+    for ((i = 0; i < 150; i++)); do kill -0 "$REC_PID" 2>/dev/null || break; sleep 0.2; done
+    if kill -0 "$REC_PID" 2>/dev/null; then
+        echo "run_scenarios: recorder did not stop on SIGINT in 30 s; SIGTERM" >&2
+        kill -TERM "$REC_PID" 2>/dev/null; sleep 2; kill -KILL "$REC_PID" 2>/dev/null
+    fi
+    wait "$REC_PID" 2>/dev/null
+    echo "record_rc $?" >> "$sdir/record.log.meta"
+}
+
+for name in "${names[@]}"; do
+    script=$here/scenarios/$name.sh
+    sdir=$out/scenarios/$name
+    rm -rf "$sdir"; mkdir -p "$sdir"
+    if [[ ! -f $script ]]; then
+        echo "{\"name\": \"$name\", \"rc\": 127, \"error\": \"no such scenario\"}" > "$sdir/result.json"
+        continue
+    fi
+    cleanup_disks
+    echo "== scenario $name ($(uname -r))"
+    start_record "$sdir"
+    t0=$(cut -d' ' -f1 /proc/uptime)
+    SCEN=$name SDIR=$sdir LIB=$here/lib.sh timeout -k 10 "${SCEN_TIMEOUT:-300}" \
+        bash -c 'source "$LIB"; source "$0"' "$script" > "$sdir/log.txt" 2>&1
+    rc=$?
+    t1=$(cut -d' ' -f1 /proc/uptime)
+    stop_record "$sdir"
+    sed "s/^/  /" "$sdir/log.txt"
+    recorded=false
+    if [[ -s $sdir/trace.jsonl.gz ]]; then
+        recorded=true
+        mdtrace report --format json "$sdir/trace.jsonl.gz" > "$sdir/report.json" 2> "$sdir/report.err"
+        echo "report_rc $?" >> "$sdir/record.log.meta"
+        mdtrace replay --json "$sdir/trace.jsonl.gz" > "$sdir/replay.json" 2> "$sdir/replay.err"
+        echo "replay_rc $?" >> "$sdir/record.log.meta"
+    fi
+    dur=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
+    printf '{"name": "%s", "kernel": "%s", "rc": %d, "time_s": %s, "t0": %s, "t1": %s, "recorded": %s}\n' \
+        "$name" "$(uname -r)" "$rc" "$dur" "$t0" "$t1" "$recorded" > "$sdir/result.json"
+    echo "== scenario $name: rc=$rc in ${dur}s recorded=$recorded"
+done
+cleanup_disks
+dmesg > "$out/dmesg.txt"
+exit 0

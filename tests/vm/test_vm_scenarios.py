@@ -1,0 +1,102 @@
+"""Real-kernel tier: every guest scenario on the 6.1 and 6.12 guest kernels, one boot per kernel.
+
+Each scenario runs under `mdtrace record` in the guest; the checks (mdtrace/vm/scenarios.py
+EXPECT) assert the kernel's observed behaviour and, from the recorded trace, the findings of
+`mdtrace report --format json` and the decoded lifecycle events.  Skips (loudly) only when no
+guest can run here at all: no qemu, no root/mmdebstrap to build the image, or no disk space.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from mdtrace.vm.recipe import KERNELS, cache_root
+
+pytestmark = pytest.mark.vm
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = Path(os.environ.get("MDTRACE_VM_OUT", ROOT / "out" / "vm"))
+SCENARIOS = sorted(p.stem for p in (ROOT / "tests/vm/guest/scenarios").glob("*.sh"))
+NEED_FREE_GB = 8
+
+
+def _cannot_run() -> str | None:
+    from mdtrace.vm.image import build_tools_problem, find_image
+    from mdtrace.vm.runner import qemu_problem
+
+    why = qemu_problem()
+    if why:
+        return why
+    if find_image() is None:
+        why = build_tools_problem()
+        if why:
+            return f"guest image not built and cannot be built here: {why}"
+    probe = cache_root()
+    while not probe.exists():
+        probe = probe.parent
+    free_gb = shutil.disk_usage(probe).free / 2**30
+    if free_gb < NEED_FREE_GB:
+        return f"only {free_gb:.1f} GiB free under {probe}; the guest needs {NEED_FREE_GB} GiB"
+    return None
+
+
+def _skip_loudly(why: str) -> None:
+    msg = f"!! vm tier SKIPPED (real-kernel scenarios NOT run): {why}"
+    print(msg, file=sys.stderr)
+    pytest.skip(msg)
+
+
+@pytest.fixture(scope="module", params=sorted(KERNELS))
+def kernel_run(request: pytest.FixtureRequest):  # -> ScenarioRun
+    """Boot the guest kernel once and run all scenarios (cached for the module)."""
+    why = _cannot_run()
+    if why:
+        _skip_loudly(why)
+    from mdtrace.vm.scenarios import run_scenarios
+
+    rel = KERNELS[request.param]
+    run = run_scenarios(rel, OUT / rel, timeout_s=float(os.environ.get("MDTRACE_VM_TIMEOUT",
+                                                                       1800)))
+    print(f"\nmdtrace vm: {run.run.summary()}", file=sys.stderr)
+    for name, r in sorted(run.results.items()):
+        print(f"  {name}: rc={r.rc} {r.time_s} s recorded={r.recorded}", file=sys.stderr)
+    return run
+
+
+def test_guest_completed(kernel_run) -> None:
+    run = kernel_run
+    assert not run.run.timed_out, f"guest timed out: {run.run.summary()}"
+    assert run.run.rc == 0, f"guest driver failed: {run.run.summary()}\n{run.run.output[-3000:]}"
+    assert run.run.uname_r == run.kernel
+    assert sorted(run.results) == SCENARIOS
+
+
+@pytest.mark.parametrize("name", SCENARIOS)
+def test_scenario(kernel_run, name: str) -> None:
+    from mdtrace.vm.scenarios import check_scenario
+
+    r = kernel_run.results.get(name)
+    assert r is not None, f"scenario {name} produced no result dir"
+    problems = check_scenario(r)
+    assert not problems, f"{kernel_run.kernel} {name}: " + "; ".join(problems) + \
+        f" (logs: {r.dir})"
+
+
+def test_committed_btf_matches_guest(kernel_run) -> None:
+    """tests/data/btf/<release>/ holds exactly what this guest kernel exposes."""
+    fresh = kernel_run.run.out_dir / "btf" / kernel_run.kernel
+    committed = ROOT / "tests/data/btf" / kernel_run.kernel
+    assert fresh.is_dir(), "capture_btf.sh produced nothing"
+    for mod in ("vmlinux", "md_mod", "raid456", "dm_raid"):
+        blob = (fresh / f"{mod}.btf").read_bytes()
+        stored = zstandard.ZstdDecompressor().decompress(
+            (committed / f"{mod}.btf.zst").read_bytes(), max_output_size=64 << 20)
+        assert hashlib.sha256(blob).digest() == hashlib.sha256(stored).digest(), mod
+    assert (fresh / "kallsyms.txt").read_text() == (committed / "kallsyms.txt").read_text()
