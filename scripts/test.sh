@@ -13,6 +13,8 @@ echo "== pytest: fast + bcc tiers"
 if [[ "${MDTRACE_SKIP_VM:-0}" == 1 ]]; then
     echo "!! MDTRACE_SKIP_VM=1: the real-kernel vm tier was SKIPPED" >&2
 else
-    echo "== pytest: vm tier (real md kernels under qemu)"
-    "$VENV/bin/pytest" -q -m vm -p no:cacheprovider
+    echo "== pytest: vm tier (real md kernels under qemu; cold image build ~2-5 min, ~3 min/kernel)"
+    "$VENV/bin/mdtrace" vm info || true
+    # -rs: a skipped vm tier prints its reason; -s: per-kernel scenario summaries as they finish
+    "$VENV/bin/pytest" -q -m vm -rs -s -p no:cacheprovider
 fi

@@ -118,3 +118,22 @@ def scenarios(kernels: tuple[str, ...], out_dir: Path, only: tuple[str, ...],
             failed += line.startswith("FAIL")
     if failed:
         raise MdtraceError(f"{failed} scenario check(s) failed; results under {out_dir}")
+
+
+@command.command("golden")
+@click.option("--from", "src_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
+              default=Path("out/vm"), show_default=True,
+              help="Output of 'mdtrace vm scenarios' (<dir>/<release>/scenarios/...).")
+@click.option("--dest", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("tests/data/golden"), show_default=True)
+def golden(src_dir: Path, dest: Path) -> None:
+    """Keep the recorded scenario traces as golden traces (pointer-checked) for the fast tier."""
+    from mdtrace.vm.golden import collect
+    from mdtrace.vm.scenarios import load_results
+
+    kernels = [d for d in sorted(src_dir.iterdir()) if (d / "scenarios").is_dir()]
+    if not kernels:
+        raise MdtraceError(f"{src_dir}: no scenario results (run 'mdtrace vm scenarios' first)")
+    for kdir in kernels:
+        for line in collect(load_results(kdir, kdir.name), dest):
+            click.echo(line)
