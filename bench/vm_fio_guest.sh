@@ -27,12 +27,15 @@ wait_ready() {  # wait_ready PID LOGFILE [READYFILE] - up to 120 s
     done
     return 0
 }
+source "$src/tests/vm/guest/record.sh"
 fio_run untraced1
-if mdtrace record --help >/dev/null 2>&1; then
-    mdtrace record -o /tmp/bench.jsonl.gz > "$out/record.log" 2>&1 &
-    rp=$!
-    wait_ready $rp "$out/record.log" && sleep 1 && fio_run mdtrace
-    kill -INT $rp; wait $rp; echo "record rc=$? events file $(stat -c %s /tmp/bench.jsonl.gz 2>/dev/null) bytes"
+if record_available; then
+    record_start /tmp/bench.jsonl.gz "$out/record.log"
+    echo "record ready after ${REC_READY_S}s"
+    ((REC_PID > 0)) && fio_run mdtrace
+    record_stop
+    echo "record rc=$REC_RC trace $(stat -c %s /tmp/bench.jsonl.gz 2>/dev/null) bytes"
+    mdtrace replay --json /tmp/bench.jsonl.gz 2>/dev/null | grep -c . | sed 's/^/trace events: /'
 else
     echo "mdtrace record not available: traced run skipped"
 fi
@@ -44,15 +47,13 @@ fio_run untraced2
 mdadm --stop /dev/md0
 
 # F7 detection latency: frozen reshape, then IO across the reshape position, under record.
-if mdtrace record --help >/dev/null 2>&1; then
+if record_available; then
     for d in /dev/vd[b-e]; do mdadm --zero-superblock $d 2>/dev/null; done
     mdadm --create /dev/md0 --run --level=5 --raid-devices=3 --size=64M --assume-clean \
         /dev/vdb /dev/vdc /dev/vdd
     mdadm /dev/md0 --add /dev/vde
     echo 1000 > /proc/sys/dev/raid/speed_limit_min; echo 2000 > /proc/sys/dev/raid/speed_limit_max
-    mdtrace record -o "$out/f7.jsonl.gz" > "$out/record_f7.log" 2>&1 &
-    rp=$!
-    wait_ready $rp "$out/record_f7.log"; sleep 1
+    record_start "$out/f7.jsonl.gz" "$out/record_f7.log"
     MDADM_NO_SYSTEMCTL=1 mdadm --grow /dev/md0 --raid-devices=4
     sleep 4
     echo frozen > /sys/block/md0/md/sync_action; sleep 1
@@ -66,7 +67,7 @@ if mdtrace record --help >/dev/null 2>&1; then
     echo 200000 > /proc/sys/dev/raid/speed_limit_max
     wait
     sleep 2
-    kill -INT $rp; wait $rp
+    record_stop
     mdtrace report --format json "$out/f7.jsonl.gz" > "$out/f7_report.json" 2> "$out/f7_report.err"
     mdadm --stop /dev/md0
 fi

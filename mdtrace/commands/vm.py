@@ -73,8 +73,10 @@ def run_script_cmd(kernel: str, disks: int, disk_mb: int, timeout_s: float,
                    script: Path, args: tuple[str, ...]) -> None:
     """Boot KERNEL, run SCRIPT [ARGS] as root in the guest, exit with its exit code."""
     from mdtrace.vm.image import ensure_image
+    from mdtrace.vm.recipe import kernel_release
     from mdtrace.vm.runner import run_script
 
+    kernel_release(kernel)  # one-line error before any build
     envd = {}
     for kv in env:
         k, sep, v = kv.partition("=")
@@ -111,7 +113,8 @@ def scenarios(kernels: tuple[str, ...], out_dir: Path, only: tuple[str, ...],
     from mdtrace.vm.scenarios import check_all, run_scenarios
 
     failed = 0
-    for rel in _kernels(kernels):
+    rels = _kernels(kernels)  # validate names before booting anything
+    for rel in rels:
         res = run_scenarios(rel, out_dir / rel, only=list(only), timeout_s=timeout_s)
         for line in check_all(res):
             click.echo(line)

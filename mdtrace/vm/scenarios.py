@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,6 +34,7 @@ class ScenarioResult:
     rc: int | None
     time_s: float | None
     recorded: bool
+    record_attempted: bool = False
     obs: dict[str, str] = field(default_factory=dict)       # last value per key
     obs_t: dict[str, float] = field(default_factory=dict)   # guest uptime of that value
     obs_all: dict[str, list[str]] = field(default_factory=dict)  # every value, in order
@@ -126,7 +128,8 @@ def load_results(out_dir: Path, kernel: str = "") -> dict[str, ScenarioResult]:
             replay = replay.get("events")
         results[d.name] = ScenarioResult(
             name=d.name, kernel=str(res.get("kernel", kernel)), dir=d, rc=res.get("rc"),
-            time_s=res.get("time_s"), recorded=bool(res.get("recorded")), obs=obs,
+            time_s=res.get("time_s"), recorded=bool(res.get("recorded")),
+            record_attempted=bool(res.get("record_attempted")), obs=obs,
             obs_t=obs_t, obs_all=obs_all, report=_load_json(d / "report.json"),
             replay=replay if isinstance(replay, list) else None)
     return results
@@ -139,6 +142,9 @@ def run_scenarios(kernel: str, out_dir: Path, *, only: list[str] | None = None,
     src = src or default_src_dir()
     img = ensure_image()
     out_dir.mkdir(parents=True, exist_ok=True)
+    stale = out_dir / "scenarios"
+    if stale.is_dir() and not only:
+        shutil.rmtree(stale)   # results of an earlier run must not pass for this one's
     run = run_script(img, kernel, src / GUEST_DIR / "run_scenarios.sh", out_dir=out_dir,
                      src=src, disks=4, disk_mb=256, timeout_s=timeout_s, args=only or [],
                      env=env)
@@ -245,15 +251,20 @@ EXPECT: dict[str, Expect] = {
         # both kernels make the write across the frozen reshape position wait; 6.1 sleeps on
         # wait_for_overlap and completes it once the reshape moves; 6.12 spins in the
         # STRIPE_WAIT_RESHAPE retry loop and fails the bio with BLK_STS_RESOURCE (ENOMEM)
-        "6.1": (obs_history("io_across", "^blocked after", "^done rc=0 "),),
-        "6.12": (obs_history("io_across", "^blocked after", "^done rc=1 "),),
+        "6.1": (obs_history("io_across", "^blocked after", "^done rc=0 "),
+                obs_matches("io_across_state", "^D wait_woken"),
+                obs_matches("io_across_stack", "raid5_make_request")),
+        "6.12": (obs_history("io_across", "^blocked after", "^done rc=1 "),
+                 obs_matches("io_across_state", "^R")),
     }),
     "readonly_reshape": Expect(common=(
         obs_matches("readonly", "^ok ro=1"), obs_matches("readwrite", "^ok"),
         obs_matches("finished", "^idle raid_disks=4$"), LIFECYCLE,
     ), per_kernel={
-        "6.1": (obs_history("io_across", "^blocked after", "^done rc=0 "),),
-        "6.12": (obs_history("io_across", "^blocked after", "^done rc=1 "),),
+        "6.1": (obs_history("io_across", "^blocked after", "^done rc=0 "),
+                obs_matches("io_across_state", "^D wait_woken")),
+        "6.12": (obs_history("io_across", "^blocked after", "^done rc=1 "),
+                 obs_matches("io_across_state", "^R")),
     }),
     "sync_actions": Expect(common=(
         obs_matches("after_frozen", "^frozen"), obs_matches("resync_done", "^idle$"),
@@ -281,6 +292,8 @@ def check_scenario(r: ScenarioResult) -> list[str]:
     problems = []
     if r.rc != 0:
         problems.append(f"scenario script exit code {r.rc} ({r.obs.get('error', 'see log.txt')})")
+    if r.record_attempted and not r.recorded:
+        problems.append("mdtrace record ran but left no trace (see record.log)")
     exp = EXPECT.get(r.name)
     if exp is None:
         return problems + ["no expectations defined for this scenario"]

@@ -78,6 +78,14 @@ io_check() {  # io_check NAME WAIT_S -> obs io_NAME = done/blocked
     local dt; dt=$(awk -v a="${IO_T0[$name]}" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')
     if kill -0 "${IO_PID[$name]}" 2>/dev/null; then
         obs "io_$name" "blocked after ${dt}s"
+        # where it waits: process state + wait channel, kernel stack to a file
+        local c; c=$(pgrep -P "${IO_PID[$name]}" | head -1)
+        if [[ -n $c ]]; then
+            sleep 0.3
+            obs "io_${name}_state" "$(ps -o stat=,wchan:40= -p "$c" | xargs)"
+            cat "/proc/$c/stack" > "$SDIR/io_$name.stack" 2>/dev/null
+            obs "io_${name}_stack" "$(grep -oE '(raid5_make_request|md_handle_request|wait_woken|md_submit_bio|schedule)[^ ]*' "$SDIR/io_$name.stack" 2>/dev/null | head -4 | xargs)"
+        fi
         return 1
     fi
     wait "${IO_PID[$name]}" 2>/dev/null

@@ -17,10 +17,9 @@ names=("$@")
 if ((${#names[@]} == 0)); then
     for f in "$here"/scenarios/*.sh; do names+=("$(basename "$f" .sh)"); done
 fi
+source "$here/record.sh"
 can_record=0
-if [[ ${MDTRACE_NO_RECORD:-0} != 1 ]] && mdtrace record --help >/dev/null 2>&1; then
-    can_record=1
-fi
+record_available && can_record=1
 echo "run_scenarios: kernel $(uname -r), record=$can_record, scenarios: ${names[*]}"
 # fresh BTF/kallsyms capture, compared on the host with the committed tests/data/btf/
 if [[ ${CAPTURE_BTF:-1} == 1 ]]; then
@@ -47,41 +46,6 @@ cleanup_disks() {
     udevadm settle -t 10 2>/dev/null || true
 }
 
-start_record() {  # start_record SDIR -> REC_PID (0 when not recording)
-    REC_PID=0
-    ((can_record)) || return 0
-    local sdir=$1 t0 i
-    # shellcheck disable=SC2086
-    mdtrace record -o "$sdir/trace.jsonl.gz" ${MDTRACE_RECORD_ARGS:-} > "$sdir/record.log" 2>&1 &
-    REC_PID=$!
-    t0=$(date +%s)
-    # ready: the recorder says so on stdout/stderr, or its trace file has data; at most 120 s
-    for ((i = 0; i < 600; i++)); do
-        kill -0 "$REC_PID" 2>/dev/null || break
-        grep -qiE 'recording|attached|ready' "$sdir/record.log" 2>/dev/null && break
-        sleep 0.2
-    done
-    sleep 1
-    if ! kill -0 "$REC_PID" 2>/dev/null; then
-        echo "run_scenarios: mdtrace record exited early: $(tail -3 "$sdir/record.log")"
-        REC_PID=0
-    fi
-    echo "record_ready_s $(( $(date +%s) - t0 ))" >> "$sdir/record.log.meta"
-}
-
-stop_record() {
-    local sdir=$1 i
-    ((REC_PID > 0)) || return 0
-    kill -INT "$REC_PID" 2>/dev/null
-    for ((i = 0; i < 150; i++)); do kill -0 "$REC_PID" 2>/dev/null || break; sleep 0.2; done
-    if kill -0 "$REC_PID" 2>/dev/null; then
-        echo "run_scenarios: recorder did not stop on SIGINT in 30 s; SIGTERM" >&2
-        kill -TERM "$REC_PID" 2>/dev/null; sleep 2; kill -KILL "$REC_PID" 2>/dev/null
-    fi
-    wait "$REC_PID" 2>/dev/null
-    echo "record_rc $?" >> "$sdir/record.log.meta"
-}
-
 for name in "${names[@]}"; do
     script=$here/scenarios/$name.sh
     sdir=$out/scenarios/$name
@@ -92,25 +56,32 @@ for name in "${names[@]}"; do
     fi
     cleanup_disks
     echo "== scenario $name ($(uname -r))"
-    start_record "$sdir"
+    REC_PID=0
+    if ((can_record)); then
+        record_start "$sdir/trace.jsonl.gz" "$sdir/record.log"
+        echo "record_ready_s $REC_READY_S" >> "$sdir/record.meta"
+    fi
     t0=$(cut -d' ' -f1 /proc/uptime)
     SCEN=$name SDIR=$sdir LIB=$here/lib.sh timeout -k 10 "${SCEN_TIMEOUT:-300}" \
         bash -c 'source "$LIB"; source "$0"' "$script" > "$sdir/log.txt" 2>&1
     rc=$?
     t1=$(cut -d' ' -f1 /proc/uptime)
-    stop_record "$sdir"
+    if ((can_record)); then
+        record_stop
+        echo "record_rc $REC_RC" >> "$sdir/record.meta"
+    fi
     sed "s/^/  /" "$sdir/log.txt"
     recorded=false
     if [[ -s $sdir/trace.jsonl.gz ]]; then
         recorded=true
         mdtrace report --format json "$sdir/trace.jsonl.gz" > "$sdir/report.json" 2> "$sdir/report.err"
-        echo "report_rc $?" >> "$sdir/record.log.meta"
+        echo "report_rc $?" >> "$sdir/record.meta"
         mdtrace replay --json "$sdir/trace.jsonl.gz" > "$sdir/replay.json" 2> "$sdir/replay.err"
-        echo "replay_rc $?" >> "$sdir/record.log.meta"
+        echo "replay_rc $?" >> "$sdir/record.meta"
     fi
     dur=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
-    printf '{"name": "%s", "kernel": "%s", "rc": %d, "time_s": %s, "t0": %s, "t1": %s, "recorded": %s}\n' \
-        "$name" "$(uname -r)" "$rc" "$dur" "$t0" "$t1" "$recorded" > "$sdir/result.json"
+    printf '{"name": "%s", "kernel": "%s", "rc": %d, "time_s": %s, "t0": %s, "t1": %s, "recorded": %s, "record_attempted": %s}\n' \
+        "$name" "$(uname -r)" "$rc" "$dur" "$t0" "$t1" "$recorded" "$( ((can_record)) && echo true || echo false)" > "$sdir/result.json"
     echo "== scenario $name: rc=$rc in ${dur}s recorded=$recorded"
 done
 cleanup_disks

@@ -1,0 +1,55 @@
+# Start/stop `mdtrace record` around a workload in the guest (sourced by run_scenarios.sh and
+# bench/vm_fio_guest.sh).  Readiness: the recorder says so (a line matching
+# recording|attached|ready on stdout/stderr), or the kernel shows its kprobe on
+# md_check_recovery (/sys/kernel/debug/kprobes/list) or a BPF program named after it; then
+# 1.5 s more for the remaining probes.  At most RECORD_READY_TIMEOUT (60) s.
+
+record_available() {
+    [[ ${MDTRACE_NO_RECORD:-0} != 1 ]] && mdtrace record --help >/dev/null 2>&1
+}
+
+_probes_attached() {
+    [[ -d /sys/kernel/debug/kprobes ]] || mount -t debugfs none /sys/kernel/debug 2>/dev/null
+    grep -q 'md_check_recovery' /sys/kernel/debug/kprobes/list 2>/dev/null && return 0
+    bpftool prog show 2>/dev/null | grep -q 'md_check_recov' && return 0
+    return 1
+}
+
+# record_start TRACE LOG [extra args...] -> REC_PID (0 if it died), REC_READY_S
+record_start() {
+    local trace=$1 log=$2; shift 2
+    local t0 i limit=$(( ${RECORD_READY_TIMEOUT:-60} * 5 ))
+    t0=$(cut -d' ' -f1 /proc/uptime)
+    # shellcheck disable=SC2086
+    mdtrace record -o "$trace" ${MDTRACE_RECORD_ARGS:-} "$@" > "$log" 2>&1 &
+    REC_PID=$!
+    for ((i = 0; i < limit; i++)); do
+        kill -0 "$REC_PID" 2>/dev/null || break
+        grep -qiE 'recording|attached|ready' "$log" 2>/dev/null && break
+        _probes_attached && break
+        sleep 0.2
+    done
+    sleep 1.5
+    REC_READY_S=$(awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.1f", b - a }')
+    if ! kill -0 "$REC_PID" 2>/dev/null; then
+        wait "$REC_PID" 2>/dev/null
+        echo "record: mdtrace record exited early (rc $?): $(tail -2 "$log" | tr '\n' ' ')" >&2
+        REC_PID=0
+    fi
+}
+
+# record_stop: SIGINT, up to 30 s to flush and exit, then TERM/KILL.  -> REC_RC
+record_stop() {
+    local i
+    REC_RC=
+    ((${REC_PID:-0} > 0)) || return 0
+    kill -INT "$REC_PID" 2>/dev/null
+    for ((i = 0; i < 150; i++)); do kill -0 "$REC_PID" 2>/dev/null || break; sleep 0.2; done
+    if kill -0 "$REC_PID" 2>/dev/null; then
+        echo "record: mdtrace record did not stop on SIGINT within 30 s; SIGTERM" >&2
+        kill -TERM "$REC_PID" 2>/dev/null; sleep 3; kill -KILL "$REC_PID" 2>/dev/null
+    fi
+    wait "$REC_PID" 2>/dev/null
+    REC_RC=$?
+    REC_PID=0
+}
