@@ -16,6 +16,10 @@ test-fast:       ## fast unit/scenario tier only
 	@$(VENV)/bin/ruff check mdtrace tests bench
 	@$(VENV)/bin/pytest -q
 
+vm:              ## real-kernel tier: build the guest image (cached) and run all scenarios on 6.1 + 6.12
+	@bash scripts/bootstrap.sh
+	@$(VENV)/bin/mdtrace vm scenarios
+
 lint:
 	@$(VENV)/bin/ruff check mdtrace tests bench
 

@@ -220,6 +220,27 @@ def events_seen(*kinds: str) -> Check:
     return check
 
 
+def detected_within(code: str, slack_s: float = 2.0) -> Check:
+    """Replaying the trace like the live daemon raises ``code`` within threshold + slack of the
+    blocked IO's start (the issue's target for F7: threshold + 2 s)."""
+    def check(r: ScenarioResult) -> str | None:
+        if not r.recorded:
+            return None
+        from mdtrace.vm.detect import first_detection
+
+        d = first_detection(r.trace, code)
+        if d is None:
+            return f"{code} never raised when replaying the trace live-style"
+        lat = d.latency_s
+        if lat is None:
+            return f"{code} raised but the trace has no io_wait start for {d.array}"
+        if lat > d.threshold_s + slack_s:
+            return f"{code} raised {lat:.1f} s after the IO started (> {d.threshold_s} + {slack_s})"
+        return None
+    check.__name__ = f"{code} within threshold + {slack_s} s"
+    return check
+
+
 @dataclass(frozen=True)
 class Expect:
     common: tuple[Check, ...] = ()
@@ -246,7 +267,8 @@ EXPECT: dict[str, Expect] = {
     "reshape_frozen_io": Expect(common=(
         obs_matches("frozen", "^frozen$"), obs_matches("after_idle", "^reshape$"),
         obs_matches("finished", "^idle raid_disks=4$"), LIFECYCLE,
-        events_seen("start_reshape", "sync_action"),
+        events_seen("start_reshape", "sync_action", "io_wait"),
+        findings_include({"F7"}), detected_within("F7"),
     ), per_kernel={
         # both kernels make the write across the frozen reshape position wait; 6.1 sleeps on
         # wait_for_overlap and completes it once the reshape moves; 6.12 spins in the
@@ -259,7 +281,8 @@ EXPECT: dict[str, Expect] = {
     }),
     "readonly_reshape": Expect(common=(
         obs_matches("readonly", "^ok ro=1"), obs_matches("readwrite", "^ok"),
-        obs_matches("finished", "^idle raid_disks=4$"), LIFECYCLE,
+        obs_matches("finished", "^idle raid_disks=4$"), LIFECYCLE, events_seen("io_wait"),
+        findings_include({"F7"}), detected_within("F7"),
     ), per_kernel={
         "6.1": (obs_history("io_across", "^blocked after", "^done rc=0 "),
                 obs_matches("io_across_state", "^D wait_woken")),

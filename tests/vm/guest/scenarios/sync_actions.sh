@@ -1,9 +1,9 @@
 # idle / frozen / check / repair through sysfs during a sync, on a native md raid5.
 md=md0
+speed_limits 1000 4000
 mdadm --create /dev/$md --run --force --level=5 --raid-devices=3 --size=64M "${DISKS[@]:0:3}" \
     || die "mdadm --create failed"
 timeline_start $md
-speed_limits 1000 4000
 wait_until 10 is_action $md resync && obs started resync
 sleep 2
 for act in frozen idle; do
