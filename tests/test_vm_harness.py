@@ -57,3 +57,84 @@ def test_cmdline_shares_and_disks(tmp_path: Path) -> None:
     with pytest.raises(MdtraceError):
         build_cmdline(img, "6.12", tmp_path, tmp_path, [], accel="hvf",
                       console_log=tmp_path / "c.log")
+
+
+# -- scenario result parsing and checks (synthetic result dirs, as the guest driver writes) --
+
+def _scenario_dir(root: Path, name: str, obs: list[tuple[str, str]], rc: int = 0,
+                  recorded: bool = False, attempted: bool = False,
+                  report: object = None) -> Path:
+    import json
+
+    d = root / "scenarios" / name
+    d.mkdir(parents=True)
+    (d / "result.json").write_text(json.dumps({
+        "name": name, "kernel": "6.12.117+deb12-amd64", "rc": rc, "time_s": 1.5,
+        "recorded": recorded, "record_attempted": attempted}))
+    (d / "obs.jsonl").write_text("".join(
+        json.dumps({"t": 10.0 + i, "k": k, "v": v}) + "\n" for i, (k, v) in enumerate(obs)))
+    if report is not None:
+        (d / "report.json").write_text(json.dumps(report))
+    return d
+
+
+def test_load_results_and_obs_history(tmp_path: Path) -> None:
+    from mdtrace.vm.scenarios import load_results, obs_history, obs_matches
+
+    _scenario_dir(tmp_path, "x", [("io", "blocked after 12.0s"), ("io", "done rc=1 in 13s")])
+    r = load_results(tmp_path)["x"]
+    assert r.obs["io"] == "done rc=1 in 13s" and r.obs_t["io"] == 11.0
+    assert obs_history("io", "^blocked", "^done rc=1")(r) is None
+    assert "do not match" in (obs_history("io", "^blocked", "^done rc=0")(r) or "")
+    assert obs_history("io", "^blocked")(r) is not None          # wrong length
+    assert obs_matches("io", "rc=1")(r) is None
+    assert "missing" in (obs_matches("nope", ".")(r) or "")
+
+
+def test_finding_codes_from_nested_report(tmp_path: Path) -> None:
+    from mdtrace.vm.scenarios import findings_exactly, findings_include, load_results
+
+    rep = {"arrays": [{"name": "md0", "findings": [{"code": "F7"}, {"code": "F10"}]}],
+           "findings": [{"code": "F7", "array": "md0"}]}
+    _scenario_dir(tmp_path, "y", [], recorded=True, report=rep)
+    r = load_results(tmp_path)["y"]
+    assert r.finding_codes() == {"F7", "F10"}
+    assert findings_include({"F7"})(r) is None
+    assert "lack" in (findings_include({"F1"})(r) or "")
+    assert findings_exactly({"F7"})(r) is not None
+
+
+def test_check_scenario_failures(tmp_path: Path) -> None:
+    from mdtrace.vm.scenarios import check_scenario, load_results
+
+    # healthy resync that recorded nothing although the recorder ran, and exited 1
+    _scenario_dir(tmp_path, "resync_raid5", [("error", "mdadm --create failed")], rc=1,
+                  attempted=True)
+    probs = check_scenario(load_results(tmp_path)["resync_raid5"])
+    assert any("exit code 1 (mdadm --create failed)" in p for p in probs)
+    assert any("left no trace" in p for p in probs)
+    assert any("'finished' missing" in p for p in probs)
+
+
+def test_check_scenario_passes_md_side_without_trace(tmp_path: Path) -> None:
+    from mdtrace.vm.scenarios import check_scenario, load_results
+
+    _scenario_dir(tmp_path, "resync_raid5", [
+        ("started", "resync"), ("finished", "idle"), ("last_sync_action", "resync")])
+    assert check_scenario(load_results(tmp_path)["resync_raid5"]) == []
+
+
+def test_raw_pointer_scan(tmp_path: Path) -> None:
+    import gzip
+
+    from mdtrace.vm.golden import raw_pointers
+
+    clean = tmp_path / "clean.jsonl.gz"
+    clean.write_bytes(gzip.compress(
+        b'{"format":"mdtrace-trace"}\n{"t":1,"k":"reap","md":"p:3fa9c01d2b7e",'
+        b'"s":{"rp":18446744073709551615}}\n'))
+    assert raw_pointers(clean) == []            # hashed pointer, MaxSector: fine
+    dirty = tmp_path / "dirty.jsonl"
+    dirty.write_bytes(b'{"t":1,"k":"reap","x":{"bio":"0xffff8e3a41b2c000"}}\n'
+                      b'{"t":2,"k":"reap","x":{"p":18446623297462337536}}\n')
+    assert len(raw_pointers(dirty)) == 2

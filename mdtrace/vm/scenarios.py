@@ -296,6 +296,7 @@ EXPECT: dict[str, Expect] = {
         findings_exactly(set()),
     )),
     "lvm_raid5_reshape": Expect(common=(
+        obs_matches("msg_frozen", " frozen$"), obs_matches("msg_idle", "."),
         obs_matches("synced", "."), obs_matches("lvconvert", "^ok$"),
         obs_matches("suspend", "^ok"), obs_matches("resume", "^ok"),
         obs_matches("stripes", "^4$"),  # lvs counts parity: 3 data + 1

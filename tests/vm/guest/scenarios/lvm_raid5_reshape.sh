@@ -3,9 +3,14 @@
 vg=mdtvg; lv=r5; dm=$vg-$lv
 pvcreate -q -y "${DISKS[@]}" >/dev/null || die "pvcreate failed"
 vgcreate -q $vg "${DISKS[@]}" >/dev/null || die "vgcreate failed"
+speed_limits 1000 4000   # keep the initial sync running long enough to freeze it
 lvcreate -q -y --type raid5 -i 2 -L 128M -n $lv $vg "${DISKS[@]:0:3}" >/dev/null \
     || die "lvcreate --type raid5 failed"
 obs created "$(dmsetup status $dm)"
+# frozen / idle during the initial sync, through the dm-raid message interface
+dmsetup message $dm 0 frozen && sleep 1 && obs msg_frozen "$(dmsetup status $dm | cut -d' ' -f6-8)"
+dmsetup message $dm 0 idle && sleep 1 && obs msg_idle "$(dmsetup status $dm | cut -d' ' -f6-8)"
+speed_limits 1000 200000
 wait_until 120 bash -c "[[ \$(lvs --noheadings -o sync_percent $vg/$lv | tr -d ' ') == 100.00 ]]" \
     || die "initial sync did not finish"
 obs synced "$(dmsetup status $dm | cut -d' ' -f4-8)"
