@@ -1,0 +1,231 @@
+/* mdtrace: the sync-thread lifecycle of md arrays (seed steps 1-4), array create/stop,
+ * mddev suspend/resume.  Needs common.h.  Attached as kprobes/kretprobes by the probe plan
+ * (mdtrace/kernel/probes.py); a function missing on a kernel is simply not attached.
+ *
+ * Checked against drivers/md/md.c and raid5.c of 6.1 (6.1.192), 6.7-6.9 (read) and 6.12
+ * (6.12.117), and against the BTF/kallsyms captured in tests/data/btf/.
+ */
+
+BPF_HASH(last_recovery, u64, u64, 256);            /* mddev -> last reported recovery word */
+
+/* md_check_recovery(struct mddev *mddev): the md daemon's step 2 and 4 (6.1, 6.7-6.9, 6.12:
+ * same signature).  Called thousands of times a minute, so only calls that see a non-zero
+ * recovery word, or the first after it went back to zero, are reported. */
+static __always_inline int check_recovery_wanted(u64 mddev)
+{
+    u64 rec = rd_u64(mddev, MDDEV_RECOVERY);
+    u64 *last = last_recovery.lookup(&mddev);
+    u64 prev = last ? *last : 1;  /* first sight of an array: report once */
+    if (rec == 0 && prev == 0)
+        return 0;
+    last_recovery.update(&mddev, &rec);
+    return 1;
+}
+
+int md_check_recovery_enter(struct pt_regs *ctx)
+{
+    u64 mddev = PT_REGS_PARM1(ctx);
+    stash_put(F_CHECK_RECOVERY, mddev, 0, 0);
+    if (!check_recovery_wanted(mddev))
+        return 0;
+    return emit_state(ctx, EV_CHECK_RECOVERY_ENTER, mddev, 0, 0);
+}
+
+int md_check_recovery_exit(struct pt_regs *ctx)
+{
+    struct stash_val v;
+    if (!stash_take(F_CHECK_RECOVERY, &v))
+        return 0;
+    if (!check_recovery_wanted(v.a0))
+        return 0;
+    return emit_state(ctx, EV_CHECK_RECOVERY_EXIT, v.a0, 0, 0);
+}
+
+/* md_do_sync(struct md_thread *thread): step 3, runs in the sync thread itself, so comm is the
+ * thread name ("md0_resync"; 6.8+ also "_reshape").  mddev = thread->mddev (6.1, 6.12). */
+int md_do_sync_enter(struct pt_regs *ctx)
+{
+    u64 mddev = rd_u64(PT_REGS_PARM1(ctx), MD_THREAD_MDDEV);
+    stash_put(F_DO_SYNC, mddev, 0, 0);
+    return emit_state(ctx, EV_DO_SYNC_ENTER, mddev, 0, 0);
+}
+
+int md_do_sync_exit(struct pt_regs *ctx)
+{
+    struct stash_val v;
+    if (!stash_take(F_DO_SYNC, &v))
+        return 0;
+    return emit_state(ctx, EV_DO_SYNC_EXIT, v.a0, 0, 0);
+}
+
+/* md_reap_sync_thread(struct mddev *mddev): step 4 (6.1, 6.7-6.9, 6.12).  Must run with
+ * mddev->reconfig_mutex held by the caller (seed patch 7: raid_message() did not).  The mutex
+ * owner word is a task_struct pointer with flag bits in the low 3 bits.
+ * a0 = caller owns the mutex, a1 = mutex owned by anyone, a2 = caller address. */
+int md_reap_sync_thread_enter(struct pt_regs *ctx)
+{
+    u64 mddev = PT_REGS_PARM1(ctx);
+    u64 owner = rd_u64(mddev, MDDEV_RECONFIG_MUTEX + MUTEX_OWNER) & ~7ULL;
+    u64 me = bpf_get_current_task();
+    struct mdt_event *e = ev_new(EV_REAP);
+    if (!e)
+        return 0;
+    read_state(e, mddev);
+    e->a0 = owner == me;
+    e->a1 = owner != 0;
+    e->a2 = caller_ip(ctx);
+    ev_submit(ctx, e);
+    return 0;
+}
+
+/* md_register_thread(void (*run)(struct md_thread *), struct mddev *mddev, const char *name)
+ * (6.1, 6.7-6.9, 6.12).  a0 = run (md_do_sync for a sync thread; symbolised in user space),
+ * a1 = caller address (F4: a sync thread registered outside md_check_recovery/md_start_sync). */
+int md_register_thread_enter(struct pt_regs *ctx)
+{
+    u64 mddev = PT_REGS_PARM2(ctx);
+    struct mdt_event *e = ev_new(EV_THREAD_REGISTER);
+    if (!e)
+        return 0;
+    read_state(e, mddev);
+    e->a0 = PT_REGS_PARM1(ctx);
+    e->a1 = caller_ip(ctx);
+    bpf_probe_read_kernel_str(&e->str, sizeof(e->str), (void *)PT_REGS_PARM3(ctx));
+    ev_submit(ctx, e);
+    return 0;
+}
+
+/* md_unregister_thread: 6.1 (struct md_thread **threadp); 6.7+ (struct mddev *mddev,
+ * struct md_thread __rcu **threadp).  UNREGISTER_NARGS comes from the BTF FUNC_PROTO.
+ * a0 = thread->run, a1 = caller; str = thread task's comm. */
+int md_unregister_thread_enter(struct pt_regs *ctx)
+{
+#if UNREGISTER_NARGS >= 2
+    u64 threadp = PT_REGS_PARM2(ctx);
+#else
+    u64 threadp = PT_REGS_PARM1(ctx);
+#endif
+    u64 thread = rd_u64(threadp, 0);
+    if (!thread)
+        return 0;
+    u64 mddev = rd_u64(thread, MD_THREAD_MDDEV);
+    struct mdt_event *e = ev_new(EV_THREAD_UNREGISTER);
+    if (!e)
+        return 0;
+    read_state(e, mddev);
+    e->a0 = rd_u64(thread, MD_THREAD_RUN);
+    e->a1 = caller_ip(ctx);
+    u64 tsk = rd_u64(thread, MD_THREAD_TSK);
+    if (tsk)
+        bpf_probe_read_kernel_str(&e->str, sizeof(e->str), (void *)(tsk + TASK_COMM));
+    ev_submit(ctx, e);
+    return 0;
+}
+
+/* raid5_start_reshape(struct mddev *mddev) (raid456; 6.1, 6.7-6.9, 6.12: pers->start_reshape).
+ * F5: called while a previous reshape was interrupted.  Entry: a1 = caller, a2 = 0;
+ * exit: a0 = return value, a2 = 1. */
+int raid5_start_reshape_enter(struct pt_regs *ctx)
+{
+    u64 mddev = PT_REGS_PARM1(ctx);
+    u64 caller = caller_ip(ctx);
+    stash_put(F_START_RESHAPE, mddev, caller, 0);
+    return emit_state(ctx, EV_START_RESHAPE, mddev, 0, caller);
+}
+
+int raid5_start_reshape_exit(struct pt_regs *ctx)
+{
+    struct stash_val v;
+    if (!stash_take(F_START_RESHAPE, &v))
+        return 0;
+    struct mdt_event *e = ev_new(EV_START_RESHAPE);
+    if (!e)
+        return 0;
+    read_state(e, v.a0);
+    e->a0 = PT_REGS_RC(ctx);
+    e->a1 = v.a1;
+    e->a2 = 1;
+    ev_submit(ctx, e);
+    return 0;
+}
+
+/* md_run(struct mddev *mddev) (6.1, 6.12): used by both md (do_md_run) and dm-raid (raid_ctr),
+ * so a successful return is "array created" for both kinds. */
+int md_run_enter(struct pt_regs *ctx)
+{
+    stash_put(F_MD_RUN, PT_REGS_PARM1(ctx), 0, 0);
+    return 0;
+}
+
+int md_run_exit(struct pt_regs *ctx)
+{
+    struct stash_val v;
+    if (!stash_take(F_MD_RUN, &v))
+        return 0;
+    if ((int)PT_REGS_RC(ctx) != 0)
+        return 0;
+    return emit_state(ctx, EV_ARRAY_CREATE, v.a0, 0, 0);
+}
+
+/* md_stop(struct mddev *mddev): dm-raid's stop (raid_dtr), 6.1 and 6.12.
+ * do_md_stop(struct mddev *, int mode, struct block_device *) (static; md arrays): reported
+ * on a zero return only (it refuses with -EBUSY while the array is open). */
+int md_stop_enter(struct pt_regs *ctx)
+{
+    return emit_state(ctx, EV_ARRAY_STOP, PT_REGS_PARM1(ctx), 0, 0);
+}
+
+int do_md_stop_enter(struct pt_regs *ctx)
+{
+    u64 mddev = PT_REGS_PARM1(ctx);
+    stash_put(F_DO_MD_STOP, mddev, 0, 0);
+    return 0;
+}
+
+int do_md_stop_exit(struct pt_regs *ctx)
+{
+    struct stash_val v;
+    if (!stash_take(F_DO_MD_STOP, &v))
+        return 0;
+    if ((int)PT_REGS_RC(ctx) != 0)
+        return 0;
+    return emit_state(ctx, EV_ARRAY_STOP, v.a0, 0, 0);
+}
+
+/* mddev_suspend: 6.1 void (struct mddev *) under reconfig_mutex; 6.7+ int (struct mddev *,
+ * bool interruptible) taking suspend_mutex.  mddev_resume(struct mddev *) all versions.
+ * a0 = phase (0 enter, 1 exit), a1 = return value on exit (6.7+; 0 on 6.1). */
+int mddev_suspend_enter(struct pt_regs *ctx)
+{
+    u64 mddev = PT_REGS_PARM1(ctx);
+    stash_put(F_SUSPEND, mddev, 0, 0);
+    return emit_state(ctx, EV_MDDEV_SUSPEND, mddev, 0, 0);
+}
+
+int mddev_suspend_exit(struct pt_regs *ctx)
+{
+    struct stash_val v;
+    if (!stash_take(F_SUSPEND, &v))
+        return 0;
+#if MDDEV_SUSPEND_RETURNS_INT
+    u64 rc = (u64)(s64)(int)PT_REGS_RC(ctx);
+#else
+    u64 rc = 0;
+#endif
+    return emit_state(ctx, EV_MDDEV_SUSPEND, v.a0, 1, rc);
+}
+
+int mddev_resume_enter(struct pt_regs *ctx)
+{
+    u64 mddev = PT_REGS_PARM1(ctx);
+    stash_put(F_RESUME, mddev, 0, 0);
+    return emit_state(ctx, EV_MDDEV_RESUME, mddev, 0, 0);
+}
+
+int mddev_resume_exit(struct pt_regs *ctx)
+{
+    struct stash_val v;
+    if (!stash_take(F_RESUME, &v))
+        return 0;
+    return emit_state(ctx, EV_MDDEV_RESUME, v.a0, 1, 0);
+}

@@ -1,0 +1,60 @@
+"""Shared plumbing of the live commands (record, run): signals, duration, source choice."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import click
+
+from mdtrace.errors import MdtraceError
+
+
+@contextmanager
+def stop_on_signals(stop: threading.Event) -> Iterator[None]:
+    """SIGINT/SIGTERM set ``stop`` (clean detach + flush) instead of killing the process."""
+    def handler(_sig: int, _frm: Any) -> None:
+        stop.set()
+
+    old = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, h in old.items():
+            signal.signal(s, h)
+
+
+def start_timer(stop: threading.Event, duration: float | None) -> None:
+    if duration:
+        t = threading.Timer(duration, stop.set)
+        t.daemon = True
+        t.start()
+
+
+def open_live_source(*, prefer: str = "auto", warn: Callable[[str], None] | None = None,
+                     **bcc_kwargs: Any) -> Any:
+    """The best live source: bcc when it can attach, else the sysfs poller with a warning."""
+    from mdtrace.sources.sysfs import SysfsSource
+
+    if prefer == "sysfs":
+        return SysfsSource()
+    try:
+        from mdtrace.sources.bcc_source import BccSource
+
+        return BccSource(**bcc_kwargs)
+    except MdtraceError as exc:
+        if prefer == "bcc":
+            raise
+        (warn or (lambda m: click.echo(m, err=True)))(
+            f"mdtrace: warning: BPF tracing unavailable ({exc}); falling back to sysfs "
+            "polling (names, sync action, progress only; no lifecycle or hang detection "
+            "that needs kernel probes). Run 'mdtrace doctor' for details.")
+        return SysfsSource()
+
+
+def now_ns() -> int:
+    return time.monotonic_ns()

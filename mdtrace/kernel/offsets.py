@@ -1,0 +1,185 @@
+"""The ``-D`` constants the BPF C needs, computed from the running kernel's BTF.
+
+The BPF programs never include md.h (it is not in linux-headers): every struct offset and enum
+value they use arrives here as a preprocessor constant, so one C source works on 6.1 .. 6.19
+even though ``struct mddev`` and ``enum recovery_flags`` changed between them.
+
+BTF comes from ``/sys/kernel/btf/{vmlinux,md_mod,raid456,dm_mod,dm_raid}`` (or, in tests, a
+directory of captured blobs).  vmlinux and md_mod are required; the others only switch their
+probes off (``HAVE_DM``, ``HAVE_DM_RAID``, ``HAVE_RAID456`` = 0) when absent.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from mdtrace.errors import EnvironmentProblem
+from mdtrace.kernel.btf import Btf, BtfError, load_blob
+from mdtrace.kernel.flags import FlagTable
+
+SYS_BTF = Path("/sys/kernel/btf")
+MODULES = ("md_mod", "raid456", "dm_mod", "dm_raid")
+
+# (define, module, struct, member path, required)
+FIELDS: tuple[tuple[str, str, str, str, bool], ...] = (
+    ("MDDEV_RECOVERY", "md_mod", "mddev", "recovery", True),
+    ("MDDEV_FLAGS", "md_mod", "mddev", "flags", True),
+    ("MDDEV_RO", "md_mod", "mddev", "ro", True),
+    ("MDDEV_SUSPENDED", "md_mod", "mddev", "suspended", True),
+    ("MDDEV_SYNC_THREAD", "md_mod", "mddev", "sync_thread", True),
+    ("MDDEV_THREAD", "md_mod", "mddev", "thread", True),
+    ("MDDEV_RESHAPE_POS", "md_mod", "mddev", "reshape_position", True),
+    ("MDDEV_CURR_RESYNC", "md_mod", "mddev", "curr_resync", True),
+    ("MDDEV_RESYNC_MAX", "md_mod", "mddev", "resync_max_sectors", True),
+    ("MDDEV_GENDISK", "md_mod", "mddev", "gendisk", True),
+    ("MDDEV_LEVEL", "md_mod", "mddev", "level", True),
+    ("MDDEV_PRIVATE", "md_mod", "mddev", "private", True),
+    ("MDDEV_RECONFIG_MUTEX", "md_mod", "mddev", "reconfig_mutex", True),
+    ("MDDEV_OPEN_MUTEX", "md_mod", "mddev", "open_mutex", False),
+    ("MDDEV_SUSPEND_MUTEX", "md_mod", "mddev", "suspend_mutex", False),  # 6.7+
+    ("MD_THREAD_MDDEV", "md_mod", "md_thread", "mddev", True),
+    ("MD_THREAD_TSK", "md_mod", "md_thread", "tsk", True),
+    ("MD_THREAD_RUN", "md_mod", "md_thread", "run", True),
+    ("MUTEX_OWNER", "vmlinux", "mutex", "owner", True),
+    ("GENDISK_DISK_NAME", "vmlinux", "gendisk", "disk_name", True),
+    ("TASK_COMM", "vmlinux", "task_struct", "comm", True),
+    ("BIO_SECTOR", "vmlinux", "bio", "bi_iter.bi_sector", True),
+    ("BIO_SIZE", "vmlinux", "bio", "bi_iter.bi_size", True),
+    ("BIO_OPF", "vmlinux", "bio", "bi_opf", True),
+    ("R5CONF_RESHAPE_PROGRESS", "raid456", "r5conf", "reshape_progress", False),
+    ("R5CONF_RESHAPE_SAFE", "raid456", "r5conf", "reshape_safe", False),
+    ("DM_TARGET_TABLE", "dm_mod", "dm_target", "table", False),
+    ("DM_TARGET_PRIVATE", "dm_mod", "dm_target", "private", False),
+    ("DM_TABLE_MD", "dm_mod", "dm_table", "md", False),
+    ("MAPPED_DEVICE_DISK", "dm_mod", "mapped_device", "disk", False),
+    ("MAPPED_DEVICE_NAME", "dm_mod", "mapped_device", "name", False),
+    ("MAPPED_DEVICE_SUSPEND_LOCK", "dm_mod", "mapped_device", "suspend_lock", False),
+    ("RAID_SET_TI", "dm_raid", "raid_set", "ti", False),
+    ("RAID_SET_MD", "dm_raid", "raid_set", "md", False),
+    ("RAID_SET_RUNTIME_FLAGS", "dm_raid", "raid_set", "runtime_flags", False),
+)
+
+# the recovery bits the BPF side tests itself (reshape_interrupted() in the kernel)
+KERNEL_REC_BITS = ("RUNNING", "INTR", "DONE", "NEEDED", "FROZEN", "WAIT", "RESHAPE")
+
+
+@dataclass
+class BtfSet:
+    """vmlinux BTF plus whichever module BTF blobs exist (split on top of vmlinux)."""
+
+    vmlinux: Btf
+    modules: dict[str, Btf] = field(default_factory=dict)
+    where: str = ""
+
+    @classmethod
+    def from_dir(cls, root: str | Path = SYS_BTF) -> BtfSet:
+        """Blobs named ``vmlinux``/``md_mod`` (sysfs) or ``*.btf`` / ``*.btf.zst`` (captured)."""
+        root = Path(root)
+        vm = _find_blob(root, "vmlinux")
+        if vm is None:
+            raise EnvironmentProblem(
+                f"{root}/vmlinux: no kernel BTF (needs CONFIG_DEBUG_INFO_BTF=y; mdtrace reads "
+                "struct offsets from it; use a kernel built with BTF)")
+        base = load_blob(vm)
+        mods: dict[str, Btf] = {}
+        for name in MODULES:
+            p = _find_blob(root, name)
+            if p is not None:
+                try:
+                    mods[name] = load_blob(p, base=base)
+                except BtfError:
+                    continue
+        return cls(base, mods, str(root))
+
+    def get(self, module: str) -> Btf | None:
+        return self.vmlinux if module == "vmlinux" else self.modules.get(module)
+
+
+def _find_blob(root: Path, name: str) -> Path | None:
+    for cand in (root / name, root / f"{name}.btf", root / f"{name}.btf.zst"):
+        if cand.is_file():
+            return cand
+    return None
+
+
+@dataclass
+class KernelOffsets:
+    """Everything the BPF C and the decoder need to know about one kernel's layout."""
+
+    defines: dict[str, int]
+    flag_table: FlagTable
+    missing: list[str]          # optional fields/modules not found (probes switched off)
+    modules: list[str]          # module BTF found
+
+    def cflags(self) -> list[str]:
+        return [f"-D{k}={v}" for k, v in sorted(self.defines.items())]
+
+
+def compute_offsets(btfs: BtfSet) -> KernelOffsets:
+    """Offsets and enum values for the BPF C; EnvironmentProblem when md_mod BTF is missing."""
+    if "md_mod" not in btfs.modules:
+        raise EnvironmentProblem(
+            f"{btfs.where}/md_mod: no BTF for the md module (load it: 'modprobe md_mod "
+            "raid456'; kernel needs CONFIG_DEBUG_INFO_BTF_MODULES=y)")
+    defines: dict[str, int] = {}
+    missing: list[str] = []
+    for define, module, struct_name, path, required in FIELDS:
+        btf = btfs.get(module)
+        got = btf.member(struct_name, path) if btf is not None else None
+        if got is None:
+            if required:
+                raise EnvironmentProblem(
+                    f"BTF of {module}: struct {struct_name} has no member {path!r} (kernel "
+                    "layout mdtrace does not know; please report with 'uname -r')")
+            missing.append(f"{module}:{struct_name}.{path}")
+            defines[define] = -1
+            continue
+        defines[define] = got[0]
+    md = btfs.modules["md_mod"]
+    # md_unregister_thread: 6.1 (threadp), 6.7+ (mddev, threadp); mddev_suspend: 6.1 void,
+    # 6.7+ int.  Static functions may lack BTF when inlined: assume the 6.7+ forms then only
+    # if the layout says 6.7+ (suspend_mutex exists).
+    new_api = md.member("mddev", "suspend_mutex") is not None
+    unreg = md.func_signature("md_unregister_thread")
+    defines["UNREGISTER_NARGS"] = unreg[0] if unreg else (2 if new_api else 1)
+    susp = md.func_signature("mddev_suspend")
+    defines["MDDEV_SUSPEND_RETURNS_INT"] = int(susp[1] > 0) if susp else int(new_api)
+    rec = md.enum("recovery_flags") or md.enum_containing("MD_RECOVERY_RUNNING")
+    mdf = md.enum("mddev_flags") or md.enum_containing("MD_ARRAY_FIRST_USE")
+    from mdtrace.kernel.flags import fallback_tables
+
+    fb_rec, fb_mdf = fallback_tables(_release_guess(btfs))
+    table = FlagTable.from_enums(rec or {}, mdf or {})
+    if not rec:
+        table.recovery = fb_rec
+        missing.append("md_mod:enum recovery_flags (using per-version table)")
+    if not mdf:
+        table.mddev = fb_mdf
+        missing.append("md_mod:enum mddev_flags (using per-version table)")
+    for name in KERNEL_REC_BITS:
+        defines[f"REC_{name}"] = table.recovery.get(name, 63)
+    for mod in ("raid456", "dm_mod", "dm_raid"):
+        have = int(mod in btfs.modules)
+        defines[f"HAVE_{mod.upper()}"] = have
+        if not have:
+            missing.append(f"{mod}: no BTF (module not loaded?)")
+    defines["HAVE_SUSPEND_MUTEX"] = int(defines["MDDEV_SUSPEND_MUTEX"] >= 0)
+    dm_ok = all(defines[k] >= 0 for k in ("DM_TARGET_TABLE", "DM_TABLE_MD", "MAPPED_DEVICE_DISK",
+                                            "MAPPED_DEVICE_NAME", "RAID_SET_TI", "RAID_SET_MD"))
+    defines["HAVE_DM_NAMES"] = int(dm_ok)
+    defines["HAVE_R5CONF"] = int(defines["R5CONF_RESHAPE_PROGRESS"] >= 0
+                                 and defines["R5CONF_RESHAPE_SAFE"] >= 0)
+    return KernelOffsets(defines, table, missing, sorted(btfs.modules))
+
+
+def _release_guess(btfs: BtfSet) -> str:
+    """Fallback tables need a release; BTF does not carry one, so guess from layout."""
+    md = btfs.modules.get("md_mod")
+    if md is not None and md.member("mddev", "suspend_mutex") is not None:
+        return "6.7"
+    return "6.1"
+
+
+def offsets_for_running_kernel(root: str | Path = SYS_BTF) -> KernelOffsets:
+    return compute_offsets(BtfSet.from_dir(root))

@@ -1,0 +1,237 @@
+"""Live events from the kernel through bcc: compile bpf/*.c with BTF-derived ``-D`` constants,
+attach per the probe plan, poll the ONE ring buffer, decode, hash pointers.
+
+``import bcc`` happens only here (and lazily), so the rest of mdtrace runs without it.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import platform
+import threading
+import time
+from collections import deque
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from mdtrace.errors import EnvironmentProblem
+from mdtrace.events import Event
+from mdtrace.kernel.offsets import SYS_BTF, KernelOffsets, offsets_for_running_kernel
+from mdtrace.kernel.probes import ProbePlan, Symbols, make_plan, wanted_functions
+from mdtrace.pointers import PointerHasher
+from mdtrace.sources.bcc_decode import RAW_SIZE, RawDecoder
+from mdtrace.trace import TraceHeader
+
+BPF_DIR = Path(__file__).resolve().parent.parent.parent / "bpf"
+
+
+def bpf_dir() -> Path:
+    """Where bpf/*.c live (source tree; MDTRACE_BPF_DIR overrides)."""
+    env = os.environ.get("MDTRACE_BPF_DIR")
+    return Path(env) if env else BPF_DIR
+
+
+def program_text(files: list[str], root: Path | None = None) -> bytes:
+    """common.h followed by the selected files: one compile unit, one ring buffer."""
+    root = root or bpf_dir()
+    parts = []
+    for name in ["common.h", *files]:
+        p = root / name
+        try:
+            parts.append(f"/* ---- {name} ---- */\n".encode() + p.read_bytes())
+        except OSError as exc:
+            raise EnvironmentProblem(f"{p}: cannot read BPF source ({exc.strerror}); "
+                                     "reinstall mdtrace") from None
+    return b"\n".join(parts)
+
+
+def cflags_for(offsets: KernelOffsets, *, locks: bool = False, locks_full: bool = False,
+               io_threshold_ms: float = 1000.0, io_stats_s: float = 5.0,
+               ringbuf_pages: int = 256) -> list[str]:
+    flags = offsets.cflags() + [
+        f"-DIO_THRESH_NS={int(io_threshold_ms * 1e6)}ULL",
+        f"-DIO_STATS_NS={int(io_stats_s * 1e9)}ULL",
+        f"-DRINGBUF_PAGES={ringbuf_pages}",
+        "-Wno-unused-function",
+    ]
+    if locks:
+        flags.append("-DMDT_LOCKS")
+    if locks and locks_full:
+        flags.append("-DMDT_LOCKS_FULL")
+    return flags
+
+
+def import_bcc() -> Any:
+    try:
+        import bcc  # noqa: PLC0415 - optional dependency
+    except ImportError:
+        raise EnvironmentProblem(
+            "bcc is not importable: install python3-bpfcc (scripts/setup-bcc.sh) and run "
+            "scripts/bootstrap.sh so the venv sees it") from None
+    return bcc
+
+
+class RingPoller:
+    """Ring-buffer callback + decode path shared by the md programs and the smoke test."""
+
+    def __init__(self, bpf: Any, decoder: RawDecoder, map_name: str = "events") -> None:
+        self.bpf = bpf
+        self.decoder = decoder
+        self.pending: deque[Event] = deque()
+        self.records = 0
+        self.short = 0
+        self._cb_ref = self._callback  # keep a reference: bcc stores a ctypes callback
+        bpf[map_name].open_ring_buffer(self._cb_ref)
+
+    def _callback(self, _ctx: Any, data: Any, size: int) -> int:
+        self.records += 1
+        if size < RAW_SIZE:
+            self.short += 1
+            return 0
+        ev = self.decoder.decode(ctypes.string_at(data, RAW_SIZE))
+        if ev is not None:
+            self.pending.append(ev)
+        return 0
+
+    def poll(self, timeout_ms: int = 100) -> list[Event]:
+        self.bpf.ring_buffer_poll(timeout_ms)
+        out = list(self.pending)
+        self.pending.clear()
+        return out
+
+
+class BccSource:
+    """Live md/dm-raid events.  Construction compiles and attaches; ``events()`` streams."""
+
+    name = "bcc"
+
+    def __init__(self, *, locks: bool = False, locks_full: bool = False,
+                 io_threshold_ms: float = 1000.0, io_stats_s: float = 5.0,
+                 btf_root: str | Path = SYS_BTF, hasher: PointerHasher | None = None,
+                 ringbuf_pages: int = 256, io_scan_hz: int = 2) -> None:
+        bcc = import_bcc()
+        self.release = platform.release()
+        self.offsets = offsets_for_running_kernel(btf_root)
+        self.symbols = Symbols.read(wanted=wanted_functions())
+        if self.symbols.addresses_hidden:
+            raise EnvironmentProblem("/proc/kallsyms lists no functions (not root, or "
+                                     "kptr_restrict): run mdtrace record/run as root")
+        self.plan: ProbePlan = make_plan(self.symbols, locks=locks, locks_full=locks_full,
+                                         dm=bool(self.offsets.defines.get("HAVE_DM_MOD")))
+        req = self.plan.required_missing()
+        if req:
+            raise EnvironmentProblem(
+                "cannot trace md here: " + "; ".join(p.reason for p in req)
+                + " (load md: 'modprobe raid456'; see 'mdtrace doctor')")
+        self.hasher = hasher or PointerHasher()
+        text = program_text(self.plan.files())
+        flags = cflags_for(self.offsets, locks=locks, locks_full=locks_full,
+                           io_threshold_ms=io_threshold_ms, io_stats_s=io_stats_s,
+                           ringbuf_pages=ringbuf_pages)
+        t0 = time.monotonic()
+        try:
+            self.bpf = bcc.BPF(text=text, cflags=flags)
+        except Exception as exc:  # bcc raises bare Exception on compile errors
+            raise EnvironmentProblem(f"BPF compile failed: {exc} (kernel headers for "
+                                     f"{self.release}? see 'mdtrace doctor')") from None
+        self.compile_s = time.monotonic() - t0
+        self.status: dict[str, dict[str, Any]] = {}
+        self._attach(bcc, io_scan_hz)
+        self.decoder = RawDecoder(self.offsets.flag_table, self.hasher, self._ksym)
+        self.poller = RingPoller(self.bpf, self.decoder)
+        self._lost_seen: dict[int, int] = {}
+        self.lost_total = 0
+        self.header = TraceHeader(
+            kernel=self.release, source="bcc", hash_key_id=self.hasher.key_id,
+            flag_tables=self.offsets.flag_table,
+            meta={"probes": self.status, "btf_missing": self.offsets.missing,
+                  "locks": "full" if locks and locks_full else ("contention" if locks else "off"),
+                  "io_threshold_ms": io_threshold_ms})
+        self._closed = False
+
+    # -- attach -------------------------------------------------------------------------
+    def _attach(self, bcc: Any, io_scan_hz: int) -> None:
+        for p in self.plan.probes:
+            st: dict[str, Any] = {"probe": p.spec.func, "attached": False, "method": p.method,
+                                  "reason": p.reason, "group": p.spec.group}
+            if p.ok:
+                try:
+                    if p.spec.entry:
+                        self.bpf.attach_kprobe(event=p.symbol, fn_name=p.spec.entry)
+                    if p.spec.exit:
+                        self.bpf.attach_kretprobe(event=p.symbol, fn_name=p.spec.exit,
+                                                  maxactive=64)
+                    st["attached"] = True
+                    st["symbol"] = p.symbol
+                except Exception as exc:  # bcc: "Failed to attach BPF program ..."
+                    st["reason"] = f"attach failed: {exc}"
+            self.status[p.spec.func] = st
+        if "reshape_io" in self.plan.groups():
+            st = {"probe": "io_scan", "attached": False, "method": "perf_event",
+                  "reason": "", "group": "reshape_io"}
+            try:
+                self.bpf.attach_perf_event(
+                    ev_type=bcc.PerfType.SOFTWARE, ev_config=bcc.PerfSWConfig.CPU_CLOCK,
+                    fn_name="io_scan", sample_freq=io_scan_hz, cpu=0)
+                st["attached"] = True
+            except Exception as exc:
+                st["reason"] = (f"periodic scan not attached ({exc}); blocked IO is then "
+                                "seen only when it completes")
+            self.status["io_scan"] = st
+
+    def _ksym(self, addr: int) -> str:
+        try:
+            name = self.bpf.ksym(addr)
+        except Exception:  # noqa: BLE001 - symbolisation is best effort
+            return ""
+        name = name.decode() if isinstance(name, bytes) else str(name)
+        return "" if name.startswith("[unknown") else name
+
+    # -- streaming ------------------------------------------------------------------------
+    def probe_events(self) -> list[Event]:
+        now = time.monotonic_ns()
+        return [Event(ts=now, kind="probe_status", args=dict(st)) for st in self.status.values()]
+
+    def lost_events(self) -> list[Event]:
+        """Ring-buffer reservations that failed since last call, per kind, as ``lost``."""
+        out = []
+        table = self.bpf["lost_count"]
+        now = time.monotonic_ns()
+        from mdtrace.sources.bcc_decode import KIND_NAMES
+
+        for k, v in table.items():
+            idx, val = k.value, v.value
+            delta = val - self._lost_seen.get(idx, 0)
+            if delta > 0:
+                self._lost_seen[idx] = val
+                self.lost_total += delta
+                out.append(Event(ts=now, kind="lost", args={
+                    "count": delta, "probe": KIND_NAMES.get(idx, str(idx))}))
+        return out
+
+    def events(self, stop: threading.Event) -> Iterator[Event]:
+        yield from self.probe_events()
+        last_lost = time.monotonic()
+        while not stop.is_set():
+            yield from self.poller.poll(100)
+            if time.monotonic() - last_lost >= 1.0:
+                last_lost = time.monotonic()
+                yield from self.lost_events()
+        # drain what is already in the buffer, then the final loss count
+        yield from self.poller.poll(0)
+        yield from self.lost_events()
+
+    def health(self) -> dict[str, Any]:
+        return {"mode": "bcc", "lost": self.lost_total, "probes": dict(self.status),
+                "records": self.poller.records, "undecodable": self.decoder.unknown,
+                "compile_s": round(self.compile_s, 2)}
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            try:
+                self.bpf.cleanup()
+            except Exception:  # noqa: BLE001 - detaching is best effort at exit
+                pass

@@ -1,0 +1,168 @@
+"""Poll ``/sys/block/md*/md/*`` and ``/proc/mdstat``: array names, level, sync action, progress.
+
+Used to seed state at start-up, to name arrays, and as the degraded mode when BPF cannot
+attach.  It sees what md publishes, not the lifecycle inside the kernel: no flags, no thread
+registration, no lock or IO waits.  Roots are injectable so tests run on a fake tree.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from mdtrace.events import Event
+from mdtrace.kernel.flags import FlagTable
+from mdtrace.trace import TraceHeader
+
+ATTRS = ("level", "array_state", "sync_action", "sync_completed", "degraded", "raid_disks",
+         "reshape_position", "sync_speed")
+_MDSTAT_LINE = re.compile(r"^(md\w+)\s*:\s*(\S+)\s+(?:\((\S+)\)\s+)?(\S+)?")
+
+
+@dataclass(frozen=True)
+class MdSnapshot:
+    """What sysfs says about one md array at one moment."""
+
+    name: str
+    level: str = ""
+    array_state: str = ""
+    sync_action: str = ""
+    done: int | None = None
+    total: int | None = None
+    degraded: int | None = None
+    raid_disks: int | None = None
+    reshape_position: int | None = None
+    speed_kbs: int | None = None
+
+
+def _read(p: Path) -> str:
+    try:
+        return p.read_text().strip()
+    except OSError:
+        return ""
+
+
+def _int(s: str) -> int | None:
+    try:
+        return int(s)
+    except ValueError:
+        return None
+
+
+def read_array(md_dir: Path, name: str) -> MdSnapshot:
+    vals = {a: _read(md_dir / a) for a in ATTRS}
+    done = total = None
+    sc = vals["sync_completed"]
+    if "/" in sc:
+        a, _, b = sc.partition("/")
+        done, total = _int(a.strip()), _int(b.strip())
+    rp = vals["reshape_position"]
+    return MdSnapshot(
+        name=name, level=vals["level"], array_state=vals["array_state"],
+        sync_action=vals["sync_action"], done=done, total=total,
+        degraded=_int(vals["degraded"]), raid_disks=_int(vals["raid_disks"]),
+        reshape_position=None if rp in ("", "none") else _int(rp),
+        speed_kbs=_int(vals["sync_speed"].split()[0]) if vals["sync_speed"] else None)
+
+
+def parse_mdstat(text: str) -> dict[str, str]:
+    """``/proc/mdstat`` -> {array name: level} (level '' for inactive arrays)."""
+    out: dict[str, str] = {}
+    for line in text.splitlines():
+        m = _MDSTAT_LINE.match(line)
+        if m:
+            state, level = m.group(2), m.group(4) or ""
+            out[m.group(1)] = level if state == "active" and level.startswith(("raid", "linear")) \
+                else ""
+    return out
+
+
+def scan(sys_root: Path, proc_root: Path) -> dict[str, MdSnapshot]:
+    """Every md array sysfs or mdstat knows about."""
+    arrays: dict[str, MdSnapshot] = {}
+    block = sys_root / "block"
+    if block.is_dir():
+        for d in sorted(block.glob("md*")):
+            if (d / "md").is_dir():
+                arrays[d.name] = read_array(d / "md", d.name)
+    mdstat = _read(proc_root / "mdstat")
+    for name, level in parse_mdstat(mdstat).items():
+        if name not in arrays:
+            arrays[name] = MdSnapshot(name=name, level=level)
+    return arrays
+
+
+def _ro(array_state: str) -> int:
+    return {"readonly": 1, "read-auto": 2}.get(array_state, 0)
+
+
+class SysfsSource:
+    """Emits ``sysfs_state`` when an array's published state changes and ``progress`` when
+    its sync position moves; ``array_stop`` when it disappears."""
+
+    name = "sysfs"
+
+    def __init__(self, sys_root: str | Path = "/sys", proc_root: str | Path = "/proc",
+                 interval: float = 1.0) -> None:
+        self.sys_root = Path(sys_root)
+        self.proc_root = Path(proc_root)
+        self.interval = interval
+        release = platform.release()
+        self.header = TraceHeader(kernel=release, source="sysfs",
+                                  flag_tables=FlagTable.for_release(release),
+                                  meta={"mode": "sysfs polling (no BPF)"})
+        self._last: dict[str, MdSnapshot] = {}
+        self.polls = 0
+
+    def poll(self, now_ns: int | None = None) -> list[Event]:
+        """One scan: events for whatever changed since the previous one."""
+        ts = now_ns if now_ns is not None else time.monotonic_ns()
+        cur = scan(self.sys_root, self.proc_root)
+        self.polls += 1
+        out: list[Event] = []
+        for name, snap in cur.items():
+            old = self._last.get(name)
+            if old is None or (snap.level, snap.array_state, snap.sync_action, snap.degraded,
+                               snap.raid_disks, snap.reshape_position) != (
+                    old.level, old.array_state, old.sync_action, old.degraded,
+                    old.raid_disks, old.reshape_position):
+                args: dict[str, Any] = {"level": snap.level, "array_state": snap.array_state,
+                                        "sync_action": snap.sync_action, "ro": _ro(
+                                            snap.array_state)}
+                if snap.degraded is not None:
+                    args["degraded"] = snap.degraded
+                if snap.raid_disks is not None:
+                    args["raid_disks"] = snap.raid_disks
+                if snap.reshape_position is not None:
+                    args["reshape_position"] = snap.reshape_position
+                out.append(Event(ts=ts, kind="sysfs_state", array=name, args=args))
+            if snap.done is not None and snap.total is not None and (
+                    old is None or (old.done, old.total) != (snap.done, snap.total)):
+                out.append(Event(ts=ts, kind="progress", array=name, args={
+                    "done": snap.done, "total": snap.total, "action": snap.sync_action,
+                    "speed_kbs": snap.speed_kbs or 0}))
+        for name in set(self._last) - set(cur):
+            out.append(Event(ts=ts, kind="array_stop", array=name, args={"source": "sysfs"}))
+        self._last = cur
+        return out
+
+    def events(self, stop: threading.Event) -> Iterator[Event]:
+        yield Event(ts=time.monotonic_ns(), kind="probe_status", args={
+            "probe": "sysfs", "attached": True, "method": "poll",
+            "reason": f"polling {self.sys_root}/block/md*/md every {self.interval:g} s"})
+        while not stop.is_set():
+            yield from self.poll()
+            stop.wait(self.interval)
+
+    def health(self) -> dict[str, Any]:
+        return {"mode": "sysfs", "lost": 0, "probes": {}, "polls": self.polls,
+                "arrays": sorted(self._last)}
+
+    def close(self) -> None:
+        pass
