@@ -1,0 +1,142 @@
+"""`mdtrace run`: the live daemon.  Source -> Engine -> one line per finding raised/cleared.
+
+The base for `mdtrace top` and the exporter: those render the same engine; this one prints.
+Falls back to sysfs polling (with a warning) where BPF cannot attach.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import queue
+import threading
+import time
+from typing import IO, Any
+
+import click
+
+from mdtrace.commands._live import open_live_source, start_timer, stop_on_signals
+
+_END = object()
+
+
+def finding_line(f: Any, state: str, wall: _dt.datetime | None = None) -> str:
+    """One log line for a finding: time, code, array, severity, state, title, remedy."""
+    t = (wall or _dt.datetime.now(_dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    sev = getattr(f.severity, "value", f.severity)
+    line = f"{t} {f.code} {f.array or '-'} {sev} {state}: {f.title}"
+    if state == "RAISED" and f.remedy:
+        line += f" | remedy: {f.remedy}"
+    return line
+
+
+class FindingPrinter:
+    """Prints each finding once when raised and once when cleared."""
+
+    def __init__(self, out: list[IO[str]]) -> None:
+        self.out = out
+        self.raised: set[str] = set()
+        self.cleared: set[str] = set()
+        self.lines = 0
+
+    def _key(self, f: Any) -> str:
+        return f.key or f"{f.code}:{f.array}:{f.start_ns}"
+
+    def emit(self, line: str) -> None:
+        self.lines += 1
+        for fh in self.out:
+            fh.write(line + "\n")
+            fh.flush()
+
+    def update(self, findings: list[Any]) -> None:
+        for f in findings:
+            k = self._key(f)
+            if k not in self.raised:
+                self.raised.add(k)
+                self.emit(finding_line(f, "RAISED"))
+            if not f.active and k not in self.cleared:
+                self.cleared.add(k)
+                self.emit(finding_line(f, "CLEARED"))
+
+
+@click.command("run")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.option("--source", "prefer", type=click.Choice(["auto", "bcc", "sysfs"]),
+              default="auto", show_default=True, help="Live source (auto: bcc, else sysfs).")
+@click.option("--locks", is_flag=True, help="Trace md/dm mutexes (contention only).")
+@click.option("--locks-full", is_flag=True, help="With --locks: every acquire/release.")
+@click.option("--io-threshold-ms", type=float, default=1000.0, show_default=True)
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="TOML file of engine thresholds.")
+@click.option("--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
+              help="Override one engine threshold, e.g. io_wait_s=2 (repeatable).")
+@click.option("--log", "log_path", type=click.Path(dir_okay=False), default=None,
+              help="Also append finding lines to this file.")
+@click.option("--interval", type=float, default=1.0, show_default=True,
+              help="sysfs poll interval / engine tick in seconds.")
+def command(duration: float | None, prefer: str, locks: bool, locks_full: bool,
+            io_threshold_ms: float, config_path: str | None, thresholds: tuple[str, ...],
+            log_path: str | None, interval: float) -> None:
+    """Trace live, diagnose, and print findings as they are raised and cleared."""
+    from mdtrace.config import load_config
+    from mdtrace.engine.core import Engine
+
+    cfg = load_config(config_path, thresholds)
+    src = open_live_source(prefer=prefer, locks=locks, locks_full=locks_full,
+                           io_threshold_ms=io_threshold_ms)
+    if getattr(src, "name", "") == "sysfs":
+        src.interval = interval
+    engine = Engine(cfg, mode="live", kernel=src.header.kernel)
+    outs: list[IO[str]] = [click.get_text_stream("stdout")]
+    log_fh = open(log_path, "a") if log_path else None  # noqa: SIM115 - closed below
+    if log_fh:
+        outs.append(log_fh)
+    printer = FindingPrinter(outs)
+    stop = threading.Event()
+    q: queue.Queue[Any] = queue.Queue(maxsize=100_000)
+
+    def produce() -> None:
+        try:
+            for ev in src.events(stop):
+                q.put(ev)
+        except Exception as exc:  # noqa: BLE001 - reported by the consumer, not a traceback
+            q.put(exc)
+        finally:
+            q.put(_END)
+
+    n = 0
+    click.echo(f"mdtrace: running ({src.name} source, kernel {src.header.kernel}); "
+               "Ctrl-C to stop", err=True)
+    with stop_on_signals(stop):
+        start_timer(stop, duration)
+        th = threading.Thread(target=produce, name="mdtrace-source", daemon=True)
+        th.start()
+        last_tick = time.monotonic()
+        try:
+            while True:
+                try:
+                    item = q.get(timeout=min(interval, 0.5))
+                except queue.Empty:
+                    item = None
+                if item is _END:
+                    break
+                if isinstance(item, Exception):
+                    raise item
+                if item is not None:
+                    n += 1
+                    printer.update(engine.feed(item))
+                if time.monotonic() - last_tick >= interval:
+                    last_tick = time.monotonic()
+                    printer.update(engine.advance(time.monotonic_ns()))
+                    printer.update(engine.findings)
+        finally:
+            stop.set()
+            th.join(timeout=5)
+            src.close()
+            printer.update(engine.finish())
+            printer.update(engine.findings)
+            if log_fh:
+                log_fh.close()
+    h = src.health()
+    active = sum(1 for f in engine.findings if f.active)
+    click.echo(f"mdtrace: stopped: {n} events ({src.name}), {h.get('lost', 0)} lost, "
+               f"{len(engine.findings)} findings ({active} active)", err=True)

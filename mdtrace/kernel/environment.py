@@ -1,0 +1,212 @@
+"""What `mdtrace doctor` checks: can live md tracing work on this machine, and if not, why.
+
+Each check is a small function returning a :class:`Check` (ok / problem, plain words, what to
+do).  Paths are parameters so tests can point them at fake trees.  No check raises.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import platform
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from mdtrace.kernel.headers import headers_problem
+
+CAP_BPF = 39
+CAP_SYS_ADMIN = 21
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    blocking: bool = True   # a failed blocking check makes live md tracing impossible
+
+    def to_json(self) -> dict[str, object]:
+        return asdict(self)
+
+
+@dataclass
+class Paths:
+    proc: Path = Path("/proc")
+    sys: Path = Path("/sys")
+    boot: Path = Path("/boot")
+    release: str = field(default_factory=platform.release)
+
+
+def _read(p: Path) -> str | None:
+    try:
+        return p.read_text()
+    except OSError:
+        return None
+
+
+def check_privileges(paths: Paths) -> Check:
+    status = _read(paths.proc / "self" / "status") or ""
+    eff = 0
+    for line in status.splitlines():
+        if line.startswith("CapEff:"):
+            eff = int(line.split()[1], 16)
+    has = bool(eff & (1 << CAP_SYS_ADMIN)) or bool(eff & (1 << CAP_BPF))
+    if os.geteuid() == 0 or has:
+        return Check("privileges", True, "running with root / CAP_BPF+CAP_PERFMON")
+    return Check("privileges", False, "not root and no CAP_BPF/CAP_SYS_ADMIN",
+                 "run as root (sudo mdtrace ...)")
+
+
+def check_unprivileged_bpf(paths: Paths) -> Check:
+    v = (_read(paths.proc / "sys/kernel/unprivileged_bpf_disabled") or "").strip()
+    return Check("unprivileged_bpf", True,
+                 f"kernel.unprivileged_bpf_disabled={v or '?'} (mdtrace needs root anyway)",
+                 blocking=False)
+
+
+def check_bcc() -> Check:
+    try:
+        import bcc  # noqa: F401, PLC0415
+    except ImportError:
+        return Check("bcc", False, "bcc (python3-bpfcc) is not importable from this Python",
+                     "run scripts/setup-bcc.sh, then scripts/bootstrap.sh (venv symlink)")
+    except Exception as exc:  # noqa: BLE001 - libbcc.so missing raises OSError etc.
+        return Check("bcc", False, f"bcc import failed: {exc}", "reinstall libbpfcc")
+    return Check("bcc", True, "bcc importable")
+
+
+def check_headers(paths: Paths) -> Check:
+    why = headers_problem(paths.release)
+    if why is None:
+        return Check("kernel_headers", True, f"kernel headers for {paths.release} found")
+    return Check("kernel_headers", False, why,
+                 f"apt-get install linux-headers-{paths.release}")
+
+
+def check_btf(paths: Paths, module: str) -> Check:
+    p = paths.sys / "kernel" / "btf" / module
+    if p.is_file():
+        return Check(f"btf_{module}", True, f"{p} present")
+    if module == "vmlinux":
+        return Check("btf_vmlinux", False, f"{p} missing: kernel built without "
+                     "CONFIG_DEBUG_INFO_BTF", "use a distribution kernel with BTF")
+    return Check(f"btf_{module}", False, f"{p} missing: module {module} not loaded or "
+                 "kernel without CONFIG_DEBUG_INFO_BTF_MODULES",
+                 f"modprobe {module}" if module != "md_mod" else "modprobe md_mod raid456")
+
+
+def check_modules(paths: Paths) -> list[Check]:
+    loaded = set()
+    for line in (_read(paths.proc / "modules") or "").splitlines():
+        if line:
+            loaded.add(line.split()[0])
+    builtin = _builtin_md(paths)
+    out = []
+    for mod, blocking in (("md_mod", True), ("raid456", False), ("dm_raid", False)):
+        present = mod in loaded or (paths.sys / "module" / mod).is_dir() or (
+            mod == "md_mod" and builtin)
+        if present:
+            out.append(Check(f"module_{mod}", True, f"{mod} loaded", blocking=blocking))
+        else:
+            what = {"md_mod": "no md driver in this kernel (md_mod not loaded, no "
+                              "/proc/mdstat): nothing to trace",
+                    "raid456": "raid456 not loaded: no raid4/5/6 reshape/IO probes",
+                    "dm_raid": "dm_raid not loaded: no dm-raid (LVM raid) probes"}[mod]
+            out.append(Check(f"module_{mod}", False, what, f"modprobe {mod}",
+                             blocking=blocking))
+    return out
+
+
+def _builtin_md(paths: Paths) -> bool:
+    return (paths.proc / "mdstat").exists()
+
+
+def _config(paths: Paths) -> dict[str, str]:
+    text = None
+    cfg = paths.proc / "config.gz"
+    if cfg.is_file():
+        try:
+            text = gzip.decompress(cfg.read_bytes()).decode()
+        except OSError:
+            text = None
+    if text is None:
+        text = _read(paths.boot / f"config-{paths.release}")
+    out: dict[str, str] = {}
+    for line in (text or "").splitlines():
+        if line.startswith("CONFIG_") and "=" in line:
+            k, _, v = line.partition("=")
+            out[k] = v
+    return out
+
+
+def check_kprobes(paths: Paths) -> Check:
+    cfg = _config(paths)
+    dbg = paths.sys / "kernel" / "debug" / "kprobes"
+    tr = [paths.sys / "kernel" / "tracing" / "kprobe_events",
+          paths.sys / "kernel" / "debug" / "tracing" / "kprobe_events"]
+    if cfg.get("CONFIG_KPROBES") == "y" or dbg.is_dir() or any(p.exists() for p in tr):
+        enabled = _read(dbg / "enabled")
+        if enabled is not None and enabled.strip() == "0":
+            return Check("kprobes", False, "kprobes are disabled (debug/kprobes/enabled = 0)",
+                         "echo 1 > /sys/kernel/debug/kprobes/enabled")
+        return Check("kprobes", True, "kprobes available (CONFIG_KPROBES=y)")
+    if cfg:
+        return Check("kprobes", False, "kernel built without CONFIG_KPROBES: md functions "
+                     "cannot be probed", "use a kernel with CONFIG_KPROBES=y and "
+                     "CONFIG_KPROBE_EVENTS=y")
+    return Check("kprobes", False, "no kprobe support found (no /sys/kernel/debug/kprobes, "
+                 "no kprobe_events, kernel config not readable)",
+                 "mount debugfs/tracefs; use a kernel with CONFIG_KPROBES=y")
+
+
+def check_tracefs(paths: Paths) -> Check:
+    for p in (paths.sys / "kernel" / "tracing", paths.sys / "kernel" / "debug" / "tracing"):
+        if (p / "available_filter_functions").exists() or (p / "events").is_dir():
+            return Check("tracefs", True, f"tracefs at {p}", blocking=False)
+    return Check("tracefs", False, "tracefs not mounted (probe-ability of functions cannot be "
+                 "checked)", "mount -t tracefs nodev /sys/kernel/tracing", blocking=False)
+
+
+def check_lockdown(paths: Paths) -> Check:
+    v = _read(paths.sys / "kernel" / "security" / "lockdown")
+    if v is None:
+        return Check("lockdown", True, "no lockdown LSM", blocking=False)
+    cur = v[v.find("[") + 1:v.find("]")] if "[" in v else v.strip()
+    if cur == "confidentiality":
+        return Check("lockdown", False, "kernel lockdown=confidentiality forbids reading "
+                     "kernel memory from BPF", "boot with lockdown=none or integrity")
+    return Check("lockdown", True, f"lockdown={cur}", blocking=False)
+
+
+def check_md_functions(paths: Paths) -> Check:
+    from mdtrace.kernel.probes import Symbols, make_plan, wanted_functions
+
+    syms = Symbols.read(paths.proc / "kallsyms", wanted=wanted_functions())
+    if syms.addresses_hidden:
+        return Check("md_functions", False, "no md functions in /proc/kallsyms (md not "
+                     "loaded, or kallsyms hidden from this user)",
+                     "modprobe raid456 dm-raid; run as root")
+    plan = make_plan(syms, locks=True)
+    miss = plan.required_missing()
+    if miss:
+        return Check("md_functions", False, "; ".join(p.reason for p in miss),
+                     "modprobe md_mod raid456")
+    others = plan.missing()
+    detail = f"{len(plan.attachable())} of {len(plan.probes)} probe points attachable"
+    if others:
+        detail += "; missing: " + ", ".join(p.spec.func for p in others)
+    return Check("md_functions", True, detail)
+
+
+def run_checks(paths: Paths | None = None) -> list[Check]:
+    paths = paths or Paths()
+    checks = [check_privileges(paths), check_bcc(), check_headers(paths),
+              check_btf(paths, "vmlinux"), *check_modules(paths), check_btf(paths, "md_mod"),
+              check_kprobes(paths), check_md_functions(paths), check_tracefs(paths),
+              check_lockdown(paths), check_unprivileged_bpf(paths)]
+    return checks
+
+
+def live_possible(checks: list[Check]) -> bool:
+    return all(c.ok for c in checks if c.blocking)
