@@ -150,7 +150,9 @@ def compute_offsets(btfs: BtfSet) -> KernelOffsets:
     from mdtrace.kernel.flags import fallback_tables
 
     fb_rec, fb_mdf = fallback_tables(_release_guess(btfs))
-    table = FlagTable.from_enums(rec or {}, mdf or {})
+    # enumerators are MD_RECOVERY_x, plus MD_RESYNCING_REMOTE: canonical names drop the prefix
+    rec = {k.removeprefix("MD_RECOVERY_").removeprefix("MD_"): v for k, v in (rec or {}).items()}
+    table = FlagTable.from_enums(rec, mdf or {})
     if not rec:
         table.recovery = fb_rec
         missing.append("md_mod:enum recovery_flags (using per-version table)")

@@ -1,0 +1,69 @@
+"""Probe plan from fake kallsyms: clones, fragments, missing functions, traceability."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from mdtrace.kernel.probes import Symbols, make_plan
+
+KALLSYMS = """\
+0000000000000000 T md_check_recovery\t[md_mod]
+0000000000000000 t md_do_sync\t[md_mod]
+0000000000000000 t md_do_sync.cold\t[md_mod]
+0000000000000000 T md_reap_sync_thread\t[md_mod]
+0000000000000000 t raid5_make_request.isra.0\t[raid456]
+0000000000000000 t mddev_suspend.part.0\t[md_mod]
+0000000000000000 t raid_postsuspend\t[dm_raid]
+0000000000000000 d md_run\t[md_mod]
+0000000000000000 T __mutex_lock_slowpath
+"""
+
+
+def _plan(traceable: list[str] | None = None, **kw: bool):  # noqa: ANN202
+    return make_plan(Symbols.parse(KALLSYMS.splitlines(), traceable), **kw)
+
+
+def test_plan_picks_symbols_and_reports_missing() -> None:
+    plan = _plan()
+    by = {p.spec.func: p for p in plan.probes}
+    assert by["md_check_recovery"].symbol == "md_check_recovery"
+    assert by["md_do_sync"].symbol == "md_do_sync"             # not the .cold fragment
+    assert by["raid5_make_request"].symbol == "raid5_make_request.isra.0"  # GCC clone
+    assert not by["mddev_suspend"].ok                          # only a .part fragment
+    assert not by["md_run"].ok                                 # 'd' = data, not a function
+    assert "raid_presuspend" in by and "6.9+" in by["raid_presuspend"].reason
+    assert "dm_raid" in by["raid_presuspend"].reason
+    assert not plan.required_missing()
+    assert plan.files() == ["lifecycle.c", "reshape_io.c", "dm_suspend.c"]
+    assert "__mutex_lock_slowpath" not in by                   # locks off by default
+
+
+def test_locks_and_required() -> None:
+    plan = _plan(locks=True)
+    assert "locks.c" in plan.files()
+    assert {p.spec.func for p in plan.attachable()} >= {"__mutex_lock_slowpath"}
+    empty = make_plan(Symbols.parse(["0000000000000000 T schedule"]))
+    assert {p.spec.func for p in empty.required_missing()} == {
+        "md_check_recovery", "md_do_sync", "md_reap_sync_thread"}
+
+
+def test_available_filter_functions_gate() -> None:
+    plan = _plan(traceable=["md_check_recovery [md_mod]", "md_do_sync [md_mod]"])
+    by = {p.spec.func: p for p in plan.probes}
+    assert by["md_do_sync"].ok
+    assert not by["md_reap_sync_thread"].ok and "not traceable" in by["md_reap_sync_thread"].reason
+
+
+@pytest.mark.parametrize("rel", ["6.1.0-56-amd64", "6.12.117+deb12-amd64"])
+def test_plan_on_captured_guest_kallsyms(rel: str) -> None:
+    d = Path(__file__).parent / "data" / "btf" / rel
+    if not (d / "kallsyms.txt").exists():
+        pytest.skip("no captured kallsyms")
+    syms = Symbols.read(d / "kallsyms.txt", traceable=d / "traceable.txt")
+    plan = make_plan(syms)
+    ok = {p.spec.func for p in plan.attachable()}
+    assert {"md_check_recovery", "md_do_sync", "md_reap_sync_thread", "raid5_make_request",
+            "dm_suspend", "raid_message"} <= ok
+    assert ("raid_presuspend" in ok) == rel.startswith("6.12")   # 6.9+ hook
