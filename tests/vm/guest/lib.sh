@@ -15,10 +15,47 @@ obs() {  # obs KEY VALUE...  (value recorded as a string)
 
 log() { echo "[$SCEN $(now)] $*"; }
 
-die() { obs error "$*"; exit 1; }
+die() { obs error "$*"; hang_dump; exit 1; }
+
+# Evidence when something hangs or stalls: md sysfs, blocked tasks and md kernel thread stacks
+# ($SDIR/hang_dump.txt), and `echo w > sysrq-trigger` into the kernel log.
+hang_dump() {
+    local f=$SDIR/hang_dump.txt md p
+    {
+        echo "== $(now) hang_dump ($SCEN)"
+        cat /proc/mdstat
+        for md in /sys/block/md*/md; do
+            echo "-- $md"
+            for a in array_state sync_action sync_completed reshape_position reshape_direction \
+                     raid_disks chunk_size degraded suspend_lo suspend_hi sync_speed \
+                     stripe_cache_active stripe_cache_size; do
+                printf '%s=%s\n' "$a" "$(cat "$md/$a" 2>/dev/null)"
+            done
+        done
+        dmsetup status 2>/dev/null
+        for p in $(ps -eo pid=,stat=,comm= | awk '$2 ~ /D/ || $3 ~ /^(md|mdX)/ {print $1}'); do
+            echo "-- pid $p $(ps -o stat=,wchan:32=,comm= -p "$p")"
+            cat "/proc/$p/stack" 2>/dev/null
+        done
+    } >> "$f" 2>&1
+    echo w > /proc/sysrq-trigger 2>/dev/null
+    obs hang_dump "$(grep -c '^-- pid' "$f") task stacks in hang_dump.txt"
+}
 
 mdattr() {  # mdattr MD ATTR -> /sys/block/MD/md/ATTR (empty if absent)
     cat "/sys/block/$1/md/$2" 2>/dev/null || true
+}
+
+# bounded SECONDS CMD...: run CMD, give up waiting after SECONDS (returns 124 and leaves it
+# behind: a task in D state cannot be killed, so timeout(1) would hang with it).
+bounded() {
+    local limit=$(( $1 * 5 )) i p; shift
+    "$@" & p=$!
+    for ((i = 0; i < limit; i++)); do
+        kill -0 "$p" 2>/dev/null || { wait "$p"; return $?; }
+        sleep 0.2
+    done
+    return 124
 }
 
 # wait_until TIMEOUT_S CMD...: poll CMD every 0.2 s; 0 when it succeeds, 1 on timeout

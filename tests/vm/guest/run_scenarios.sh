@@ -26,7 +26,38 @@ if [[ ${CAPTURE_BTF:-1} == 1 ]]; then
     bash "$here/capture_btf.sh" > "$out/capture_btf.log" 2>&1 || echo "run_scenarios: capture_btf failed"
 fi
 
+# run_bounded SECONDS CMD...: like timeout(1), but never waits for an unkillable (D state)
+# command: after SECONDS it leaves it behind and returns 124.
+run_bounded() {
+    local limit=$(( $1 * 5 )) i p; shift
+    "$@" & p=$!
+    for ((i = 0; i < limit; i++)); do
+        kill -0 "$p" 2>/dev/null || { wait "$p"; return $?; }
+        sleep 0.2
+    done
+    return 124
+}
+
+# A scenario can leave the kernel unable to stop an array (the hang class mdtrace diagnoses).
+# Then nothing after it can use the disks: record the evidence once and skip the rest.
+WEDGED=""
+wedged() {
+    [[ -n $WEDGED ]] && return
+    WEDGED=$1
+    {
+        echo "== wedged after scenario $1: $2"
+        cat /proc/mdstat
+        for p in $(ps -eo pid=,stat= | awk '$2 ~ /D/ {print $1}') $(pgrep -x 'md[0-9]*_(raid5|resync|reshape)'); do
+            echo "-- pid $p $(ps -o stat=,wchan:32=,comm= -p "$p")"
+            cat "/proc/$p/stack" 2>/dev/null
+        done
+    } > "$out/wedged.txt" 2>&1
+    echo w > /proc/sysrq-trigger 2>/dev/null
+    echo "run_scenarios: WEDGED after $1: $2 (evidence in wedged.txt)"
+}
+
 cleanup_disks() {
+    local prev=${1:-start} md
     pkill -x fio 2>/dev/null; pkill -x dd 2>/dev/null
     for d in $(dmsetup ls 2>/dev/null | awk '$1 != "No" {print $1}'); do
         dmsetup resume "$d" 2>/dev/null
@@ -34,7 +65,11 @@ cleanup_disks() {
     vgchange -an -q 2>/dev/null >/dev/null
     for vg in $(vgs --noheadings -o vg_name 2>/dev/null); do vgremove -ff -y "$vg" >/dev/null 2>&1; done
     dmsetup remove_all --force 2>/dev/null
-    for md in /dev/md[0-9]* /dev/md/*; do [[ -b $md ]] && mdadm --stop "$md" >/dev/null 2>&1; done
+    for md in /dev/md[0-9]* /dev/md/*; do
+        [[ -b $md ]] || continue
+        run_bounded 60 mdadm --stop "$md" >/dev/null 2>&1
+        [[ $? == 124 ]] && wedged "$prev" "mdadm --stop $md blocked > 60 s"
+    done
     for d in /dev/vd[b-z]; do
         [[ -b $d ]] || continue
         mdadm --zero-superblock "$d" >/dev/null 2>&1
@@ -46,6 +81,7 @@ cleanup_disks() {
     udevadm settle -t 10 2>/dev/null || true
 }
 
+prev=start
 for name in "${names[@]}"; do
     script=$here/scenarios/$name.sh
     sdir=$out/scenarios/$name
@@ -54,7 +90,14 @@ for name in "${names[@]}"; do
         echo "{\"name\": \"$name\", \"rc\": 127, \"error\": \"no such scenario\"}" > "$sdir/result.json"
         continue
     fi
-    cleanup_disks
+    cleanup_disks "$prev"
+    prev=$name
+    if [[ -n $WEDGED ]]; then
+        printf '{"name": "%s", "kernel": "%s", "rc": 125, "time_s": 0, "recorded": false, "record_attempted": false, "skipped": "guest wedged after scenario %s"}\n' \
+            "$name" "$(uname -r)" "$WEDGED" > "$sdir/result.json"
+        echo "== scenario $name: SKIPPED, guest wedged after $WEDGED"
+        continue
+    fi
     echo "== scenario $name ($(uname -r))"
     REC_PID=0
     if ((can_record)); then
@@ -84,6 +127,6 @@ for name in "${names[@]}"; do
         "$name" "$(uname -r)" "$rc" "$dur" "$t0" "$t1" "$recorded" "$( ((can_record)) && echo true || echo false)" > "$sdir/result.json"
     echo "== scenario $name: rc=$rc in ${dur}s recorded=$recorded"
 done
-cleanup_disks
+cleanup_disks "$prev"
 dmesg > "$out/dmesg.txt"
 exit 0

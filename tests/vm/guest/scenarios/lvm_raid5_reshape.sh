@@ -8,8 +8,11 @@ lvcreate -q -y --type raid5 -i 2 -L 128M -n $lv $vg "${DISKS[@]:0:3}" >/dev/null
     || die "lvcreate --type raid5 failed"
 obs created "$(dmsetup status $dm)"
 # frozen / idle during the initial sync, through the dm-raid message interface
-dmsetup message $dm 0 frozen && sleep 1 && obs msg_frozen "$(dmsetup status $dm | cut -d' ' -f6-8)"
-dmsetup message $dm 0 idle && sleep 1 && obs msg_idle "$(dmsetup status $dm | cut -d' ' -f6-8)"
+for act in frozen idle; do
+    dmsetup message $dm 0 $act 2> "$SDIR/msg_$act.err"
+    rc=$?; sleep 1
+    obs "msg_$act" "rc=$rc $(dmsetup status $dm | cut -d' ' -f6-8)"
+done
 speed_limits 1000 200000
 wait_until 120 bash -c "[[ \$(lvs --noheadings -o sync_percent $vg/$lv | tr -d ' ') == 100.00 ]]" \
     || die "initial sync did not finish"

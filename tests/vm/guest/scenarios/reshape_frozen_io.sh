@@ -27,6 +27,17 @@ speed_limits 1000 200000
 io_check across 60 || true
 wait_until 5 reshape_started $md
 obs reshape_resumed "$(mdattr $md sync_action) pos=$(mdattr $md reshape_position)"
-wait_until 200 is_idle $md || die "reshape did not finish in 200 s after idle"
+if ! wait_until 90 is_idle $md; then
+    # seen on 6.1 (intermittent): the resumed reshape stops progressing for good
+    obs stalled "$(mdattr $md sync_action) pos=$(mdattr $md reshape_position) done=$(mdattr $md sync_completed | tr -d ' ')"
+    hang_dump
+    # does the operator's remedy work?  frozen then idle, each bounded (may block for good)
+    for act in frozen idle; do
+        bounded 20 sh -c "echo $act > /sys/block/$md/md/sync_action"
+        obs "remedy_$act" "rc=$? $(mdattr $md sync_action) pos=$(mdattr $md reshape_position)"
+    done
+    wait_until 60 is_idle $md && obs after_remedy "$(mdattr $md sync_action) raid_disks=$(mdattr $md raid_disks)"
+    die "reshape stalled after idle (remedy: $(mdattr $md sync_action))"
+fi
 obs finished "$(mdattr $md sync_action) raid_disks=$(mdattr $md raid_disks)"
 mdadm --stop /dev/$md && obs stopped yes
