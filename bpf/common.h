@@ -182,10 +182,15 @@ static __always_inline void ev_submit(void *ctx, struct mdt_event *e)
     }
 }
 
-/* Return address of the probed function = its caller (resolved to a symbol in user space;
- * the raw address never leaves the process).  Valid at kprobe entry only (x86-64: [sp]). */
+/* Caller of the probed function (resolved to a symbol in user space; the raw address never
+ * leaves the process).  Frame 1 of the kernel stack: the unwinder restores the real return
+ * address when a kretprobe on the same function has replaced it with its trampoline (reading
+ * [sp] directly would then give arch_rethook_trampoline).  Fallback: [sp] at entry. */
 static __always_inline u64 caller_ip(struct pt_regs *ctx)
 {
+    u64 st[2] = {};
+    if (bpf_get_stack(ctx, st, sizeof(st), 0) >= (int)sizeof(st))
+        return st[1];
     u64 ip = 0;
     bpf_probe_read_kernel(&ip, sizeof(ip), (void *)PT_REGS_SP(ctx));
     return ip;

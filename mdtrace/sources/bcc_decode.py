@@ -9,6 +9,7 @@ up in an Event.
 from __future__ import annotations
 
 import struct
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -29,6 +30,7 @@ KIND_NAMES: dict[int, str] = {
 }
 HOOKS = {1: "presuspend", 2: "presuspend_undo", 3: "postsuspend", 4: "preresume",
          5: "resume", 6: "message"}
+INT_HOOKS = frozenset({4, 6})  # raid_preresume, raid_message return int
 LOCK_CLASSES = {1: "reconfig_mutex", 2: "suspend_mutex", 3: "dm_suspend_lock", 4: "open_mutex"}
 LOCK_OPS = {1: "acquire", 2: "acquired", 3: "release", 4: "contend", 5: "trylock_fail"}
 LEVELS = {-4: "multipath", -1: "linear", 0: "raid0", 1: "raid1", 4: "raid4", 5: "raid5",
@@ -77,15 +79,17 @@ class RawDecoder:
         self.hasher = hasher
         self.ksym = ksym
         self._dm_lookup = dm_names
-        self._dm_cache: dict[str, str] = {}
+        self._dm_cache: dict[str, tuple[float, str]] = {}
         self.unknown = 0
 
     def _dm_name(self, disk: str) -> str:
-        got = self._dm_cache.get(disk)
-        if got is None:
-            got = self._dm_lookup(disk)
-            if got:
-                self._dm_cache[disk] = got
+        """dm names change (LVM renames, dm-N reuse): cache for one second only."""
+        now = time.monotonic()
+        hit = self._dm_cache.get(disk)
+        if hit is not None and now - hit[0] < 1.0:
+            return hit[1]
+        got = self._dm_lookup(disk)
+        self._dm_cache[disk] = (now, got)
         return got
 
     def _sym(self, addr: int) -> str:
@@ -150,7 +154,7 @@ class RawDecoder:
                 args["rc"] = _s32(a1)
         elif kind == 15:
             args = {"hook": HOOKS.get(a0, str(a0)), "phase": "exit" if a1 else "enter"}
-            if a1:
+            if a1 and a0 in INT_HOOKS:  # the other hooks return void: no rc
                 args["rc"] = _s32(a2)
             if a0 == 6 and not a1:
                 args["argv"] = _cstr(sbuf)

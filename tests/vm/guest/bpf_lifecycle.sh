@@ -1,14 +1,17 @@
 #!/bin/bash
-# Guest: BPF layer check (tests/vm/test_bpf_guest.py).  Starts `mdtrace record` (lifecycle,
-# dm, reshape IO and --locks), creates a raid5 that resyncs, stops it, then writes the trace,
-# the recorder's log and a probe listing to $MDTRACE_OUT/bpf/.
+# Guest: BPF layer check (tests/vm/test_bpf_guest.py).  Under one `mdtrace record` (lifecycle,
+# dm, reshape IO and --locks): (1) a raid5 that resyncs, then IO, then stop; (2) a raid5
+# reshape frozen mid-way with a direct write across the reshape position (F7 evidence), then
+# idle; (3) an LVM raid1 LV (dm-raid): dm message frozen/idle, dmsetup suspend/resume, remove.
+# Writes the trace, the recorder's log, kprobe list and a decoded listing to $MDTRACE_OUT/bpf/.
 set -u
 out=$MDTRACE_OUT/bpf
 mkdir -p "$out"
 modprobe raid456; modprobe dm-raid
 [[ -d /sys/kernel/debug/kprobes ]] || mount -t debugfs none /sys/kernel/debug 2>/dev/null
 disks=(/dev/vdb /dev/vdc /dev/vdd)
-for d in "${disks[@]}"; do mdadm --zero-superblock "$d" >/dev/null 2>&1; wipefs -aq "$d"; done
+all=(/dev/vdb /dev/vdc /dev/vdd /dev/vde)
+for d in "${all[@]}"; do mdadm --zero-superblock "$d" >/dev/null 2>&1; wipefs -aq "$d"; done
 t0=$(cut -d' ' -f1 /proc/uptime)
 mdtrace record -o "$out/trace.jsonl.gz" --locks --io-threshold-ms 200 > "$out/record.log" 2>&1 &
 rec=$!
@@ -29,6 +32,36 @@ dd if=/dev/zero of=/dev/md0 bs=64k count=64 oflag=direct status=none
 sleep 1.5
 mdadm --stop /dev/md0
 sleep 1
+for d in "${all[@]}"; do mdadm --zero-superblock "$d" >/dev/null 2>&1; wipefs -aq "$d"; done
+echo "== reshape frozen + IO across the position"
+mdadm --create /dev/md1 --run --level=5 --raid-devices=3 --size=32M --assume-clean "${disks[@]}"
+mdadm /dev/md1 --add /dev/vde
+echo 1000 > /proc/sys/dev/raid/speed_limit_min; echo 2000 > /proc/sys/dev/raid/speed_limit_max
+mdadm --grow /dev/md1 --raid-devices=4
+for i in $(seq 1 100); do p=$(cat /sys/block/md1/md/reshape_position); [[ $p =~ ^[0-9]+$ ]] && ((p > 4096)) && break; sleep 0.2; done
+echo frozen > /sys/block/md1/md/sync_action
+sleep 0.5
+pos=$(cat /sys/block/md1/md/reshape_position); echo "frozen at $pos"
+start_mb=$(( pos / 2048 > 2 ? pos / 2048 - 2 : 0 ))
+dd if=/dev/zero of=/dev/md1 bs=1M seek=$start_mb count=4 oflag=direct status=none &
+ddp=$!
+sleep 3
+echo "dd still running: $(kill -0 $ddp 2>/dev/null && echo yes || echo no)"
+echo idle > /sys/block/md1/md/sync_action
+echo 200000 > /proc/sys/dev/raid/speed_limit_max
+wait $ddp; echo "dd rc=$?"
+for i in $(seq 1 300); do [[ $(cat /sys/block/md1/md/sync_action) == idle ]] && break; sleep 0.2; done
+mdadm --stop /dev/md1
+for d in "${all[@]}"; do mdadm --zero-superblock "$d" >/dev/null 2>&1; wipefs -aq "$d"; done
+echo "== dm-raid (lvm raid1)"
+pvcreate -qy "${disks[@]:0:2}" >/dev/null && vgcreate -q vgt "${disks[@]:0:2}" >/dev/null
+lvcreate -qy --type raid1 -m 1 -L 16M -n lvt vgt >/dev/null
+for i in $(seq 1 100); do dmsetup status vgt-lvt | grep -q " idle" && break; sleep 0.2; done
+dmsetup message vgt-lvt 0 frozen; sleep 0.5; dmsetup message vgt-lvt 0 idle
+dmsetup suspend vgt-lvt; sleep 0.5; dmsetup resume vgt-lvt
+dmsetup status vgt-lvt
+lvremove -qy vgt/lvt >/dev/null; vgremove -qy vgt >/dev/null
+sleep 1
 kill -INT $rec
 for i in $(seq 1 150); do kill -0 $rec 2>/dev/null || break; sleep 0.2; done
 wait $rec; echo "record rc=$?" | tee "$out/record.rc"
@@ -43,5 +76,5 @@ for ev in r:
     print(d["kind"], d["array"], d.get("comm"), d.get("state", {}).get("recovery"),
           d.get("state", {}).get("sync_thread"), d.get("args", {}))
 PY
-grep -v "^probe_status" "$out/events.txt" | head -80
+grep -v "^probe_status\|^check_recovery" "$out/events.txt" | head -120
 echo "kinds:"; awk '{print $1}' "$out/events.txt" | sort | uniq -c
