@@ -141,6 +141,13 @@ class Symbols:
         return not self.funcs
 
 
+# Why every probe is a kprobe: bcc 0.26 (Debian bookworm) resolves KFUNC_PROBE (fentry) attach
+# targets in vmlinux BTF only (libbpf_find_vmlinux_btf_id) and all md/dm-raid functions are in
+# modules.  Reported by `mdtrace doctor` and recorded in each trace's header.
+FENTRY_NOTE = ("fentry not used: bcc 0.26 attaches fentry to vmlinux functions only and the md "
+               "functions are in modules; kprobes are used")
+
+
 @dataclass
 class PlannedProbe:
     spec: ProbeSpec

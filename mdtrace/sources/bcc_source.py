@@ -19,7 +19,13 @@ from typing import Any
 from mdtrace.errors import EnvironmentProblem
 from mdtrace.events import Event
 from mdtrace.kernel.offsets import SYS_BTF, KernelOffsets, offsets_for_running_kernel
-from mdtrace.kernel.probes import ProbePlan, Symbols, make_plan, wanted_functions
+from mdtrace.kernel.probes import (
+    FENTRY_NOTE,
+    ProbePlan,
+    Symbols,
+    make_plan,
+    wanted_functions,
+)
 from mdtrace.pointers import PointerHasher
 from mdtrace.sources.bcc_decode import RAW_SIZE, RawDecoder
 from mdtrace.trace import TraceHeader
@@ -148,7 +154,7 @@ class BccSource:
             flag_tables=self.offsets.flag_table,
             meta={"probes": self.status, "btf_missing": self.offsets.missing,
                   "locks": "full" if locks and locks_full else ("contention" if locks else "off"),
-                  "io_threshold_ms": io_threshold_ms})
+                  "io_threshold_ms": io_threshold_ms, "attach_method": FENTRY_NOTE})
         self._closed = False
 
     # -- attach -------------------------------------------------------------------------
