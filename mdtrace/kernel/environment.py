@@ -199,12 +199,18 @@ def check_md_functions(paths: Paths) -> Check:
     return Check("md_functions", True, detail)
 
 
+def check_attach_method() -> Check:
+    from mdtrace.kernel.probes import FENTRY_NOTE
+
+    return Check("attach_method", True, FENTRY_NOTE, blocking=False)
+
+
 def run_checks(paths: Paths | None = None) -> list[Check]:
     paths = paths or Paths()
     checks = [check_privileges(paths), check_bcc(), check_headers(paths),
               check_btf(paths, "vmlinux"), *check_modules(paths), check_btf(paths, "md_mod"),
               check_kprobes(paths), check_md_functions(paths), check_tracefs(paths),
-              check_lockdown(paths), check_unprivileged_bpf(paths)]
+              check_lockdown(paths), check_unprivileged_bpf(paths), check_attach_method()]
     return checks
 
 
