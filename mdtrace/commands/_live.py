@@ -7,6 +7,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import click
@@ -36,12 +37,16 @@ def start_timer(stop: threading.Event, duration: float | None) -> None:
 
 
 def open_live_source(*, prefer: str = "auto", warn: Callable[[str], None] | None = None,
-                     **bcc_kwargs: Any) -> Any:
+                     sysfs_root: str = "/", **bcc_kwargs: Any) -> Any:
     """The best live source: bcc when it can attach, else the sysfs poller with a warning."""
     from mdtrace.sources.sysfs import SysfsSource
 
+    def sysfs() -> SysfsSource:
+        root = Path(sysfs_root)
+        return SysfsSource(sys_root=root / "sys", proc_root=root / "proc")
+
     if prefer == "sysfs":
-        return SysfsSource()
+        return sysfs()
     try:
         from mdtrace.sources.bcc_source import BccSource
 
@@ -53,7 +58,7 @@ def open_live_source(*, prefer: str = "auto", warn: Callable[[str], None] | None
             f"mdtrace: warning: BPF tracing unavailable ({exc}); falling back to sysfs "
             "polling (names, sync action, progress only; no lifecycle or hang detection "
             "that needs kernel probes). Run 'mdtrace doctor' for details.")
-        return SysfsSource()
+        return sysfs()
 
 
 def now_ns() -> int:

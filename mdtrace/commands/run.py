@@ -73,16 +73,18 @@ class FindingPrinter:
               help="Also append finding lines to this file.")
 @click.option("--interval", type=float, default=1.0, show_default=True,
               help="sysfs poll interval / engine tick in seconds.")
+@click.option("--sysfs-root", default="/", hidden=True,
+              help="Root holding sys/ and proc/ for the sysfs source (tests).")
 def command(duration: float | None, prefer: str, locks: bool, locks_full: bool,
             io_threshold_ms: float, config_path: str | None, thresholds: tuple[str, ...],
-            log_path: str | None, interval: float) -> None:
+            log_path: str | None, interval: float, sysfs_root: str) -> None:
     """Trace live, diagnose, and print findings as they are raised and cleared."""
     from mdtrace.config import load_config
     from mdtrace.engine.core import Engine
 
     cfg = load_config(config_path, thresholds)
     src = open_live_source(prefer=prefer, locks=locks, locks_full=locks_full,
-                           io_threshold_ms=io_threshold_ms)
+                           io_threshold_ms=io_threshold_ms, sysfs_root=sysfs_root)
     if getattr(src, "name", "") == "sysfs":
         src.interval = interval
     engine = Engine(cfg, mode="live", kernel=src.header.kernel)
