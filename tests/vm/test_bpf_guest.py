@@ -150,5 +150,6 @@ def test_dm_raid_names_and_hooks(guest) -> None:
 def test_no_raw_pointer_in_trace(guest) -> None:
     _rel, out, _events, _res = guest
     text = gzip.decompress((out / "trace.jsonl.gz").read_bytes())
-    hits = RAW_PTR.findall(text)
+    # MaxSector (2**64-1, e.g. curr_resync after a finished sync) is a sector sentinel
+    hits = [h for h in RAW_PTR.findall(text) if h != str(2**64 - 1).encode()]
     assert not hits, hits[:5]
