@@ -79,6 +79,20 @@ def import_bcc() -> Any:
     return bcc
 
 
+def read_lost(bpf: Any, seen: dict[int, int]) -> list[tuple[str, int]]:
+    """(event kind, newly lost count) from the in-kernel ``lost_count`` array; updates seen."""
+    from mdtrace.sources.bcc_decode import KIND_NAMES
+
+    out = []
+    for k, v in bpf["lost_count"].items():
+        idx, val = k.value, v.value
+        delta = val - seen.get(idx, 0)
+        if delta > 0:
+            seen[idx] = val
+            out.append((KIND_NAMES.get(idx, str(idx)), delta))
+    return out
+
+
 class RingPoller:
     """Ring-buffer callback + decode path shared by the md programs and the smoke test."""
 
@@ -202,19 +216,11 @@ class BccSource:
 
     def lost_events(self) -> list[Event]:
         """Ring-buffer reservations that failed since last call, per kind, as ``lost``."""
-        out = []
-        table = self.bpf["lost_count"]
         now = time.monotonic_ns()
-        from mdtrace.sources.bcc_decode import KIND_NAMES
-
-        for k, v in table.items():
-            idx, val = k.value, v.value
-            delta = val - self._lost_seen.get(idx, 0)
-            if delta > 0:
-                self._lost_seen[idx] = val
-                self.lost_total += delta
-                out.append(Event(ts=now, kind="lost", args={
-                    "count": delta, "probe": KIND_NAMES.get(idx, str(idx))}))
+        out = []
+        for kind, delta in read_lost(self.bpf, self._lost_seen):
+            self.lost_total += delta
+            out.append(Event(ts=now, kind="lost", args={"count": delta, "probe": kind}))
         return out
 
     def events(self, stop: threading.Event) -> Iterator[Event]:
