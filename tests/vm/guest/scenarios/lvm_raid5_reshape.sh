@@ -13,6 +13,14 @@ for act in frozen idle; do
     rc=$?; sleep 1
     obs "msg_$act" "rc=$rc $(dmsetup status $dm | cut -d' ' -f6-8)"
 done
+# 6.12 (dm-raid after the 6.9 series): "frozen"/"idle" stop the sync, then fail with EINVAL and
+# leave it idle, part-synced; nothing restarts it.  "resync" does (sets MD_RECOVERY_NEEDED).
+if dmsetup status $dm | grep -qw idle && ! dmsetup status $dm | grep -q ' 131072/131072 '; then
+    obs sync_left_idle "$(dmsetup status $dm | cut -d' ' -f6-8)"
+    dmsetup message $dm 0 resync 2> "$SDIR/msg_resync.err"
+    rc=$?; sleep 1
+    obs msg_resync "rc=$rc $(dmsetup status $dm | cut -d' ' -f6-8)"
+fi
 speed_limits 1000 200000
 wait_until 120 bash -c "[[ \$(lvs --noheadings -o sync_percent $vg/$lv | tr -d ' ') == 100.00 ]]" \
     || die "initial sync did not finish"
