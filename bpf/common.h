@@ -6,7 +6,7 @@
  * md/dm struct member directly.  All reads go through bpf_probe_read_kernel().
  *
  * The Python side (mdtrace/sources/bcc_source.py) concatenates this header with the selected
- * bpf/*.c files into ONE program text, so all programs share the single ring buffer `events`.
+ * bpf C files into ONE program text, so all programs share the single ring buffer `events`.
  */
 #include <uapi/linux/ptrace.h>
 #include <linux/sched.h>
