@@ -138,3 +138,14 @@ def test_raw_pointer_scan(tmp_path: Path) -> None:
     dirty.write_bytes(b'{"t":1,"k":"reap","x":{"bio":"0xffff8e3a41b2c000"}}\n'
                       b'{"t":2,"k":"reap","x":{"p":18446623297462337536}}\n')
     assert len(raw_pointers(dirty)) == 2
+
+
+def test_raw_pointer_scan_ignores_negative_u64(tmp_path: Path) -> None:
+    from mdtrace.vm.golden import raw_pointers
+
+    t = tmp_path / "t.jsonl"
+    # -616 as u64 (a wait_ns underflow) and MaxSector are not pointers; kernel text is
+    t.write_bytes(b'{"x":{"wait_ns":18446744073709551000,"cr":18446744073709551615}}\n')
+    assert raw_pointers(t) == []
+    t.write_bytes(b'{"x":{"fn":18446744071581156608}}\n')   # 0xffffffff81234500
+    assert raw_pointers(t) == ["18446744071581156608"]

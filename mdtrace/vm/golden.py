@@ -20,10 +20,12 @@ from mdtrace.errors import MdtraceError
 from mdtrace.vm.scenarios import ScenarioResult
 
 # kernel addresses on x86_64: 0xffff800000000000 and up; as hex text or as decimal integers
-_HEX_PTR = re.compile(rb"(?i)(?:0x)?ffff[89a-f][0-9a-f]{11}\b")
+_HEX_PTR = re.compile(rb"(?i)\b(?:0x)?ffff[89a-f][0-9a-f]{11}\b")
 _DEC = re.compile(rb"\b1844\d{16}\b")
 _KERNEL_LO = 0xFFFF800000000000
-_MAX_SECTOR = (1 << 64) - 1   # MaxSector (~0ULL) is not a pointer
+# the top page is never mapped: ERR_PTR values, small negative numbers stored as u64 and
+# MaxSector (~0ULL) live there, not pointers
+_KERNEL_HI = 0xFFFFFFFFFFFFF000
 
 
 def raw_pointers(path: Path) -> list[str]:
@@ -32,7 +34,7 @@ def raw_pointers(path: Path) -> list[str]:
     hits = [m.group().decode() for m in _HEX_PTR.finditer(data)]
     for m in _DEC.finditer(data):
         v = int(m.group())
-        if _KERNEL_LO <= v < _MAX_SECTOR:
+        if _KERNEL_LO <= v < _KERNEL_HI:
             hits.append(m.group().decode())
     return hits[:10]
 
@@ -95,6 +97,9 @@ def collect(results: dict[str, ScenarioResult], dest: Path, *,
     for name, r in sorted(results.items()):
         if not r.recorded or not r.trace.is_file():
             done.append(f"skip {name}: not recorded")
+            continue
+        if r.rc != 0:
+            done.append(f"skip {name}: the scenario failed (rc {r.rc}): not a reference")
             continue
         bad = raw_pointers(r.trace)
         if bad:
