@@ -226,6 +226,10 @@ class BccSource:
 
     def events(self, stop: threading.Event) -> Iterator[Event]:
         yield from self.probe_events()
+        # seed: arrays that existed before tracing started, as md publishes them in sysfs
+        from mdtrace.sources.sysfs import SysfsSource
+
+        yield from SysfsSource().poll()
         last_lost = time.monotonic()
         while not stop.is_set():
             yield from self.poller.poll(100)
