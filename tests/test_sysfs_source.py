@@ -34,7 +34,8 @@ def _md(root: Path, name: str, **attrs: str) -> Path:
 def _src(tmp: Path) -> SysfsSource:
     (tmp / "proc").mkdir(exist_ok=True)
     (tmp / "proc" / "mdstat").write_text(MDSTAT)
-    return SysfsSource(sys_root=tmp / "sys", proc_root=tmp / "proc", interval=0.01)
+    return SysfsSource(sys_root=tmp / "sys", proc_root=tmp / "proc", interval=0.01,
+                       dmsetup=None)
 
 
 def test_parse_mdstat() -> None:
@@ -83,5 +84,31 @@ def test_events_stream_stops(tmp_path: Path) -> None:
 
 
 def test_no_md_at_all(tmp_path: Path) -> None:
-    src = SysfsSource(sys_root=tmp_path / "nosys", proc_root=tmp_path / "noproc")
+    src = SysfsSource(sys_root=tmp_path / "nosys", proc_root=tmp_path / "noproc",
+                      dmsetup=lambda: "")
     assert src.poll() == []
+
+
+DMSETUP = """vgt-lvt: 0 32768 raid raid1 2 AA 16384/32768 resync 0 0 -
+vgt-lvt_rimage_0: 0 32768 linear
+vg2-r5: 0 262144 raid raid5_ls 4 AAAD 262144/262144 idle 0 0 -
+"""
+
+
+def test_dm_raid_from_dmsetup(tmp_path: Path) -> None:
+    from mdtrace.sources.sysfs import parse_dmsetup_status
+
+    got = parse_dmsetup_status(DMSETUP)
+    assert sorted(got) == ["vg2-r5", "vgt-lvt"]
+    assert got["vg2-r5"].degraded == 1 and got["vg2-r5"].raid_disks == 4
+    (tmp_path / "sys/block/dm-4/dm").mkdir(parents=True)
+    (tmp_path / "sys/block/dm-4/dm/name").write_text("vgt-lvt\n")
+    src = SysfsSource(sys_root=tmp_path / "sys", proc_root=tmp_path / "proc",
+                      dmsetup=lambda: DMSETUP)
+    evs = src.poll(now_ns=1)
+    st = {e.array: e for e in evs if e.kind == "sysfs_state"}
+    assert st["dm-4"].dm_name == "vgt-lvt" and st["dm-4"].args["kind"] == "dm-raid"
+    assert st["dm-4"].args["sync_action"] == "resync" and st["dm-4"].args["level"] == "raid1"
+    assert "vg2-r5" in st                           # no dm-N known: keyed by its dm name
+    pr = next(e for e in evs if e.kind == "progress" and e.array == "dm-4")
+    assert (pr.args["done"], pr.args["total"]) == (16384, 32768)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import queue
+import sys
 import threading
 import time
 from typing import IO, Any
@@ -88,7 +89,7 @@ def command(duration: float | None, prefer: str, locks: bool, locks_full: bool,
     if getattr(src, "name", "") == "sysfs":
         src.interval = interval
     engine = Engine(cfg, mode="live", kernel=src.header.kernel)
-    outs: list[IO[str]] = [click.get_text_stream("stdout")]
+    outs: list[IO[str]] = [sys.stdout]
     log_fh = open(log_path, "a") if log_path else None  # noqa: SIM115 - closed below
     if log_fh:
         outs.append(log_fh)

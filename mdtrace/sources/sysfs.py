@@ -1,4 +1,5 @@
-"""Poll ``/sys/block/md*/md/*`` and ``/proc/mdstat``: array names, level, sync action, progress.
+"""Poll ``/sys/block/md*/md/*``, ``/proc/mdstat`` and ``dmsetup status --target raid``: array
+names, level, sync action, progress (md and dm-raid).
 
 Used to seed state at start-up, to name arrays, and as the degraded mode when BPF cannot
 attach.  It sees what md publishes, not the lifecycle inside the kernel: no flags, no thread
@@ -9,9 +10,11 @@ from __future__ import annotations
 
 import platform
 import re
+import shutil
+import subprocess
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -98,6 +101,49 @@ def scan(sys_root: Path, proc_root: Path) -> dict[str, MdSnapshot]:
     return arrays
 
 
+def parse_dmsetup_status(text: str) -> dict[str, MdSnapshot]:
+    """``dmsetup status --target raid`` -> {dm name: snapshot} (dm-raid arrays are in neither
+    /proc/mdstat nor /sys/block/md*).  Line: ``NAME: start len raid TYPE NDEVS HEALTH
+    DONE/TOTAL ACTION MISMATCH ...``; health chars: A alive, a alive-not-in-sync, D dead."""
+    out: dict[str, MdSnapshot] = {}
+    for line in text.splitlines():
+        name, sep, rest = line.partition(": ")
+        f = rest.split()
+        if not sep or len(f) < 8 or f[2] != "raid":
+            continue
+        done = total = None
+        if "/" in f[6]:
+            a, _, b = f[6].partition("/")
+            done, total = _int(a), _int(b)
+        out[name] = MdSnapshot(name=name, level=f[3], array_state="", sync_action=f[7],
+                               done=done, total=total, degraded=f[5].count("D"),
+                               raid_disks=_int(f[4]))
+    return out
+
+
+def run_dmsetup() -> str:
+    """``dmsetup status --target raid`` output, '' where dmsetup is absent or refuses."""
+    exe = shutil.which("dmsetup")
+    if exe is None:
+        return ""
+    try:
+        r = subprocess.run([exe, "status", "--target", "raid"], capture_output=True,
+                           text=True, timeout=5)
+    except (OSError, subprocess.TimeoutExpired):
+        return ""
+    return r.stdout if r.returncode == 0 else ""
+
+
+def dm_disks(sys_root: Path) -> dict[str, str]:
+    """dm name -> kernel disk name (``vg-lv`` -> ``dm-3``) from /sys/block/dm-*/dm/name."""
+    out = {}
+    for d in (sys_root / "block").glob("dm-*"):
+        name = _read(d / "dm" / "name")
+        if name:
+            out[name] = d.name
+    return out
+
+
 def _ro(array_state: str) -> int:
     return {"readonly": 1, "read-auto": 2}.get(array_state, 0)
 
@@ -109,8 +155,10 @@ class SysfsSource:
     name = "sysfs"
 
     def __init__(self, sys_root: str | Path = "/sys", proc_root: str | Path = "/proc",
-                 interval: float = 1.0) -> None:
+                 interval: float = 1.0,
+                 dmsetup: Callable[[], str] | None = run_dmsetup) -> None:
         self.sys_root = Path(sys_root)
+        self.dmsetup = dmsetup
         self.proc_root = Path(proc_root)
         self.interval = interval
         release = platform.release()
@@ -124,6 +172,13 @@ class SysfsSource:
         """One scan: events for whatever changed since the previous one."""
         ts = now_ns if now_ns is not None else time.monotonic_ns()
         cur = scan(self.sys_root, self.proc_root)
+        dm_of: dict[str, str] = {}
+        if self.dmsetup is not None:
+            disks = dm_disks(self.sys_root)
+            for dm_name, snap in parse_dmsetup_status(self.dmsetup()).items():
+                key = disks.get(dm_name, dm_name)
+                cur[key] = snap
+                dm_of[key] = dm_name
         self.polls += 1
         out: list[Event] = []
         for name, snap in cur.items():
@@ -141,10 +196,14 @@ class SysfsSource:
                     args["raid_disks"] = snap.raid_disks
                 if snap.reshape_position is not None:
                     args["reshape_position"] = snap.reshape_position
-                out.append(Event(ts=ts, kind="sysfs_state", array=name, args=args))
+                if name in dm_of:
+                    args["kind"] = "dm-raid"
+                out.append(Event(ts=ts, kind="sysfs_state", array=name,
+                                 dm_name=dm_of.get(name, ""), args=args))
             if snap.done is not None and snap.total is not None and (
                     old is None or (old.done, old.total) != (snap.done, snap.total)):
-                out.append(Event(ts=ts, kind="progress", array=name, args={
+                out.append(Event(ts=ts, kind="progress", array=name,
+                                 dm_name=dm_of.get(name, ""), args={
                     "done": snap.done, "total": snap.total, "action": snap.sync_action,
                     "speed_kbs": snap.speed_kbs or 0}))
         for name in set(self._last) - set(cur):
