@@ -340,9 +340,16 @@ EXPECT: dict[str, Expect] = {
         obs_matches("io_fio", "^done rc=0"),
         events_seen("dm_suspend_enter", "dm_resume_enter", "raid_target"),
     ), per_kernel={
-        # dm-raid suspended mid-reshape: 6.1 still reports the reshape position, 6.12 shows 0
-        "6.1": (obs_matches("suspended_status", r"^raid5_ls 4 \w{4} [1-9]\d*/131072 frozen$"),),
-        "6.12": (obs_matches("suspended_status", r"^raid5_ls 4 \w{4} 0/131072 frozen$"),),
+        # dm-raid suspended mid-reshape: 6.1 still reports the reshape position, 6.12 shows 0.
+        # "frozen"/"idle" messages during the initial sync: 6.1 freezes and resumes it; 6.12
+        # stops it and answers EINVAL to both, leaving it idle until a "resync" message.
+        "6.1": (obs_matches("suspended_status", r"^raid5_ls 4 \w{4} [1-9]\d*/131072 frozen$"),
+                obs_matches("msg_frozen", r"^rc=0 \w{3} \d+/131072 frozen$"),
+                obs_matches("msg_idle", r"^rc=0 .* resync$")),
+        "6.12": (obs_matches("suspended_status", r"^raid5_ls 4 \w{4} 0/131072 frozen$"),
+                 obs_matches("msg_frozen", r"^rc=1 \w{3} \d+/131072 idle$"),
+                 obs_matches("msg_idle", r"^rc=1 .* idle$"),
+                 obs_matches("sync_left_idle", "idle$"), obs_matches("msg_resync", "^rc=0 ")),
     }),
 }
 
