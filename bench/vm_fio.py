@@ -34,9 +34,17 @@ def _f7_latency(bench: Path) -> dict[str, Any]:
     trace = bench / "f7.jsonl.gz"
     if not trace.is_file():
         return {"f7": "not measured (no mdtrace record in the guest)"}
+    import importlib.util
+
+    if importlib.util.find_spec("mdtrace.engine.core") is None:
+        return {"f7": "not measured (mdtrace.engine.core is not in this tree)"}
+    from mdtrace.trace import TraceError
     from mdtrace.vm.detect import first_detection
 
-    d = first_detection(trace, "F7")
+    try:
+        d = first_detection(trace, "F7")
+    except TraceError as exc:
+        return {"f7": f"not measured: {exc}"}
     if d is None:
         return {"f7": "NOT raised"}
     lat = d.latency_s
@@ -51,6 +59,7 @@ def main() -> int:
     ap.add_argument("--runtime", type=int, default=20, help="seconds per fio run")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench-vm")
     a = ap.parse_args()
+    from mdtrace.trace import TraceError
     from mdtrace.vm import ensure_image, run_script
 
     out = a.out / a.kernel
@@ -69,6 +78,15 @@ def main() -> int:
         for n in ("mdtrace", "naive"):
             if iops[n]:
                 figures[f"ratio_{n}"] = round(iops[n] / mean, 3)
+    if (b / "bench_trace.jsonl.gz").is_file():
+        from mdtrace.vm.golden import event_kinds
+
+        try:
+            kinds = event_kinds(b / "bench_trace.jsonl.gz")
+            figures["mdtrace_trace_events"] = sum(kinds.values())
+            figures["mdtrace_trace_kinds"] = kinds
+        except TraceError as exc:
+            figures["mdtrace_trace_events"] = f"unreadable: {exc}"
     try:
         figures["naive_probe"] = json.loads((b / "naive.json").read_text())
     except (OSError, ValueError):
