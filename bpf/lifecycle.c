@@ -2,8 +2,11 @@
  * mddev suspend/resume.  Needs common.h.  Attached as kprobes/kretprobes by the probe plan
  * (mdtrace/kernel/probes.py); a function missing on a kernel is simply not attached.
  *
- * Checked against drivers/md/md.c and raid5.c of 6.1 (6.1.192), 6.7-6.9 (read) and 6.12
- * (6.12.117), and against the BTF/kallsyms captured in tests/data/btf/.
+ * Verified by attaching in the 6.1.192 and 6.12.117 guests (tests/vm/test_bpf_guest.py) and
+ * against their BTF/kallsyms (tests/data/btf/).  6.7-6.9: signatures as listed in
+ * kernel-facts.md (md_unregister_thread gained the mddev argument and mddev_suspend became int
+ * in 6.7 - checked in the md patch text; both forms are handled via BTF-derived -D constants),
+ * not attached on a real 6.7-6.9 kernel.
  */
 
 BPF_HASH(last_recovery, u64, u64, 256);            /* mddev -> last reported recovery word */
