@@ -20,10 +20,13 @@ check_recovery_enter   --  (md_check_recovery entry; daemon thread context)
 check_recovery_exit    --  (state read at return)
 do_sync_enter          thread: str (sync thread name), action: str
 do_sync_exit           thread, action
-reap                   mutex_owned: bool (caller owns reconfig_mutex), caller: str
-thread_register        name: str, caller: str (function that registered), sync: bool
+reap                   mutex_owned: bool (caller owns reconfig_mutex), caller: str,
+                       mutex_locked: bool (anyone owns it)
+thread_register        name: str, caller: str (function that registered), sync: bool,
+                       run: str (thread function, e.g. md_do_sync)
 thread_unregister      name, caller, sync
-start_reshape          caller: str, rc: int (return value, on the exit event if known)
+start_reshape          caller: str, rc: int (return value, on the exit event if known),
+                       phase ('enter'/'exit')
 io_wait                sector, sectors, rw ('R'/'W'), wait_ns, done: bool, mode ('sleep'
                        for 6.7/6.8 wait_for_overlap, 'requeue' for 6.9+ STRIPE_WAIT_RESHAPE),
                        retries: int, reshape_progress, reshape_safe (sectors), io_id: str
@@ -45,7 +48,8 @@ array_stop             --
 sync_action            action ('idle','frozen','resync','recover','check','repair','reshape'),
                        source ('sysfs', 'dm_message', 'mdadm')
 progress               done: int (sectors), total: int, action: str, speed_kbs: int
-sysfs_state            level, array_state, sync_action, degraded, raid_disks (sysfs poller)
+sysfs_state            level, array_state, sync_action, degraded, raid_disks (sysfs poller),
+                       ro: int, reshape_position: int, kind ('dm-raid' from dmsetup status)
 probe_status           probe: str, attached: bool, reason: str, method ('kprobe','fentry',..)
 lost                   count: int, probe: str  (perf/ring buffer losses)
 =====================  =====================================================================
