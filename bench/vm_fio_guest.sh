@@ -54,7 +54,13 @@ if record_available; then
     echo 1000 > /proc/sys/dev/raid/speed_limit_min; echo 2000 > /proc/sys/dev/raid/speed_limit_max
     record_start "$out/f7.jsonl.gz" "$out/record_f7.log"
     MDADM_NO_SYSTEMCTL=1 mdadm --grow /dev/md0 --raid-devices=4
-    sleep 4
+    # freeze once the reshape has moved 4 MiB per device (freezing a few seconds after the grow,
+    # before that, crashes 6.12.117: docs/kernels.md, tests/vm/guest/repro_612_raid5d_oops.sh)
+    for ((i = 0; i < 300; i++)); do
+        c=$(cut -d' ' -f1 /sys/block/md0/md/sync_completed)
+        [[ $c =~ ^[0-9]+$ ]] && ((c >= 8192)) && break
+        sleep 0.2
+    done
     echo frozen > /sys/block/md0/md/sync_action; sleep 1
     pos=$(cat /sys/block/md0/md/reshape_position)
     t_io=$(now)
@@ -64,7 +70,9 @@ if record_available; then
     sleep 15
     echo idle > /sys/block/md0/md/sync_action
     echo 200000 > /proc/sys/dev/raid/speed_limit_max
-    wait
+    for ((i = 0; i < 60; i++)); do jobs -r | grep -q . || break; sleep 1; done
+    jobs -r | grep -q . && echo "F7 IO still blocked 60 s after idle (kernel: see console.log)"
+    dmesg | grep -A12 'kernel BUG' | head -14
     sleep 2
     record_stop
     mdtrace report --format json "$out/f7.jsonl.gz" > "$out/f7_report.json" 2> "$out/f7_report.err"
