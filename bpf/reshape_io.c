@@ -196,11 +196,14 @@ int io_scan(struct bpf_perf_event_data *ctx)
         struct io_slot *s = io_inflight.lookup(&idx);
         if (!s || !s->tid)
             continue;
-        if (now - s->ts < IO_THRESH_NS || now - s->last_report < IO_THRESH_NS)
+        /* the owner may refill the slot on another CPU meanwhile (a 6.9+ requeue loop
+         * re-enters raid5_make_request constantly): ts can be newer than now */
+        u64 ts = s->ts;
+        if (ts >= now || now - ts < IO_THRESH_NS || now - s->last_report < IO_THRESH_NS)
             continue;
         s->last_report = now;
         emit_io_wait((struct pt_regs *)ctx, s->mddev, s->sector,
-                     (u64)s->sectors | (u64)s->opf << 32, now - s->ts, 0, 0, 0, s->tid);
+                     (u64)s->sectors | (u64)s->opf << 32, now - ts, 0, 0, 0, s->tid);
     }
     return 0;
 }
