@@ -1,0 +1,64 @@
+"""`mdtrace top`: live terminal UI, or the same UI over a replayed trace."""
+
+from __future__ import annotations
+
+import click
+
+from mdtrace.errors import EnvironmentProblem, MdtraceError
+
+
+def _engine(mode: str, kernel: str) -> object:
+    try:
+        from mdtrace.engine.core import Engine
+    except ImportError as exc:
+        raise MdtraceError(f"mdtrace top: diagnosis engine not available ({exc}); "
+                           "reinstall mdtrace (bash scripts/bootstrap.sh)") from None
+    return Engine(mode=mode, kernel=kernel)
+
+
+@click.command(name="top")
+@click.option("--replay", "replay", type=click.Path(dir_okay=False), default=None,
+              help="Replay a recorded trace instead of tracing live.")
+@click.option("--speed", type=float, default=None,
+              help="Replay speed: N trace-seconds per second (default: as fast as possible).")
+def command(replay: str | None, speed: float | None) -> None:
+    """Live terminal UI (or over a replayed trace)."""
+    from mdtrace.frontends.tui.app import TopApp
+    from mdtrace.frontends.tui.feed import Feeder
+
+    if speed is not None and speed < 0:
+        raise MdtraceError(f"mdtrace top: --speed {speed} is negative; give N > 0 or omit it")
+    if replay is not None:
+        from mdtrace.sources.replay import ReplaySource
+        from mdtrace.trace import TraceError
+
+        try:
+            source = ReplaySource(replay, speed=speed)
+        except (OSError, TraceError) as exc:
+            raise MdtraceError(f"mdtrace top: cannot read trace {replay}: {exc}; "
+                               "give a file written by `mdtrace record`") from None
+        kernel = str(getattr(source.header, "kernel", "") or "")
+        engine = _engine("replay", kernel)
+        live = False
+    else:
+        try:
+            from mdtrace.commands._live import open_live_source
+        except ImportError:
+            raise EnvironmentProblem("mdtrace top: no live source available in this install; "
+                                     "run 'mdtrace doctor', or use --replay TRACE") from None
+        warnings: list[str] = []
+        source = open_live_source(warn=warnings.append)
+        engine = _engine(getattr(source, "name", "bcc"), "")
+        live = True
+    feeder = Feeder(source, engine, live=live)
+    feeder.start()
+    app = TopApp(lambda since: feeder.poll(since), is_done=feeder.done.is_set)
+    try:
+        app.run()
+    finally:
+        feeder.close()
+    if feeder.error is not None and not isinstance(feeder.error, KeyboardInterrupt):
+        err = feeder.error
+        if isinstance(err, MdtraceError):
+            raise err
+        raise MdtraceError(f"mdtrace top: event source failed: {err}") from None

@@ -1,0 +1,1 @@
+"""Front ends that render engine snapshots (TUI, exporter)."""

@@ -1,0 +1,1 @@
+"""`mdtrace top`: a Textual terminal UI over engine snapshots (live or replayed)."""

@@ -1,0 +1,72 @@
+"""Background thread: pull events from a Source into an Engine; the UI polls snapshots.
+
+The engine is not thread-safe, so every engine call happens under one lock; the UI thread only
+takes a snapshot under that lock at its own frame rate, so a fast replay never floods it.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Any
+
+from mdtrace.engine.model import Snapshot
+from mdtrace.events import Event
+
+
+class Feeder:
+    """Feeds ``source.events()`` into ``engine``; keeps the last ``keep`` events for the log."""
+
+    def __init__(self, source: Any, engine: Any, *, keep: int = 2000,
+                 live: bool = False) -> None:
+        self.source = source
+        self.engine = engine
+        self.live = live
+        self.stop = threading.Event()
+        self.done = threading.Event()
+        self.error: BaseException | None = None
+        self._lock = threading.Lock()
+        self._recent: deque[Event] = deque(maxlen=keep)
+        self._seq = 0
+        self._thread = threading.Thread(target=self._run, name="mdtrace-feed", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            last_tick = time.monotonic()
+            for ev in self.source.events(self.stop):
+                with self._lock:
+                    self.engine.feed(ev)
+                    self._recent.append(ev)
+                    self._seq += 1
+                if self.live and time.monotonic() - last_tick > 1.0:
+                    last_tick = time.monotonic()
+                    with self._lock:
+                        self.engine.advance(ev.ts)
+                if self.stop.is_set():
+                    break
+            if not self.live and not self.stop.is_set():
+                with self._lock:
+                    self.engine.finish()
+        except BaseException as exc:  # surfaced in the UI, never a silent dead thread
+            self.error = exc
+        finally:
+            self.done.set()
+
+    def poll(self, since: int) -> tuple[Snapshot, list[Event], int]:
+        """Current snapshot, events newer than sequence ``since`` (bounded), new sequence."""
+        with self._lock:
+            snap = self.engine.snapshot()
+            n = min(self._seq - since, len(self._recent))
+            new = list(self._recent)[-n:] if n > 0 else []
+            return snap, new, self._seq
+
+    def close(self) -> None:
+        self.stop.set()
+        self._thread.join(timeout=2.0)
+        close = getattr(self.source, "close", None)
+        if close is not None:
+            close()
