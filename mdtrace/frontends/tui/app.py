@@ -115,7 +115,14 @@ class TopApp(App[None]):
         yield Footer()
 
     def on_mount(self) -> None:
-        table = self.query_one("#arrays", DataTable)
+        # Keep references: while a modal is up, App.query_one searches the modal, not us.
+        self._w_status = self.query_one("#status", Static)
+        self._w_degraded = self.query_one("#degraded", Static)
+        self._w_table = self.query_one("#arrays", DataTable)
+        self._w_findings = self.query_one("#findings", Static)
+        self._w_log = self.query_one("#log", RichLog)
+        self._w_prompt = self.query_one("#prompt", Input)
+        table = self._w_table
         for col in render.ARRAY_COLUMNS:
             table.add_column(col, key=col)
         self.refresh_data()
@@ -137,12 +144,12 @@ class TopApp(App[None]):
 
     def _draw(self, snap: Snapshot, new: list[Event]) -> None:
         done = " | trace finished" if self._is_done() else ""
-        self.query_one("#status", Static).update(
+        self._w_status.update(
             render.status_line(snap, self._paused) + done
             + (f" | search '{self._search}'" if self._search else "")
             + (f" | log filter '{self._filter}'" if self._filter else ""))
-        self.query_one("#degraded", Static).update("\n".join(render.degraded_notes(snap.health)))
-        table = self.query_one("#arrays", DataTable)
+        self._w_degraded.update("\n".join(render.degraded_notes(snap.health)))
+        table = self._w_table
         rows = [(n, render.array_row(a)) for n, a in sorted(snap.arrays.items())]
         rows = [(n, r) for n, r in rows if self._matches(" ".join(r))]
         names = [n for n, _ in rows]
@@ -163,9 +170,9 @@ class TopApp(App[None]):
             fl = render.finding_lines(f)
             if self._matches("\n".join(fl)):
                 lines.extend(fl)
-        self.query_one("#findings", Static).update(
+        self._w_findings.update(
             "\n".join(lines) if lines else "No findings.")
-        log = self.query_one("#log", RichLog)
+        log = self._w_log
         for ev in new[-500:]:
             self._events.append(ev)
             line = render.event_line(ev)
@@ -176,7 +183,7 @@ class TopApp(App[None]):
         return not self._filter or self._filter.lower() in line.lower()
 
     def _rewrite_log(self) -> None:
-        log = self.query_one("#log", RichLog)
+        log = self._w_log
         log.clear()
         for ev in self._events:
             line = render.event_line(ev)
@@ -187,12 +194,12 @@ class TopApp(App[None]):
     def action_pause(self) -> None:
         self._paused = not self._paused
         if self.snapshot is not None:
-            self.query_one("#status", Static).update(
+            self._w_status.update(
                 render.status_line(self.snapshot, self._paused))
 
     def _open_prompt(self, purpose: str, placeholder: str) -> None:
         self._prompt_for = purpose
-        box = self.query_one("#prompt", Input)
+        box = self._w_prompt
         box.placeholder = placeholder
         box.value = self._search if purpose == "search" else self._filter
         box.add_class("visible")
@@ -212,15 +219,15 @@ class TopApp(App[None]):
             self._filter = message.value.strip()
             self._rewrite_log()
         box.remove_class("visible")
-        self.query_one("#arrays", DataTable).focus()
+        self._w_table.focus()
         self._row_names = []  # force a rebuild with the new search
         if self.snapshot is not None:
             self._draw(self.snapshot, [])
 
     def action_clear(self) -> None:
         self._search = self._filter = ""
-        self.query_one("#prompt", Input).remove_class("visible")
-        self.query_one("#arrays", DataTable).focus()
+        self._w_prompt.remove_class("visible")
+        self._w_table.focus()
         self._row_names = []
         self._rewrite_log()
         if self.snapshot is not None:
@@ -230,7 +237,7 @@ class TopApp(App[None]):
         self.push_screen(HelpScreen())
 
     def selected_array(self) -> str | None:
-        table = self.query_one("#arrays", DataTable)
+        table = self._w_table
         if not self._row_names:
             return None
         return self._row_names[min(table.cursor_row, len(self._row_names) - 1)]
