@@ -52,7 +52,7 @@ def command(replay: str | None, speed: float | None) -> None:
         live = True
     feeder = Feeder(source, engine, live=live)
     feeder.start()
-    app = TopApp(lambda since: feeder.poll(since), is_done=feeder.done.is_set)
+    app = TopApp(feeder.poll, is_done=feeder.done.is_set, frame_lock=feeder.frame_lock)
     try:
         app.run()
     finally:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -19,6 +20,9 @@ from textual.widgets import DataTable, Footer, Input, RichLog, Static
 from mdtrace.engine.model import Snapshot
 from mdtrace.events import Event
 from mdtrace.frontends.tui import render
+
+# At full replay speed only the newest lines can be read anyway; writing more costs frame time.
+LOG_PER_FRAME = 120
 
 Poll = Callable[[int], tuple[Snapshot, list[Event], int]]
 
@@ -89,8 +93,12 @@ class TopApp(App[None]):
     ]
 
     def __init__(self, poll: Poll, *, interval: float = 0.2,
-                 is_done: Callable[[], bool] | None = None) -> None:
+                 is_done: Callable[[], bool] | None = None,
+                 frame_lock: AbstractContextManager[object] | None = None) -> None:
         super().__init__()
+        # Held across poll + draw: a full-speed feeder thread otherwise competes for the GIL
+        # and stretches a 4 ms frame past 100 ms.
+        self._frame_lock = frame_lock or nullcontext()
         self._poll = poll
         self._interval = interval
         self._is_done = is_done or (lambda: False)
@@ -134,9 +142,10 @@ class TopApp(App[None]):
         if self._paused:
             return
         t0 = time.perf_counter()
-        snap, new, self._seq = self._poll(self._seq)
-        self.snapshot = snap
-        self._draw(snap, new)
+        with self._frame_lock:
+            snap, new, self._seq = self._poll(self._seq)
+            self.snapshot = snap
+            self._draw(snap, new)
         self.frame_times.append(time.perf_counter() - t0)
 
     def _matches(self, text: str) -> bool:
@@ -173,7 +182,7 @@ class TopApp(App[None]):
         self._w_findings.update(
             "\n".join(lines) if lines else "No findings.")
         log = self._w_log
-        for ev in new[-500:]:
+        for ev in new[-LOG_PER_FRAME:]:
             self._events.append(ev)
             line = render.event_line(ev)
             if self._log_match(line):

@@ -26,9 +26,10 @@ class Feeder:
         self.stop = threading.Event()
         self.done = threading.Event()
         self.error: BaseException | None = None
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # re-entrant: the UI holds it across poll + draw
         self._recent: deque[Event] = deque(maxlen=keep)
         self._seq = 0
+        self._ui_waiting = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mdtrace-feed", daemon=True)
 
     def start(self) -> None:
@@ -42,6 +43,10 @@ class Feeder:
                     self.engine.feed(ev)
                     self._recent.append(ev)
                     self._seq += 1
+                if self._ui_waiting.is_set():
+                    # The UI wants a frame: step aside so a full-speed replay cannot starve it
+                    # (re-taking the lock at once would win it back before the UI thread runs).
+                    time.sleep(0.0005)
                 if self.live and time.monotonic() - last_tick > 1.0:
                     last_tick = time.monotonic()
                     with self._lock:
@@ -58,11 +63,18 @@ class Feeder:
 
     def poll(self, since: int) -> tuple[Snapshot, list[Event], int]:
         """Current snapshot, events newer than sequence ``since`` (bounded), new sequence."""
+        self._ui_waiting.set()
         with self._lock:
+            self._ui_waiting.clear()
             snap = self.engine.snapshot()
             n = min(self._seq - since, len(self._recent))
             new = list(self._recent)[-n:] if n > 0 else []
             return snap, new, self._seq
+
+    @property
+    def frame_lock(self) -> threading.RLock:
+        """Hold while drawing a frame so the feeder pauses instead of fighting for the GIL."""
+        return self._lock
 
     def close(self) -> None:
         self.stop.set()
