@@ -40,6 +40,7 @@ def command(replay: str | None, speed: float | None) -> None:
         kernel = str(getattr(source.header, "kernel", "") or "")
         engine = _engine("replay", kernel)
         live = False
+        notes: list[str] = []
     else:
         try:
             from mdtrace.commands._live import open_live_source
@@ -50,9 +51,11 @@ def command(replay: str | None, speed: float | None) -> None:
         source = open_live_source(warn=warnings.append)
         engine = _engine(getattr(source, "name", "bcc"), "")
         live = True
+        notes = [w.removeprefix("mdtrace: warning: ") for w in warnings]
     feeder = Feeder(source, engine, live=live)
     feeder.start()
-    app = TopApp(feeder.poll, is_done=feeder.done.is_set, frame_lock=feeder.frame_lock)
+    app = TopApp(feeder.poll, is_done=feeder.done.is_set, frame_lock=feeder.frame_lock,
+                 notes=notes)
     try:
         app.run()
     finally:

@@ -94,8 +94,10 @@ class TopApp(App[None]):
 
     def __init__(self, poll: Poll, *, interval: float = 0.2,
                  is_done: Callable[[], bool] | None = None,
-                 frame_lock: AbstractContextManager[object] | None = None) -> None:
+                 frame_lock: AbstractContextManager[object] | None = None,
+                 notes: list[str] | None = None) -> None:
         super().__init__()
+        self._notes = list(notes or [])  # start-up warnings, e.g. "fell back to sysfs"
         # Held across poll + draw: a full-speed feeder thread otherwise competes for the GIL
         # and stretches a 4 ms frame past 100 ms.
         self._frame_lock = frame_lock or nullcontext()
@@ -157,7 +159,8 @@ class TopApp(App[None]):
             render.status_line(snap, self._paused) + done
             + (f" | search '{self._search}'" if self._search else "")
             + (f" | log filter '{self._filter}'" if self._filter else ""))
-        self._w_degraded.update("\n".join(render.degraded_notes(snap.health)))
+        self._w_degraded.update(
+            "\n".join(self._notes + render.degraded_notes(snap.health)))
         table = self._w_table
         rows = [(n, render.array_row(a)) for n, a in sorted(snap.arrays.items())]
         rows = [(n, r) for n, r in rows if self._matches(" ".join(r))]
