@@ -7,13 +7,18 @@ import click
 from mdtrace.errors import EnvironmentProblem, MdtraceError
 
 
-def _engine(mode: str, kernel: str) -> object:
+def _engine_class() -> type:
+    """The engine class, checked before any source is opened (no half-started probes)."""
     try:
         from mdtrace.engine.core import Engine
     except ImportError as exc:
-        raise MdtraceError(f"mdtrace top: diagnosis engine not available ({exc}); "
+        raise MdtraceError(f"top: diagnosis engine not available ({exc}); "
                            "reinstall mdtrace (bash scripts/bootstrap.sh)") from None
-    return Engine(mode=mode, kernel=kernel)
+    return Engine
+
+
+def _engine(mode: str, kernel: str) -> object:
+    return _engine_class()(mode=mode, kernel=kernel)
 
 
 @click.command(name="top")
@@ -27,7 +32,7 @@ def command(replay: str | None, speed: float | None) -> None:
     from mdtrace.frontends.tui.feed import Feeder
 
     if speed is not None and speed < 0:
-        raise MdtraceError(f"mdtrace top: --speed {speed} is negative; give N > 0 or omit it")
+        raise MdtraceError(f"top: --speed {speed} is negative; give N > 0 or omit it")
     if replay is not None:
         from mdtrace.sources.replay import ReplaySource
         from mdtrace.trace import TraceError
@@ -35,7 +40,7 @@ def command(replay: str | None, speed: float | None) -> None:
         try:
             source = ReplaySource(replay, speed=speed)
         except (OSError, TraceError) as exc:
-            raise MdtraceError(f"mdtrace top: cannot read trace {replay}: {exc}; "
+            raise MdtraceError(f"top: cannot read trace {replay}: {exc}; "
                                "give a file written by `mdtrace record`") from None
         kernel = str(getattr(source.header, "kernel", "") or "")
         engine = _engine("replay", kernel)
@@ -45,8 +50,9 @@ def command(replay: str | None, speed: float | None) -> None:
         try:
             from mdtrace.commands._live import open_live_source
         except ImportError:
-            raise EnvironmentProblem("mdtrace top: no live source available in this install; "
+            raise EnvironmentProblem("top: no live source available in this install; "
                                      "run 'mdtrace doctor', or use --replay TRACE") from None
+        _engine_class()
         warnings: list[str] = []
         source = open_live_source(warn=warnings.append)
         engine = _engine(getattr(source, "name", "bcc"), "")
@@ -64,4 +70,4 @@ def command(replay: str | None, speed: float | None) -> None:
         err = feeder.error
         if isinstance(err, MdtraceError):
             raise err
-        raise MdtraceError(f"mdtrace top: event source failed: {err}") from None
+        raise MdtraceError(f"top: event source failed: {err}") from None
