@@ -47,7 +47,8 @@ def guest(request: pytest.FixtureRequest):  # -> (release, out_dir, events, run 
                      timeout_s=900, out_dir=str(out))
     print(f"\nmdtrace vm bpf: {rel} rc={res.rc} wall {res.wall_s:.0f} s", file=sys.stderr)
     bpf_out = Path(res.out_dir) / "bpf"
-    wedged_by_oops = (res.timed_out and (bpf_out / "kernel_oops.txt").exists()
+    wedged_by_oops = ((res.timed_out or res.rc is None)
+                      and (bpf_out / "kernel_oops.txt").exists()
                       and (bpf_out / "record.rc").exists())
     if wedged_by_oops:   # the guest kernel oopsed; the recording itself finished
         print(f"!! {rel}: guest kernel oops, guest did not power off; checking the trace "

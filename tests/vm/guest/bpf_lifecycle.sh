@@ -59,9 +59,9 @@ if oops > /dev/null; then
     echo "KERNEL OOPS: $(oops | head -2 | tr '\n' ' '); skipping the rest (dm-raid part)"
     skip_rest=1
     # the wedged array blocks a normal power-off: force one shortly after the agent has
-    # written our exit code (reproduced WITHOUT mdtrace too: /tmp-free kernel bug, see docs)
+    # written our exit code (the oops reproduces WITHOUT mdtrace: a 6.12.117 kernel bug)
     echo 1 > /proc/sys/kernel/sysrq
-    ( sleep 20; echo o > /proc/sysrq-trigger ) > /dev/null 2>&1 &
+    ( sleep 90; echo o > /proc/sysrq-trigger ) > /dev/null 2>&1 &
 else
     for i in $(seq 1 300); do [[ $(cat /sys/block/md1/md/sync_action) == idle ]] && break; sleep 0.2; done
     timeout 20 mdadm --stop /dev/md1
