@@ -67,11 +67,16 @@ if record_available; then
     echo "{\"io_start_uptime\": $t_io, \"reshape_position\": $pos}" > "$out/f7_io.json"
     dd if=/dev/urandom of=/dev/md0 bs=1M seek=$(( pos / 2048 > 4 ? pos / 2048 - 4 : 0 )) count=8 \
         oflag=direct status=none &
+    ddpid=$!
     sleep 15
     echo idle > /sys/block/md0/md/sync_action
     echo 200000 > /proc/sys/dev/raid/speed_limit_max
-    for ((i = 0; i < 60; i++)); do jobs -r | grep -q . || break; sleep 1; done
-    jobs -r | grep -q . && echo "F7 IO still blocked 60 s after idle (kernel: see console.log)"
+    for ((i = 0; i < 60; i++)); do kill -0 $ddpid 2>/dev/null || break; sleep 1; done
+    if kill -0 $ddpid 2>/dev/null; then
+        echo "F7 IO still blocked 60 s after idle (kernel: see console.log)"
+    else
+        wait $ddpid; echo "F7 IO finished rc=$? after idle"
+    fi
     dmesg | grep -A12 'kernel BUG' | head -14
     sleep 2
     record_stop
