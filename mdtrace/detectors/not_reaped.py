@@ -1,0 +1,46 @@
+"""F1/F2: MD_RECOVERY_DONE set, the daemon keeps running, but never reaps the sync thread,
+because the array is suspended (F1, CVE-2024-26758) or read-only (F2, CVE-2024-26757)."""
+
+from __future__ import annotations
+
+from mdtrace.detectors.base import Context, Verdict
+from mdtrace.engine.model import Finding, Severity
+
+
+def check(ctx: Context) -> list[Verdict]:
+    arr = ctx.arr
+    out: list[Verdict] = []
+    for code in ("F1", "F2"):
+        key = f"{code}:{arr.name}:{arr.generation}"
+        if arr.done_since is None:
+            out.append(Verdict(key, None))
+            continue
+        if ctx.now_ns - arr.done_since < ctx.config.reap_grace_s * 1e9:
+            continue
+        if code == "F1" and (arr.suspended or arr.dm_suspended):
+            out.append(Verdict(key, Finding(
+                code="F1", title="sync thread finished (DONE) but never reaped: array suspended",
+                array=arr.name, start_ns=arr.done_since, severity=Severity.CRITICAL,
+                explanation=(
+                    f"{arr.name}'s sync thread set MD_RECOVERY_DONE, but md_check_recovery "
+                    "returns early while the array is suspended, so step 4 (clear RUNNING, "
+                    "reap the thread) never happens. Anything that waits for the sync thread "
+                    "to stop (dm suspend/stop, mdadm --stop, a new sync) hangs."),
+                fix="1baae052cccd md: don't ignore suspended array in md_check_recovery() (6.8)",
+                remedy=(f"resume the array (dm-raid: `dmsetup resume {arr.dm_name or arr.name}`;"
+                        f" md: `echo active > /sys/block/{arr.name}/md/array_state`), then "
+                        "check the thread is reaped; upgrade to a kernel with the fix."),
+                details={"suspended": arr.suspended, "dm_suspended": arr.dm_suspended})))
+        elif code == "F2" and arr.ro:
+            out.append(Verdict(key, Finding(
+                code="F2", title="sync thread finished (DONE) but never reaped: array read-only",
+                array=arr.name, start_ns=arr.done_since, severity=Severity.CRITICAL,
+                explanation=(
+                    f"{arr.name} is read-only (ro={arr.ro}); md_check_recovery skips "
+                    "read-only arrays, so the finished sync thread is never reaped and "
+                    "MD_RECOVERY_RUNNING stays set."),
+                fix="55a48ad2db64 md: don't ignore read-only array in md_check_recovery() (6.8)",
+                remedy=(f"`mdadm --readwrite /dev/{arr.name}` (or lvchange -p rw for dm-raid) "
+                        "lets the daemon reap; upgrade to a kernel with the fix."),
+                details={"ro": arr.ro})))
+    return out

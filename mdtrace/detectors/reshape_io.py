@@ -1,0 +1,79 @@
+"""F7: IO across the reshape position waits while the reshape cannot make progress."""
+
+from __future__ import annotations
+
+from mdtrace.detectors.base import Context, Verdict
+from mdtrace.engine.arrays import ArrayRec
+from mdtrace.engine.model import Finding, Severity
+from mdtrace.kernel.flags import Recovery, parse_release
+
+
+def blocked_reason(arr: ArrayRec) -> str:
+    """Why the reshape cannot progress right now ('' when it can)."""
+    if arr.ro:
+        return "read_only"
+    if arr.recovery & Recovery.FROZEN:
+        return "frozen"
+    if arr.recovery & Recovery.WAIT:
+        return "wait"
+    if arr.dm_suspended:
+        return "dm_suspended"
+    if arr.suspended:
+        return "suspended"
+    if not arr.sync_thread:
+        return "no_sync_thread"
+    if arr.recovery & Recovery.INTR:
+        return "interrupted"
+    return ""
+
+
+def behaviour(kernel: str, mode: str) -> str:
+    ver = parse_release(kernel)
+    if mode == "requeue" or ver >= (6, 9):
+        return "6.9+: raid5 returns STRIPE_WAIT_RESHAPE; dm requeues / md retries in a loop"
+    if ver >= (6, 7):
+        return "6.7/6.8: the IO sleeps on wait_for_overlap, uninterruptibly, until reshape moves"
+    return "before 6.7: the IO sleeps until the reshape moves (older kernels did not wait and " \
+           "could read wrong data)"
+
+
+def check(ctx: Context) -> list[Verdict]:
+    arr = ctx.arr
+    out: list[Verdict] = []
+    limit = ctx.config.io_wait_s * 1e9
+    for w in list(arr.io_waits.values()):
+        key = f"F7:{arr.name}:{arr.generation}:{w.io_id}"
+        reason = blocked_reason(arr)
+        waited = max(w.wait_ns, w.last_ns - w.first_ns)
+        if waited < limit or not reason:
+            continue
+        out.append(Verdict(key, Finding(
+            code="F7", title=f"IO across the reshape position blocked ({reason})",
+            array=arr.name, start_ns=w.first_ns, severity=Severity.CRITICAL,
+            explanation=(
+                f"{w.comm or 'task'} (tid {w.tid}) {w.rw} of {w.sectors} sectors at sector "
+                f"{w.sector} crosses {arr.name}'s reshape position "
+                f"({arr.reshape_pos}) and has waited {waited / 1e9:.1f}s, but the reshape "
+                f"cannot progress ({reason}). Kernel behaviour: "
+                f"{behaviour(ctx.kernel, w.mode)}."),
+            fix="41425f96d7aa md/raid456: fix a deadlock for dm-raid456 while io concurrent "
+                "with reshape (6.9)",
+            remedy=_remedy(arr, reason),
+            details={"reason": reason, "mode": w.mode, "wait_s": round(waited / 1e9, 3),
+                     "sector": w.sector, "reshape_pos": arr.reshape_pos,
+                     "kernel_behaviour": behaviour(ctx.kernel, w.mode)})))
+    return out
+
+
+def _remedy(arr: ArrayRec, reason: str) -> str:
+    name = arr.dm_name or arr.name
+    return {
+        "read_only": f"make the array writable: `mdadm --readwrite /dev/{arr.name}` "
+                     f"(dm-raid: `lvchange -p rw`), so the reshape can continue",
+        "frozen": f"unfreeze the reshape: `echo reshape > /sys/block/{arr.name}/md/sync_action`"
+                  " (or `echo idle`; dm-raid: `lvchange --syncaction idle`)",
+        "wait": "MD_RECOVERY_WAIT is set (dm-raid): resume the LV (`dmsetup resume "
+                f"{name}`) so the reshape can start",
+        "dm_suspended": f"`dmsetup resume {name}`",
+        "suspended": f"resume the array (`dmsetup resume {name}` for dm-raid)",
+    }.get(reason, f"restart the reshape: `echo reshape > /sys/block/{arr.name}/md/sync_action`")

@@ -1,0 +1,53 @@
+"""Per-array registry entry: everything the engine tracks about one array generation."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from mdtrace.engine.model import Lifecycle
+
+
+@dataclass
+class IoWait:
+    """One request seen blocked by raid5_make_request (re-reported while it stays blocked)."""
+
+    io_id: str
+    first_ns: int
+    last_ns: int
+    wait_ns: int
+    mode: str
+    tid: int
+    comm: str
+    sector: int
+    sectors: int
+    rw: str
+
+
+@dataclass
+class ArrayRec:
+    name: str
+    generation: int = 0
+    mddev: str = ""
+    kind: str = "md"
+    dm_name: str = ""
+    level: str = ""
+    lifecycle: Lifecycle = Lifecycle.UNKNOWN
+    lifecycle_since: int = 0
+    history: list[tuple[int, Lifecycle]] = field(default_factory=list)
+    recovery: int = 0
+    flags: int = 0
+    ro: int = 0
+    suspended: int = 0
+    dm_suspended: bool = False
+    sync_thread: bool = False
+    reshape_pos: int | None = None
+    curr_resync: int = 0
+    resync_max: int = 0
+    sync_action: str = ""
+    last_ns: int = 0
+    # DONE observed (with the sync thread still registered) since this time, not yet reaped
+    done_since: int | None = None
+    # md_do_sync returned without DONE at this time (F3 candidate)
+    exit_without_done: int | None = None
+    io_waits: dict[str, IoWait] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)
