@@ -26,6 +26,7 @@ from typing import IO, Any
 import msgspec
 import zstandard
 
+from mdtrace.errors import MdtraceError
 from mdtrace.events import KIND_SET, Event, canonicalise
 from mdtrace.kernel.flags import FlagTable
 
@@ -38,7 +39,7 @@ _ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 _CHUNK = 1 << 20
 
 
-class TraceError(Exception):
+class TraceError(MdtraceError):
     """A trace cannot be read.  ``str()`` is a one-line message fit for the user."""
 
     def __init__(self, path: str, what: str, line: int | None = None, hint: str = "") -> None:

@@ -88,12 +88,20 @@ class Engine:
             arr.ro, arr.suspended, arr.sync_thread = st.ro, st.suspended, st.sync_thread
             arr.reshape_pos, arr.curr_resync = st.reshape_pos, st.curr_resync
             arr.resync_max = st.resync_max or arr.resync_max
-            if st.level is not None:
+            if st.level is not None and st.level >= 0:
                 arr.level = _LEVELS.get(st.level, f"level{st.level}")
         kind = ev.kind
         if kind == "array_create":
             arr.kind = str(ev.args.get("kind", arr.kind))
-            arr.level = str(ev.args.get("level", arr.level)) or arr.level
+            lvl = ev.args.get("level")
+            if isinstance(lvl, str) and lvl.startswith("raid"):
+                arr.level = lvl
+            elif isinstance(lvl, int) and lvl in _LEVELS:
+                arr.level = _LEVELS[lvl]
+        elif kind == "array_stop":
+            for f in self._findings.values():
+                if f.array == arr.name and f.end_ns is None:
+                    f.end_ns = ev.ts
         elif kind == "dm_suspend_exit":
             arr.dm_suspended = True
         elif kind == "dm_resume_exit":
