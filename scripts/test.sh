@@ -7,7 +7,7 @@ bash scripts/install-system-deps.sh
 bash scripts/bootstrap.sh
 VENV=${VENV:-.venv}
 echo "== ruff"
-"$VENV/bin/ruff" check mdtrace tests bench
+"$VENV/bin/ruff" check --no-cache mdtrace tests bench
 echo "== pytest: fast + bcc tiers"
 "$VENV/bin/pytest" -q -m "not vm and not slow" -p no:cacheprovider
 if [[ "${MDTRACE_VM:-0}" != 1 ]]; then

@@ -19,7 +19,6 @@ except ImportError as exc:
     pytest.skip(f"scenario library not importable: {exc}", allow_module_level=True)
 
 from mdtrace.engine.core import Engine
-
 from mdtrace.frontends.tui.app import TopApp
 from mdtrace.frontends.tui.feed import Feeder
 from mdtrace.sources.replay import ReplaySource
