@@ -92,16 +92,112 @@ def test_load_results_and_obs_history(tmp_path: Path) -> None:
 
 
 def test_finding_codes_from_nested_report(tmp_path: Path) -> None:
-    from mdtrace.vm.scenarios import findings_exactly, findings_include, load_results
+    from mdtrace.vm.scenarios import load_results
 
     rep = {"arrays": [{"name": "md0", "findings": [{"code": "F7"}, {"code": "F10"}]}],
            "findings": [{"code": "F7", "array": "md0"}]}
     _scenario_dir(tmp_path, "y", [], recorded=True, report=rep)
-    r = load_results(tmp_path)["y"]
-    assert r.finding_codes() == {"F7", "F10"}
-    assert findings_include({"F7"})(r) is None
-    assert "lack" in (findings_include({"F1"})(r) or "")
-    assert findings_exactly({"F7"})(r) is not None
+    assert load_results(tmp_path)["y"].finding_codes() == {"F7", "F10"}
+
+
+def test_findings_required_and_allowed(tmp_path: Path) -> None:
+    from mdtrace.vm.scenarios import F, findings, load_results
+
+    rep = {"findings": [
+        {"code": "F4", "array": "md0", "details": {"caller": "raid5_start_reshape"}},
+        {"code": "F4", "array": "md0", "details": {"caller": "raid5_run.cold"}},
+        {"code": "F7", "array": "md0", "details": {"reason": "frozen", "mode": "sleep"}}]}
+    _scenario_dir(tmp_path, "y", [], recorded=True, report=rep)
+    r = load_results(tmp_path)["y"]       # no trace here: the guest's report is checked
+    grow, run = F("F4", caller="raid5_start_reshape"), F("F4", caller=r"raid5_run(\..*)?")
+    f7 = F("F7", reason="frozen", mode="sleep")
+    assert findings(required=(grow, f7), allowed=(run,))(r) is None
+    msg = findings(required=(grow, f7))(r) or ""
+    assert "unexpected findings ['F4 on md0 (caller=raid5_run.cold)']" in msg
+    msg = findings(required=(grow, F("F7", reason="frozen", mode="requeue")),
+                   allowed=(run,))(r) or ""
+    assert "lack ['F7(mode~requeue, reason~frozen)']" in msg and "unexpected" in msg
+    assert findings(required=(grow, f7), allowed=(F("F4"),))(r) is None   # code-only spec
+    assert F("F4", caller="raid5_start").matches(rep["findings"][0]) is False  # full match
+    empty = findings()(r) or ""
+    assert empty.startswith("unexpected findings") and "F7 on md0" in empty
+    _scenario_dir(tmp_path, "z", [], recorded=True)       # recorded, no report anywhere
+    assert "no report" in (findings()(load_results(tmp_path)["z"]) or "")
+    _scenario_dir(tmp_path, "w", [], recorded=False)      # md side only: nothing to check
+    assert findings(required=(grow,))(load_results(tmp_path)["w"]) is None
+
+
+def test_findings_checked_on_host_report_of_the_trace(tmp_path: Path) -> None:
+    """With a trace present the host's report of it is checked, not the guest's report.json."""
+    import shutil
+
+    from mdtrace.vm.scenarios import EXPECT, findings, load_results, report_drift
+
+    golden = (Path(__file__).parent / "data/golden" / KERNELS["6.12"]
+              / "reshape_frozen_io.jsonl.gz")
+    d = _scenario_dir(tmp_path, "reshape_frozen_io", [], recorded=True,
+                      report={"findings": [{"code": "F1", "array": "md9"}]})
+    shutil.copyfile(golden, d / "trace.jsonl.gz")
+    r = load_results(tmp_path)["reshape_frozen_io"]
+    spec = EXPECT["reshape_frozen_io"].finding_spec(KERNELS["6.12"])
+    assert spec is not None
+    assert findings(*spec)(r) is None
+    assert {f["code"] for f in r.findings() or []} == {"F7"}
+    assert "guest report findings ['F1 on md9']" in (report_drift(r) or "")
+    (d / "trace.jsonl.gz").write_bytes(b"\x1f\x8bnot gzip")
+    del r.__dict__["host_report"]
+    msg = findings(*spec)(r) or ""
+    assert msg.startswith("mdtrace report ") and "\n" not in msg
+
+
+def test_expect_states_findings_per_kernel() -> None:
+    """Every scenario says, for each kernel, which findings must and may appear; the fixed
+    6.12 kernel allows neither F4 nor F6 anywhere, the 6.1 reshapes require F4."""
+    from mdtrace.vm.scenarios import EXPECT
+
+    scenarios = {p.stem for p in (Path(__file__).parent / "vm/guest/scenarios").glob("*.sh")}
+    assert set(EXPECT) == scenarios
+    for name, exp in EXPECT.items():
+        for rel in KERNELS.values():
+            spec = exp.finding_spec(rel)
+            assert spec is not None, f"{name} on {rel}: not exactly one findings check"
+            codes = {sp.code for part in spec for sp in part}
+            if rel == KERNELS["6.12"]:
+                assert not codes & {"F4", "F6"}, (name, codes)
+            elif "reshape" in name:
+                assert "F4" in {sp.code for sp in spec[0]}, name
+
+
+@pytest.mark.parametrize("trace", sorted((Path(__file__).parent / "data/golden")
+                                         .glob("*/*.jsonl.gz")),
+                         ids=lambda p: f"{p.parent.name}/{p.name.removesuffix('.jsonl.gz')}")
+def test_golden_traces_meet_expect_findings(trace: Path) -> None:
+    """The recorded real-kernel traces, reported by this checkout's engine, satisfy EXPECT's
+    findings for their scenario and kernel (what the vm tier asserts after a boot)."""
+    from mdtrace.vm.scenarios import EXPECT, events_seen, findings, golden_result
+
+    r = golden_result(trace)
+    spec = EXPECT[r.name].finding_spec(r.kernel)
+    assert spec is not None
+    assert findings(*spec)(r) is None
+    assert events_seen("check_recovery_enter", "do_sync_enter")(r) is None
+
+
+def test_saved_run_round_trip(tmp_path: Path) -> None:
+    from mdtrace.vm.runner import RunResult
+    from mdtrace.vm.scenarios import load_run, save_run
+
+    out = tmp_path / KERNELS["6.1"]
+    _scenario_dir(out, "resync_raid5", [("started", "resync")])
+    assert load_run(out) is None                      # no run.json: nothing to re-check
+    (out / "output.log").write_text("hello\n")
+    save_run(RunResult(kernel=KERNELS["6.1"], rc=0, timed_out=False, output="", out_dir=out,
+                       console_log=out / "console.log", wall_s=512.34, boot_s=21.5,
+                       uname_r=KERNELS["6.1"]), ["resync_raid5"])
+    run = load_run(out)
+    assert run is not None and run.kernel == KERNELS["6.1"]
+    assert run.run.ok and run.run.wall_s == 512.3 and run.run.boot_s == 21.5
+    assert run.run.output == "hello\n" and list(run.results) == ["resync_raid5"]
 
 
 def test_check_scenario_failures(tmp_path: Path) -> None:

@@ -123,6 +123,43 @@ def scenarios(kernels: tuple[str, ...], out_dir: Path, only: tuple[str, ...],
         raise MdtraceError(f"{failed} scenario check(s) failed; results under {out_dir}")
 
 
+@command.command("check")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              default=Path("out/vm"), show_default=True,
+              help="Output of 'mdtrace vm scenarios' (<out>/<release>/).")
+@click.option("--kernel", "-k", "kernels", multiple=True,
+              help="Guest kernel(s): 6.1, 6.12 (default: every kernel with results).")
+@click.option("--only", multiple=True, help="Check only these scenarios (default: all).")
+def check(out_dir: Path, kernels: tuple[str, ...], only: tuple[str, ...]) -> None:
+    """Check saved scenario results again without booting: the findings come from this host's
+    `mdtrace report` of each recorded trace, so engine changes are re-checked in seconds."""
+    from mdtrace.vm.recipe import KERNELS
+    from mdtrace.vm.scenarios import check_all, load_run
+
+    rels = _kernels(kernels) if kernels else list(KERNELS.values())
+    failed = checked = 0
+    for rel in rels:
+        run = load_run(out_dir / rel)
+        if run is None:
+            if kernels:
+                raise MdtraceError(f"{out_dir / rel}: no saved scenario run (run 'mdtrace vm "
+                                   f"scenarios --kernel {rel}' first)")
+            continue
+        if only:
+            missing = sorted(set(only) - set(run.results))
+            if missing:
+                raise MdtraceError(f"{out_dir / rel}: no results for {', '.join(missing)}")
+            run.results = {k: v for k, v in run.results.items() if k in only}
+        checked += 1
+        for line in check_all(run):
+            click.echo(line)
+            failed += line.startswith("FAIL")
+    if not checked:
+        raise MdtraceError(f"{out_dir}: no saved scenario runs (run 'mdtrace vm scenarios')")
+    if failed:
+        raise MdtraceError(f"{failed} scenario check(s) failed; results under {out_dir}")
+
+
 @command.command("golden")
 @click.option("--from", "src_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               default=Path("out/vm"), show_default=True,

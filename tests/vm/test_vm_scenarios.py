@@ -2,8 +2,12 @@
 
 Each scenario runs under `mdtrace record` in the guest; the checks (mdtrace/vm/scenarios.py
 EXPECT) assert the kernel's observed behaviour and, from the recorded trace, the findings of
-`mdtrace report --format json` and the decoded lifecycle events.  Skips (loudly) only when no
-guest can run here at all: no qemu, no root/mmdebstrap to build the image, or no disk space.
+`mdtrace report --format json` (run again on the host over the trace the guest recorded, with
+this checkout's engine) and the decoded lifecycle events.  Skips (loudly) only when no guest can
+run here at all: no qemu, no root/mmdebstrap to build the image, or no disk space.
+
+MDTRACE_VM_RECHECK=1: no boot; check the results a previous run left under $MDTRACE_VM_OUT
+(default out/vm) again, e.g. after an engine change (fails when there are none).
 """
 
 from __future__ import annotations
@@ -56,12 +60,18 @@ def _skip_loudly(why: str) -> None:
 @pytest.fixture(scope="module", params=sorted(KERNELS))
 def kernel_run(request: pytest.FixtureRequest):  # -> ScenarioRun
     """Boot the guest kernel once and run all scenarios (cached for the module)."""
+    from mdtrace.vm.scenarios import load_run, run_scenarios
+
+    rel = KERNELS[request.param]
+    if os.environ.get("MDTRACE_VM_RECHECK") == "1":
+        saved = load_run(OUT / rel)
+        if saved is None:
+            pytest.fail(f"MDTRACE_VM_RECHECK=1 but {OUT / rel} holds no saved run")
+        print(f"\nmdtrace vm: re-checking the saved run {saved.run.summary()}", file=sys.stderr)
+        return saved
     why = _cannot_run()
     if why:
         _skip_loudly(why)
-    from mdtrace.vm.scenarios import run_scenarios
-
-    rel = KERNELS[request.param]
     run = run_scenarios(rel, OUT / rel, timeout_s=float(os.environ.get("MDTRACE_VM_TIMEOUT",
                                                                        1800)))
     print(f"\nmdtrace vm: {run.run.summary()}", file=sys.stderr)
