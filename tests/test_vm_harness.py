@@ -245,3 +245,53 @@ def test_raw_pointer_scan_ignores_negative_u64(tmp_path: Path) -> None:
     assert raw_pointers(t) == []
     t.write_bytes(b'{"x":{"fn":18446744071581156608}}\n')   # 0xffffffff81234500
     assert raw_pointers(t) == ["18446744071581156608"]
+
+
+def test_tier_problem_says_why(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """The vm tier's loud skip reason: no qemu; no image and not root; too little disk."""
+    import shutil
+    from collections import namedtuple
+
+    from mdtrace.vm import image, runner, scenarios
+
+    monkeypatch.setenv("MDTRACE_VM_CACHE", str(tmp_path / "cache"))   # nothing built there
+    real_which = shutil.which
+    monkeypatch.setattr(runner.shutil, "which",
+                        lambda n: None if n.startswith("qemu") else real_which(n))
+    assert "qemu-system-x86_64 not found" in (scenarios.tier_problem() or "")
+    monkeypatch.setattr(runner.shutil, "which", lambda n: f"/usr/bin/{n}")
+    monkeypatch.setattr(image.os, "geteuid", lambda: 1000)
+    assert "cannot be built here: building the guest image needs root" in (
+        scenarios.tier_problem() or "")
+    monkeypatch.setattr(image.os, "geteuid", lambda: 0)
+    usage = namedtuple("usage", "total used free")
+    monkeypatch.setattr(scenarios.shutil, "disk_usage", lambda p: usage(0, 0, 3 * 2**30))
+    assert (scenarios.tier_problem() or "").startswith("only 3.0 GiB free under ")
+    monkeypatch.setattr(scenarios.shutil, "disk_usage", lambda p: usage(0, 0, 100 * 2**30))
+    assert scenarios.tier_problem() is None
+
+
+def test_snapshot_tree_takes_what_git_would(tmp_path: Path) -> None:
+    import subprocess
+
+    from mdtrace.vm.runner import snapshot_tree
+
+    src, dest = tmp_path / "src", tmp_path / "snap"
+    (src / "pkg").mkdir(parents=True)
+    (src / "pkg" / "a.py").write_text("tracked\n")
+    (src / "gone.py").write_text("deleted later\n")
+    (src / ".gitignore").write_text("out/\n")
+    (src / "out").mkdir()
+    (src / "out" / "big.img").write_text("ignored\n")
+    subprocess.run(["git", "init", "-q", str(src)], check=True)
+    subprocess.run(["git", "-C", str(src), "add", "."], check=True)
+    subprocess.run(["git", "-C", str(src), "-c", "user.name=t", "-c", "user.email=t@t",
+                    "commit", "-qm", "x"], check=True)
+    (src / "gone.py").unlink()
+    (src / "new.py").write_text("untracked\n")
+    rev = snapshot_tree(src, dest)
+    assert rev.endswith("-dirty")
+    got = sorted(str(p.relative_to(dest)) for p in dest.rglob("*") if p.is_file())
+    assert got == [".gitignore", "new.py", "pkg/a.py"]
+    (src / "pkg" / "a.py").write_text("edited after the snapshot\n")
+    assert (dest / "pkg" / "a.py").read_text() == "tracked\n"

@@ -51,6 +51,9 @@ def info() -> None:
     click.echo(f"cache: {cache_root()}\nrecipe: {r.digest()}\nkernels: {', '.join(r.kernels)}")
     click.echo(f"image: {img.path if img else 'not built (run: mdtrace vm build)'}")
     click.echo(f"can build: {build_tools_problem() or 'yes'}\ncan boot: {qemu_problem() or 'yes'}")
+    from mdtrace.vm.scenarios import tier_problem
+
+    click.echo(f"vm tier can run: {tier_problem() or 'yes'}")
 
 
 @command.command("run-script", context_settings={"ignore_unknown_options": True})

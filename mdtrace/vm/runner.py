@@ -74,6 +74,29 @@ def default_src_dir() -> Path:
     raise MdtraceError(f"cannot find the mdtrace project tree above {here}: pass --src DIR")
 
 
+def snapshot_tree(src: Path, dest: Path) -> str:
+    """Copy the project tree's tracked and untracked-but-not-ignored files (git's view; the
+    whole tree minus .git/.venv/out without git) to ``dest``, so the guest runs the code as
+    it was at boot even while the checkout is being edited.  Returns ``git describe``."""
+    try:
+        ls = subprocess.run(["git", "-C", str(src), "ls-files", "-z", "--cached", "--others",
+                             "--exclude-standard"], capture_output=True, check=True, timeout=60)
+        names = [n for n in ls.stdout.decode().split("\0") if n]
+        rev = subprocess.run(["git", "-C", str(src), "describe", "--always", "--dirty"],
+                             capture_output=True, text=True, timeout=60).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        shutil.copytree(src, dest, symlinks=True, ignore=shutil.ignore_patterns(
+            ".git", ".venv", "out", "__pycache__", ".*_cache"))
+        return "not a git checkout"
+    for name in names:
+        f = src / name
+        if not f.is_file():
+            continue                              # deleted in the work tree, or a dangling link
+        (dest / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(f, dest / name, follow_symlinks=False)
+    return rev or "unknown"
+
+
 def _disk_files(out_dir: Path, disks: int, disk_mb: int) -> list[Path]:
     paths = []
     for i in range(disks):
@@ -116,7 +139,8 @@ def run_script(image: GuestImage, kernel: str, script: str | os.PathLike[str], *
     project tree (read-only) and ``args``; ``env`` entries are exported first.  Extra disks
     appear as /dev/vdb, /dev/vdc, ... (sparse files, deleted afterwards).  The script gets
     ``timeout_s - 60`` seconds inside the guest (minimum half of it); qemu is killed at
-    ``timeout_s`` whatever happens.
+    ``timeout_s`` whatever happens.  Without ``src`` the guest sees a snapshot of this
+    checkout taken at boot (:func:`snapshot_tree`; its ``git describe`` in ``out/src_rev``).
     """
     problem = qemu_problem()
     if problem:
@@ -128,11 +152,17 @@ def run_script(image: GuestImage, kernel: str, script: str | os.PathLike[str], *
     script = Path(script)
     if not script.is_file():
         raise MdtraceError(f"{script}: no such script")
-    src_dir = Path(src).resolve() if src else default_src_dir()
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix=f"mdtrace-vm-{rel[:4]}-"))
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("rc", "output.log", "boot_uptime", "uname_r", "console.log"):
+    for stale in ("rc", "output.log", "boot_uptime", "uname_r", "console.log", "src_rev"):
         (out / stale).unlink(missing_ok=True)
+    snap: Path | None = None
+    if src:
+        src_dir = Path(src).resolve()
+    else:
+        snap = Path(tempfile.mkdtemp(prefix="mdtrace-vm-src-"))
+        src_dir = snap / "src"
+        (out / "src_rev").write_text(snapshot_tree(default_src_dir(), src_dir) + "\n")
     body = ["#!/bin/bash", "set -o pipefail"]
     for k, v in (env or {}).items():
         body.append(f"export {k}={_shq(v)}")
@@ -163,6 +193,8 @@ def run_script(image: GuestImage, kernel: str, script: str | os.PathLike[str], *
     finally:
         for d in disk_paths:
             d.unlink(missing_ok=True)
+        if snap is not None:
+            shutil.rmtree(snap, ignore_errors=True)
     wall = time.monotonic() - t0
     if qemu_rc not in (0, None) and not (out / "rc").exists():
         msg = qout.decode(errors="replace").strip().splitlines()

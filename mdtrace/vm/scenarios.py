@@ -191,6 +191,37 @@ def load_results(out_dir: Path, kernel: str = "") -> dict[str, ScenarioResult]:
     return results
 
 
+NEED_FREE_GB = 8     # cold build (rootfs tree + root.img) and the run's disks and results
+NEED_MEM_GB = 3      # the guest's 2 GiB plus qemu itself
+
+
+def tier_problem() -> str | None:
+    """Why the vm tier cannot run on this machine (no qemu; no image and no way to build it;
+    too little disk space or memory), or None.  One line, for the loud skip."""
+    from mdtrace.vm.image import build_tools_problem, find_image
+    from mdtrace.vm.recipe import cache_root
+    from mdtrace.vm.runner import qemu_problem
+
+    why = qemu_problem()
+    if why:
+        return why
+    if find_image() is None:
+        why = build_tools_problem()
+        if why:
+            return f"guest image not built and cannot be built here: {why}"
+    probe = cache_root()
+    while not probe.exists():
+        probe = probe.parent
+    free_gb = shutil.disk_usage(probe).free / 2**30
+    if free_gb < NEED_FREE_GB:
+        return f"only {free_gb:.1f} GiB free under {probe}; the guest needs {NEED_FREE_GB} GiB"
+    m = re.search(r"MemAvailable:\s+(\d+) kB", _read_text(Path("/proc/meminfo")))
+    avail_gb = int(m.group(1)) / 2**20 if m else float(NEED_MEM_GB)
+    if avail_gb < NEED_MEM_GB:
+        return f"only {avail_gb:.1f} GiB memory available; the guest needs {NEED_MEM_GB} GiB"
+    return None
+
+
 def golden_result(trace: Path) -> ScenarioResult:
     """A committed golden trace (tests/data/golden/<release>/<scenario>.jsonl.gz) as a recorded
     scenario result, for checks that need only the trace (findings, lifecycle events)."""
@@ -206,15 +237,15 @@ def run_scenarios(kernel: str, out_dir: Path, *, only: list[str] | None = None,
                   timeout_s: float = 1500, src: Path | None = None,
                   env: dict[str, str] | None = None) -> ScenarioRun:
     """Boot ``kernel`` once and run the scenarios (default: all) under mdtrace record."""
-    src = src or default_src_dir()
     img = ensure_image()
     out_dir.mkdir(parents=True, exist_ok=True)
     stale = out_dir / "scenarios"
     if stale.is_dir() and not only:
         shutil.rmtree(stale)   # results of an earlier run must not pass for this one's
-    run = run_script(img, kernel, src / GUEST_DIR / "run_scenarios.sh", out_dir=out_dir,
-                     src=src, disks=4, disk_mb=256, timeout_s=timeout_s, args=only or [],
-                     env=env)
+    # src None: the guest gets a snapshot of this checkout taken at boot (run_script)
+    run = run_script(img, kernel, default_src_dir() / GUEST_DIR / "run_scenarios.sh",
+                     out_dir=out_dir, src=src, disks=4, disk_mb=256, timeout_s=timeout_s,
+                     args=only or [], env=env)
     save_run(run, only or [])
     return ScenarioRun(run.kernel, run, load_results(out_dir, run.kernel))
 
@@ -248,7 +279,8 @@ def save_run(run: RunResult, only: list[str]) -> None:
     """Keep the boot's outcome beside its results, so a later re-check needs no boot."""
     info = {"kernel": run.kernel, "rc": run.rc, "timed_out": run.timed_out,
             "wall_s": round(run.wall_s, 1), "boot_s": run.boot_s, "uname_r": run.uname_r,
-            "qemu_rc": run.qemu_rc, "only": only, "finished_at": time.time()}
+            "qemu_rc": run.qemu_rc, "only": only, "finished_at": time.time(),
+            "src_rev": _read_text(run.out_dir / "src_rev").strip()}
     (run.out_dir / RUN_FILE).write_text(json.dumps(info, indent=1) + "\n")
 
 

@@ -34,7 +34,7 @@ RAW_PTR = re.compile(rb"0x[0-9a-f]{8,}|ffff[0-9a-f]{12}|18446[0-9]{15}", re.I)
 @pytest.fixture(scope="module", params=sorted(KERNELS))
 def guest(request: pytest.FixtureRequest):  # -> (release, out_dir, events, run result)
     from mdtrace.vm import ensure_image, run_script
-    from mdtrace.vm.runner import qemu_problem
+    from mdtrace.vm.scenarios import tier_problem
 
     rel = KERNELS[request.param]
     out = OUT / rel
@@ -43,7 +43,7 @@ def guest(request: pytest.FixtureRequest):  # -> (release, out_dir, events, run 
         if not (out / "bpf" / "record.rc").is_file() or not trace.is_file():
             pytest.fail(f"MDTRACE_VM_RECHECK=1 but {out / 'bpf'} holds no saved recording")
         return rel, out / "bpf", list(TraceReader(trace)), None
-    why = qemu_problem()
+    why = tier_problem()
     if why:
         msg = f"!! BPF vm tests SKIPPED (real kernel NOT exercised): {why}"
         print(msg, file=sys.stderr)

@@ -14,41 +14,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
 import zstandard
 
-from mdtrace.vm.recipe import KERNELS, cache_root
+from mdtrace.vm.recipe import KERNELS
 
 pytestmark = pytest.mark.vm
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = Path(os.environ.get("MDTRACE_VM_OUT", ROOT / "out" / "vm"))
 SCENARIOS = sorted(p.stem for p in (ROOT / "tests/vm/guest/scenarios").glob("*.sh"))
-NEED_FREE_GB = 8
-
-
-def _cannot_run() -> str | None:
-    from mdtrace.vm.image import build_tools_problem, find_image
-    from mdtrace.vm.runner import qemu_problem
-
-    why = qemu_problem()
-    if why:
-        return why
-    if find_image() is None:
-        why = build_tools_problem()
-        if why:
-            return f"guest image not built and cannot be built here: {why}"
-    probe = cache_root()
-    while not probe.exists():
-        probe = probe.parent
-    free_gb = shutil.disk_usage(probe).free / 2**30
-    if free_gb < NEED_FREE_GB:
-        return f"only {free_gb:.1f} GiB free under {probe}; the guest needs {NEED_FREE_GB} GiB"
-    return None
 
 
 def _skip_loudly(why: str) -> None:
@@ -60,7 +38,7 @@ def _skip_loudly(why: str) -> None:
 @pytest.fixture(scope="module", params=sorted(KERNELS))
 def kernel_run(request: pytest.FixtureRequest):  # -> ScenarioRun
     """Boot the guest kernel once and run all scenarios (cached for the module)."""
-    from mdtrace.vm.scenarios import load_run, run_scenarios
+    from mdtrace.vm.scenarios import load_run, run_scenarios, tier_problem
 
     rel = KERNELS[request.param]
     if os.environ.get("MDTRACE_VM_RECHECK") == "1":
@@ -69,7 +47,7 @@ def kernel_run(request: pytest.FixtureRequest):  # -> ScenarioRun
             pytest.fail(f"MDTRACE_VM_RECHECK=1 but {OUT / rel} holds no saved run")
         print(f"\nmdtrace vm: re-checking the saved run {saved.run.summary()}", file=sys.stderr)
         return saved
-    why = _cannot_run()
+    why = tier_problem()
     if why:
         _skip_loudly(why)
     run = run_scenarios(rel, OUT / rel, timeout_s=float(os.environ.get("MDTRACE_VM_TIMEOUT",
