@@ -1,0 +1,329 @@
+"""Report model: run the engine over a trace once and keep, per array, the time series that the
+renderers draw (lifecycle states, recovery-flag lanes, blocked IO, dm suspend intervals).
+
+The engine's :class:`~mdtrace.engine.model.Snapshot` only holds the *final* state plus a bounded
+lifecycle history of the current array generation, so the builder observes the stream itself as
+it feeds the engine.  Every series is change-point encoded and bounded (:data:`MAX_POINTS`):
+past the bound a series is thinned by half, which keeps its whole time span at a coarser
+resolution, so memory stays flat however long the trace is.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from mdtrace.config import EngineConfig
+from mdtrace.engine.core import Engine
+from mdtrace.engine.model import Finding, Snapshot
+from mdtrace.events import Event
+from mdtrace.kernel.flags import Recovery
+from mdtrace.trace import TraceHeader, TraceReader
+
+MAX_POINTS = 4096        # per series; thinned by half beyond this
+MAX_IOS = 512            # blocked IO intervals kept per array (longest kept when over)
+
+# Pseudo-flags packed above the canonical Recovery bits in the per-array state mask.
+SYNC_THREAD = 1 << 24
+MD_SUSPENDED = 1 << 25
+READ_ONLY = 1 << 26
+
+# Lane order in timelines: lifecycle-relevant flags first, then the pseudo-flags.
+LANES: tuple[tuple[str, int], ...] = (
+    ("NEEDED", Recovery.NEEDED), ("RUNNING", Recovery.RUNNING), ("SYNC", Recovery.SYNC),
+    ("RECOVER", Recovery.RECOVER), ("RESHAPE", Recovery.RESHAPE), ("CHECK", Recovery.CHECK),
+    ("REQUESTED", Recovery.REQUESTED), ("DONE", Recovery.DONE), ("INTR", Recovery.INTR),
+    ("FROZEN", Recovery.FROZEN), ("WAIT", Recovery.WAIT), ("ERROR", Recovery.ERROR),
+    ("LAZY_RECOVER", Recovery.LAZY_RECOVER),
+    ("sync thread", SYNC_THREAD), ("md suspended", MD_SUSPENDED), ("read-only", READ_ONLY),
+)
+
+# Event kinds after which the engine may have moved an array's lifecycle (engine/lifecycle.py).
+_LIFECYCLE_KINDS = frozenset({
+    "check_recovery_enter", "check_recovery_exit", "do_sync_enter", "do_sync_exit", "reap",
+    "thread_register", "array_stop", "array_create",
+})
+_DM_KINDS = frozenset({"dm_suspend_exit", "dm_resume_exit", "raid_target"})
+
+
+def _thin(points: list[Any]) -> None:
+    """Halve a change-point list in place, keeping the first and last points."""
+    last = points[-1]
+    del points[1::2]
+    if points[-1] is not last:
+        points.append(last)
+
+
+@dataclass
+class IoSpan:
+    """One request seen blocked across the reshape position (first seen .. done/last seen)."""
+
+    io_id: str
+    start_ns: int
+    end_ns: int
+    done: bool
+    tid: int
+    comm: str
+    sector: int
+    sectors: int
+    rw: str
+    mode: str
+
+
+@dataclass
+class ArrayTimeline:
+    """Time series of one array name (across generations: a recreated array continues it)."""
+
+    name: str
+    first_ns: int
+    last_ns: int
+    lifecycle: list[tuple[int, str]] = field(default_factory=list)   # change points
+    mask: list[tuple[int, int]] = field(default_factory=list)        # change points
+    progress: list[tuple[int, int, int]] = field(default_factory=list)  # (ts, done, total)
+    dm_suspend: list[tuple[int, int | None]] = field(default_factory=list)  # [start, end)
+    ios: dict[str, IoSpan] = field(default_factory=dict)
+    thinned: bool = False
+    events: int = 0
+
+    # -- derived ------------------------------------------------------------------------------
+    def lifecycle_spans(self, end_ns: int) -> list[tuple[int, int, str]]:
+        """(start, end, state) segments; the last one runs to ``end_ns``."""
+        out = []
+        pts = self.lifecycle
+        for i, (ts, state) in enumerate(pts):
+            nxt = pts[i + 1][0] if i + 1 < len(pts) else max(end_ns, ts)
+            out.append((ts, nxt, state))
+        return out
+
+    def lane_spans(self, end_ns: int) -> dict[str, list[tuple[int, int]]]:
+        """Flag name -> [(start, end)] intervals while it was set (only lanes ever set)."""
+        out: dict[str, list[tuple[int, int]]] = {}
+        pts = self.mask
+        for name, bit in LANES:
+            spans: list[tuple[int, int]] = []
+            start: int | None = None
+            for ts, m in pts:
+                if m & bit:
+                    if start is None:
+                        start = ts
+                elif start is not None:
+                    spans.append((start, ts))
+                    start = None
+            if start is not None:
+                spans.append((start, max(end_ns, start)))
+            if spans:
+                out[name] = spans
+        return out
+
+    def dm_spans(self, end_ns: int) -> list[tuple[int, int]]:
+        return [(s, e if e is not None else max(end_ns, s)) for s, e in self.dm_suspend]
+
+
+@dataclass
+class ReportModel:
+    """Everything a renderer needs; renderers never touch the trace or the engine."""
+
+    path: str
+    header: TraceHeader
+    events_read: int
+    bad_lines: int
+    errors: list[str]
+    snapshot: Snapshot
+    timelines: dict[str, ArrayTimeline]
+    first_ns: int
+    last_ns: int
+
+    @property
+    def findings(self) -> list[Finding]:
+        return self.snapshot.findings
+
+    def shown_arrays(self) -> list[str]:
+        """Arrays worth a section: skip dm sub-devices that only ever saw create/stop/target
+        events; arrays with findings first, then by name."""
+        with_findings = {f.array for f in self.findings}
+        names = []
+        for name, a in self.snapshot.arrays.items():
+            if a.counters.keys() <= {"array_create", "array_stop", "raid_target"} \
+                    and name not in with_findings:
+                continue
+            names.append(name)
+        return sorted(names, key=lambda n: (n not in with_findings, n))
+
+    def legacy_t0(self) -> int:
+        """The time origin of schema-1 ``start_s`` (first lifecycle point of any array)."""
+        return min((a.history[0][0] for a in self.snapshot.arrays.values() if a.history),
+                   default=0)
+
+
+class TimelineRecorder:
+    """Observes events (and the engine's per-array lifecycle) as they are fed."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.timelines: dict[str, ArrayTimeline] = {}
+        self.first_ns = 0
+        self.last_ns = 0
+        # Engine hook wanted (see docs/report.md): a public read of an array's lifecycle.
+        # Until then read the registry directly; ``None`` falls back to the final snapshot.
+        self._registry: dict[str, Any] | None = getattr(engine, "_arrays", None)
+
+    def observe(self, ev: Event) -> None:
+        """Record what ``ev`` changed.  Called after ``engine.feed(ev)``."""
+        ts = ev.ts
+        if ts > self.last_ns:
+            self.last_ns = ts
+        name = ev.array
+        if not name:
+            return
+        tl = self.timelines.get(name)
+        if tl is None:
+            tl = self.timelines[name] = ArrayTimeline(name, ts, ts)
+            if not self.first_ns or ts < self.first_ns:
+                self.first_ns = ts
+        tl.last_ns = ts
+        tl.events += 1
+        st = ev.state
+        if st is not None:
+            m = st.rec if st.rec > 0 else 0
+            if st.sync_thread:
+                m |= SYNC_THREAD
+            if st.suspended:
+                m |= MD_SUSPENDED
+            if st.ro:
+                m |= READ_ONLY
+            pts = tl.mask
+            if not pts or pts[-1][1] != m:
+                pts.append((ts, m))
+                if len(pts) > MAX_POINTS:
+                    _thin(pts)
+                    tl.thinned = True
+            if st.curr_resync > 3 and st.resync_max:
+                self._progress(tl, ts, st.curr_resync, st.resync_max)
+        kind = ev.kind
+        if kind in _LIFECYCLE_KINDS:
+            reg = self._registry
+            rec = reg.get(name) if reg is not None else None
+            if rec is not None:
+                state = str(rec.lifecycle)
+                pts2 = tl.lifecycle
+                if not pts2 or pts2[-1][1] != state:
+                    pts2.append((ts, state))
+                    if len(pts2) > MAX_POINTS:
+                        _thin(pts2)
+                        tl.thinned = True
+        elif kind == "io_wait":
+            self._io(tl, ev)
+        elif kind == "progress":
+            a = ev.args
+            try:
+                self._progress(tl, ts, int(a.get("done", 0)), int(a.get("total", 0)))
+            except (TypeError, ValueError):
+                pass
+        elif kind in _DM_KINDS:
+            self._dm(tl, ev)
+
+    def _progress(self, tl: ArrayTimeline, ts: int, done: int, total: int) -> None:
+        pts = tl.progress
+        if pts and pts[-1][1] == done and pts[-1][2] == total:
+            return
+        pts.append((ts, done, total))
+        if len(pts) > MAX_POINTS:
+            _thin(pts)
+
+    def _dm(self, tl: ArrayTimeline, ev: Event) -> None:
+        kind = ev.kind
+        if kind == "raid_target":
+            hook, phase = ev.args.get("hook"), ev.args.get("phase")
+            if hook == "postsuspend" and phase == "exit":
+                kind = "dm_suspend_exit"
+            elif hook == "resume":
+                kind = "dm_resume_exit"
+            else:
+                return
+        spans = tl.dm_suspend
+        is_open = bool(spans) and spans[-1][1] is None
+        if kind == "dm_suspend_exit" and not is_open:
+            spans.append((ev.ts, None))
+            if len(spans) > MAX_POINTS:
+                del spans[: len(spans) // 2]
+                tl.thinned = True
+        elif kind == "dm_resume_exit" and is_open:
+            spans[-1] = (spans[-1][0], ev.ts)
+
+    def _io(self, tl: ArrayTimeline, ev: Event) -> None:
+        a = ev.args
+        io_id = str(a.get("io_id") or f"{ev.tid}/{a.get('sector')}")
+        try:
+            wait_ns = int(a.get("wait_ns", 0))
+        except (TypeError, ValueError):
+            wait_ns = 0
+        if wait_ns < 0 or wait_ns >= 1 << 63:
+            wait_ns = 0
+        span = tl.ios.get(io_id)
+        if span is not None and span.done:
+            # io_id reused after completion: keep the old one under a unique key
+            tl.ios[f"{io_id}@{span.start_ns}"] = tl.ios.pop(io_id)
+            span = None
+        if a.get("done"):
+            if span is not None:
+                span.end_ns, span.done = ev.ts, True
+            return
+        if span is None:
+            if len(tl.ios) >= MAX_IOS:
+                # keep the longest waits: drop the shortest completed one
+                victim = min(tl.ios, key=lambda k: tl.ios[k].end_ns - tl.ios[k].start_ns)
+                del tl.ios[victim]
+                tl.thinned = True
+            try:
+                sector, sectors = int(a.get("sector", 0)), int(a.get("sectors", 0))
+            except (TypeError, ValueError):
+                sector = sectors = 0
+            tl.ios[io_id] = IoSpan(io_id, ev.ts - wait_ns, ev.ts, False, ev.tid, ev.comm,
+                                   sector, sectors, str(a.get("rw", "")),
+                                   str(a.get("mode", "")))
+        else:
+            span.end_ns = max(span.end_ns, ev.ts)
+            span.start_ns = min(span.start_ns, ev.ts - wait_ns)
+
+    def finish(self, snap: Snapshot) -> None:
+        """Fill lifecycle series the recorder could not see from the snapshot's history."""
+        for name, view in snap.arrays.items():
+            tl = self.timelines.get(name)
+            if tl is not None and not tl.lifecycle and view.history:
+                tl.lifecycle = list(view.history)
+
+
+def feed_all(engine: Engine, events: Iterable[Event], recorder: TimelineRecorder) -> None:
+    """The hot loop: engine first (so the recorder sees the post-event lifecycle)."""
+    feed = engine.feed
+    observe = recorder.observe
+    for ev in events:
+        feed(ev)
+        observe(ev)
+
+
+def build_report(path: str | os.PathLike[str], *, config: EngineConfig | None = None,
+                 skip_bad: bool = False, workers: int = 1) -> ReportModel:
+    """Read ``path`` through the engine and return the model every format renders.
+
+    ``workers=2`` decompresses and splits the trace in a helper process (2 cores); results
+    are identical.  Raises :class:`~mdtrace.trace.TraceError` on unreadable input.
+    """
+    reader = TraceReader(path, skip_bad=skip_bad)
+    engine = Engine(config, mode="replay", kernel=reader.header.kernel)
+    recorder = TimelineRecorder(engine)
+    events: Iterator[Event] = iter(reader)
+    if workers > 1:
+        from mdtrace.frontends.report.parallel import parallel_events
+        events = parallel_events(reader)
+    feed_all(engine, events, recorder)
+    engine.finish()
+    snap = engine.snapshot()
+    recorder.finish(snap)
+    return ReportModel(
+        path=str(path), header=reader.header, events_read=reader.events_read,
+        bad_lines=reader.bad_lines, errors=list(reader.errors), snapshot=snap,
+        timelines=recorder.timelines, first_ns=recorder.first_ns,
+        last_ns=max(recorder.last_ns, snap.now_ns))

@@ -1,0 +1,82 @@
+"""Markdown report (for tickets and wikis): summary, findings table, finding details, one
+section per array with its properties and a compact ASCII timeline in a code block."""
+
+from __future__ import annotations
+
+from mdtrace.frontends.report.build import ReportModel
+from mdtrace.frontends.report.common import (
+    STRIP_LEGEND,
+    array_findings,
+    array_label,
+    fmt_dur,
+    rel_s,
+    text_strip,
+)
+
+
+def _prose(s: object) -> str:
+    """Markdown-safe text: ``<``/``>`` escaped outside code spans (renderers pass inline
+    HTML through), left alone inside them (entities are not decoded there)."""
+    parts = str(s).replace("\n", " ").split("`")
+    if len(parts) % 2 == 0:          # unbalanced backticks: treat all as plain text
+        parts = ["\\`".join(parts)]
+    return "`".join(p if i % 2 else p.replace("&", "&amp;").replace("<", "&lt;")
+                    .replace(">", "&gt;") for i, p in enumerate(parts))
+
+
+def _cell(s: object) -> str:
+    """Table-cell safe: as :func:`_prose`, and pipes escaped (GFM splits cells first)."""
+    return _prose(s).replace("|", "\\|")
+
+
+def _code(s: object) -> str:
+    """Inline code span that survives backticks in trace strings."""
+    text = str(s).replace("\n", " ")
+    fence = "``" if "`" in text else "`"
+    return f"{fence} {text} {fence}" if fence == "``" else f"`{text}`"
+
+
+def render(model: ReportModel) -> str:
+    snap = model.snapshot
+    h = model.header
+    out = [f"# mdtrace report: {_code(model.path)}", "",
+           f"- kernel: {_code(h.kernel)}, source: {_code(h.source)}",
+           f"- {model.events_read} events over "
+           f"{fmt_dur(rel_s(model, model.last_ns))}, {len(snap.arrays)} arrays, "
+           f"{len(snap.findings)} findings"
+           + (f", {model.bad_lines} bad lines skipped" if model.bad_lines else ""), ""]
+    out += ["## Findings", ""]
+    if snap.findings:
+        out += ["| code | severity | state | array | start | title |",
+                "|---|---|---|---|---|---|"]
+        for f in snap.findings:
+            out.append(f"| {f.code} | {f.severity} | {'ACTIVE' if f.active else 'cleared'} | "
+                       f"{_cell(f.array)} | +{rel_s(model, f.start_ns):.3f}s | "
+                       f"{_cell(f.title)} |")
+        for i, f in enumerate(snap.findings, 1):
+            out += ["", f"### {i}. [{f.code}] {_cell(f.title)} on {_cell(f.array)}", "",
+                    f"**Why:** {_prose(f.explanation)}", ""]
+            if f.fix:
+                out += [f"**Kernel fix:** {_prose(f.fix)}", ""]
+            out += [f"**Do now:** {_prose(f.remedy)}", ""]
+            if f.evidence:
+                ev = ", ".join(f"{e.kind} +{rel_s(model, e.ts):.3f}s" for e in f.evidence[:8])
+                more = f" (+{len(f.evidence) - 8} more)" if len(f.evidence) > 8 else ""
+                out += [f"Evidence: {_prose(ev)}{more}", ""]
+    else:
+        out += ["No findings.", ""]
+    out += ["", "## Arrays", ""]
+    for name in model.shown_arrays():
+        a = snap.arrays[name]
+        codes = sorted({f.code for f in array_findings(model, name)})
+        out += [f"### {_cell(array_label(a, name))}", "",
+                "| kind | level | lifecycle | recovery flags | sync action | findings |",
+                "|---|---|---|---|---|---|",
+                f"| {_cell(a.kind)} | {_cell(a.level or '-')} | {a.lifecycle} | "
+                f"{_cell(', '.join(a.recovery) or '-')} | {_cell(a.sync_action or '-')} | "
+                f"{', '.join(codes) or '-'} |", ""]
+        tl = model.timelines.get(name)
+        if tl is not None and (tl.mask or tl.lifecycle):
+            out += ["```text", *text_strip(model, tl), "```", ""]
+    out += [f"_Timeline legend: {STRIP_LEGEND}._", ""]
+    return "\n".join(out)
