@@ -1,9 +1,26 @@
-"""Detectors: one module per finding class.  Each exposes ``CODE`` and ``check(ctx)`` where
-``ctx`` is a :class:`mdtrace.detectors.base.Context`; it returns candidate findings (or keys to
-clear).  Implemented so far: F1/F2 (not_reaped), F3 (no_done), F4 (register_outside),
-F6 (reap_mutex), F7 (reshape_io).  F5, F8, F9, F10 are not implemented yet (docs/STATUS.md)."""
+"""Detectors: one module per finding class (design.md section 3).  Each exposes ``CODE`` and
+``check(ctx)`` returning :class:`mdtrace.detectors.base.Verdict` s (raise or clear by key).
 
-from mdtrace.detectors import no_done, not_reaped, reap_mutex, register_outside, reshape_io
+- EVENT_DETECTORS run on events of TRIGGER_KINDS (per array, with the event);
+- TICK_DETECTORS run every 100 ms of trace time per array (grace periods, thresholds);
+- GRAPH_DETECTORS run on the lock-order graph (on new edges) and the wait-for graph (on ticks).
+"""
 
-EVENT_DETECTORS = (register_outside, reap_mutex, reshape_io)
-TICK_DETECTORS = (not_reaped, no_done, reshape_io)
+from mdtrace.detectors import (
+    deadlock,
+    lock_order,
+    no_done,
+    not_reaped,
+    reap_mutex,
+    register_outside,
+    reshape_io,
+    restart_reshape,
+    stall,
+)
+
+EVENT_DETECTORS = (register_outside, reap_mutex, restart_reshape, reshape_io)
+TRIGGER_KINDS = frozenset({"thread_register", "reap", "start_reshape", "io_wait"})
+TICK_DETECTORS = (not_reaped, no_done, reshape_io, stall)
+GRAPH_DETECTORS = (lock_order, deadlock)
+ALL = (not_reaped, no_done, register_outside, restart_reshape, reap_mutex, reshape_io,
+       lock_order, deadlock, stall)

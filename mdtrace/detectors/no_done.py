@@ -5,6 +5,8 @@ from __future__ import annotations
 from mdtrace.detectors.base import Context, Verdict
 from mdtrace.engine.model import Finding, Severity
 
+CODE = "F3"
+
 
 def check(ctx: Context) -> list[Verdict]:
     arr = ctx.arr

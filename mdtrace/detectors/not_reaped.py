@@ -6,6 +6,8 @@ from __future__ import annotations
 from mdtrace.detectors.base import Context, Verdict
 from mdtrace.engine.model import Finding, Severity
 
+CODE = "F1"  # and F2 (same mechanism, read-only array)
+
 
 def check(ctx: Context) -> list[Verdict]:
     arr = ctx.arr

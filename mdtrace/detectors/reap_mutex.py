@@ -5,6 +5,8 @@ from __future__ import annotations
 from mdtrace.detectors.base import Context, Verdict
 from mdtrace.engine.model import Finding, Severity
 
+CODE = "F6"
+
 
 def check(ctx: Context) -> list[Verdict]:
     ev = ctx.ev

@@ -6,6 +6,8 @@ from __future__ import annotations
 from mdtrace.detectors.base import Context, Verdict
 from mdtrace.engine.model import Finding, Severity
 
+CODE = "F4"
+
 DAEMON_CALLERS = ("md_check_recovery", "md_start_sync")
 
 

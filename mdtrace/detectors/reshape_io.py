@@ -4,27 +4,11 @@ from __future__ import annotations
 
 from mdtrace.detectors.base import Context, Verdict
 from mdtrace.engine.arrays import ArrayRec
+from mdtrace.engine.iowait import blocked_reason, waited_ns
 from mdtrace.engine.model import Finding, Severity
-from mdtrace.kernel.flags import Recovery, parse_release
+from mdtrace.kernel.flags import parse_release
 
-
-def blocked_reason(arr: ArrayRec) -> str:
-    """Why the reshape cannot progress right now ('' when it can)."""
-    if arr.ro:
-        return "read_only"
-    if arr.recovery & Recovery.FROZEN:
-        return "frozen"
-    if arr.recovery & Recovery.WAIT:
-        return "wait"
-    if arr.dm_suspended:
-        return "dm_suspended"
-    if arr.suspended:
-        return "suspended"
-    if not arr.sync_thread:
-        return "no_sync_thread"
-    if arr.recovery & Recovery.INTR:
-        return "interrupted"
-    return ""
+CODE = "F7"
 
 
 def behaviour(kernel: str, mode: str) -> str:
@@ -44,7 +28,7 @@ def check(ctx: Context) -> list[Verdict]:
     for w in list(arr.io_waits.values()):
         key = f"F7:{arr.name}:{arr.generation}:{w.io_id}"
         reason = blocked_reason(arr)
-        waited = max(w.wait_ns, w.last_ns - w.first_ns)
+        waited = waited_ns(w)
         if waited < limit or not reason:
             continue
         out.append(Verdict(key, Finding(

@@ -51,3 +51,15 @@ class ArrayRec:
     exit_without_done: int | None = None
     io_waits: dict[str, IoWait] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
+    # tasks: the sync thread while md_do_sync runs, the md daemon (last md_check_recovery)
+    sync_tid: int | None = None
+    daemon_tid: int | None = None
+    # tasks suspending the array right now (mddev_suspend / dm_suspend entered, not returned)
+    suspenders: dict[int, str] = field(default_factory=dict)
+    # F10: progress token (curr_resync, reshape position, sysfs sync_completed) and when it
+    # last changed / was last observed
+    prog_token: tuple[int, int, int] | None = None
+    prog_changed_ns: int = 0
+    prog_seen_ns: int = 0
+    # F5: a reshape's md_do_sync returned with the reshape unfinished (interrupted) at this time
+    reshape_interrupted_ns: int | None = None

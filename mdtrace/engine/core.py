@@ -1,30 +1,48 @@
-"""Engine: feeds events into per-array records, runs detectors, keeps findings.
+"""Engine: feeds events into per-array records, the lock-order and wait-for graphs, runs
+detectors, keeps findings.
 
-Event detectors run on the events they care about; time-based ones (grace periods, blocked
-IO thresholds) run at most every 100 ms of trace time and on ``advance``/``finish``.
+Event detectors run on the event kinds they care about; time-based ones (grace periods, blocked
+IO and stall thresholds, wait-for cycles) run at most every 100 ms of trace time and on
+``advance``/``finish``.  The hot path (``feed``) is one dict lookup per event kind: most events
+of a real trace are md_check_recovery entry/exit and only update the array's state words.
 """
 
 from __future__ import annotations
 
 from mdtrace.config import EngineConfig
-from mdtrace.detectors import EVENT_DETECTORS, TICK_DETECTORS
-from mdtrace.detectors.base import Context, Verdict
+from mdtrace.detectors import (
+    EVENT_DETECTORS,
+    GRAPH_DETECTORS,
+    TICK_DETECTORS,
+    TRIGGER_KINDS,
+)
+from mdtrace.detectors.base import Context, GraphContext, Verdict
 from mdtrace.engine import lifecycle
-from mdtrace.engine.arrays import ArrayRec, IoWait
+from mdtrace.engine.arrays import ArrayRec
+from mdtrace.engine.iowait import blocked_reason, on_io_wait, waited_ns
+from mdtrace.engine.locks import Inversion, LockGraph
 from mdtrace.engine.model import (
     ArrayView,
     Finding,
     IoWaitView,
     Lifecycle,
+    LockEdgeView,
     Snapshot,
     TracerHealth,
 )
+from mdtrace.engine.waitfor import WaitForGraph
 from mdtrace.events import Event
-from mdtrace.kernel.flags import Recovery, mddev_names, recovery_names
+from mdtrace.kernel.flags import Recovery, mddev_names, parse_release, recovery_names
 
 _TICK_NS = 100_000_000
-_EVENT_KINDS = frozenset({"thread_register", "reap", "io_wait"})
 _LEVELS = {0: "raid0", 1: "raid1", 4: "raid4", 5: "raid5", 6: "raid6", 10: "raid10"}
+_STOPPED = Lifecycle.STOPPED
+_DONE = int(Recovery.DONE)
+# kinds that move the lifecycle state machine (others only update state words)
+_LIFECYCLE_KINDS = frozenset({"thread_register", "do_sync_enter", "do_sync_exit", "reap",
+                              "array_stop", "check_recovery_enter", "check_recovery_exit"})
+_WAIT_RESOURCE = {"sync_thread_stop": "thread", "io_drain": "io", "reshape_progress": "reshape",
+                  "dm_suspend": "suspend", "sb_wait": "suspend"}
 
 
 class Engine:
@@ -32,132 +50,295 @@ class Engine:
                  kernel: str = "") -> None:
         self.config = config or EngineConfig()
         self.kernel = kernel
+        self._kver = parse_release(kernel) if kernel else (0, 0)
         self._arrays: dict[str, ArrayRec] = {}
         self._findings: dict[str, Finding] = {}
         self._health = TracerHealth(mode=mode, kernel=kernel)
+        self._locks = LockGraph()
+        self._waits = WaitForGraph()
         self._now = 0
         self._last_tick = 0
 
     # -- input ------------------------------------------------------------------------------
     def feed(self, ev: Event) -> list[Finding]:
+        kind = ev.kind
         h = self._health
         h.events_total += 1
-        h.events_by_kind[ev.kind] = h.events_by_kind.get(ev.kind, 0) + 1
+        by_kind = h.events_by_kind
+        by_kind[kind] = by_kind.get(kind, 0) + 1
         if ev.ts > self._now:
             self._now = ev.ts
-        if ev.kind == "lost":
-            n = int(ev.args.get("count", 0))
-            probe = str(ev.args.get("probe", ""))
-            h.lost_total += n
-            h.lost_by_probe[probe] = h.lost_by_probe.get(probe, 0) + n
-            return []
-        if ev.kind == "probe_status":
-            h.probes[str(ev.args.get("probe", ""))] = dict(ev.args)
-            return []
-        if not ev.array:
+        name = ev.array
+        if not name:
+            if kind == "lost":
+                n = int(ev.args.get("count", 0))
+                probe = str(ev.args.get("probe", ""))
+                h.lost_total += n
+                h.lost_by_probe[probe] = h.lost_by_probe.get(probe, 0) + n
+            elif kind == "probe_status":
+                h.probes[str(ev.args.get("probe", ""))] = dict(ev.args)
+            elif kind == "lock":
+                return self._lock(None, ev) + self._maybe_tick()
+            elif kind in ("wait_begin", "wait_end"):
+                self._explicit_wait(ev)
             return self._maybe_tick()
-        arr = self._array(ev)
-        self._apply(arr, ev)
-        new: list[Finding] = []
-        if ev.kind in _EVENT_KINDS:
+        arr = self._arrays.get(name)
+        if arr is None or (arr.lifecycle is _STOPPED and kind != "array_stop") or (
+                kind == "array_create" and arr.counters) or (
+                ev.mddev and arr.mddev and ev.mddev != arr.mddev):
+            arr = self._new_array(arr, ev)
+        new = self._apply(arr, ev)
+        if kind in TRIGGER_KINDS:
             for det in EVENT_DETECTORS:
                 new += self._verdicts(det.check(Context(arr, ev, ev.ts, self.config,
                                                         self.kernel)), ev)
-        return new + self._maybe_tick()
+        if self._now - self._last_tick >= _TICK_NS:
+            new += self._tick(self._now)
+        return new
 
-    def _array(self, ev: Event) -> ArrayRec:
-        arr = self._arrays.get(ev.array)
-        if arr is None or arr.lifecycle is Lifecycle.STOPPED and ev.kind != "array_stop" or (
-                ev.kind == "array_create" and arr.counters) or (
-                ev.mddev and arr.mddev and ev.mddev != arr.mddev):
-            gen = arr.generation + 1 if arr is not None else 0
-            arr = ArrayRec(name=ev.array, generation=gen, mddev=ev.mddev, lifecycle_since=ev.ts)
-            self._arrays[ev.array] = arr
+    def _new_array(self, old: ArrayRec | None, ev: Event) -> ArrayRec:
+        gen = old.generation + 1 if old is not None else 0
+        if old is not None:
+            self._close_array_findings(old.name, ev.ts)
+        arr = ArrayRec(name=ev.array, generation=gen, mddev=ev.mddev, lifecycle_since=ev.ts)
+        self._arrays[ev.array] = arr
         return arr
 
-    def _apply(self, arr: ArrayRec, ev: Event) -> None:
-        arr.counters[ev.kind] = arr.counters.get(ev.kind, 0) + 1
-        arr.last_ns = ev.ts
+    def _close_array_findings(self, name: str, ts: int) -> None:
+        for f in self._findings.values():
+            if f.array == name and f.end_ns is None:
+                f.end_ns = ts
+
+    def _apply(self, arr: ArrayRec, ev: Event) -> list[Finding]:
+        kind = ev.kind
+        ts = ev.ts
+        counters = arr.counters
+        counters[kind] = counters.get(kind, 0) + 1
+        arr.last_ns = ts
         if ev.dm_name:
             arr.dm_name = ev.dm_name
             arr.kind = "dm-raid"
         st = ev.state
         if st is not None:
-            arr.recovery = st.rec if st.rec >= 0 else arr.recovery
-            arr.flags = st.mdf if st.mdf >= 0 else arr.flags
+            if st.rec >= 0:
+                arr.recovery = st.rec
+            if st.mdf >= 0:
+                arr.flags = st.mdf
             arr.ro, arr.suspended, arr.sync_thread = st.ro, st.suspended, st.sync_thread
             arr.reshape_pos, arr.curr_resync = st.reshape_pos, st.curr_resync
-            arr.resync_max = st.resync_max or arr.resync_max
-            if st.level is not None and st.level >= 0:
+            if st.resync_max:
+                arr.resync_max = st.resync_max
+            if st.level is not None and st.level >= 0 and not arr.level:
                 arr.level = _LEVELS.get(st.level, f"level{st.level}")
-        kind = ev.kind
-        if kind == "array_create":
-            arr.kind = str(ev.args.get("kind", arr.kind))
-            lvl = ev.args.get("level")
-            if isinstance(lvl, str) and lvl.startswith("raid"):
-                arr.level = lvl
-            elif isinstance(lvl, int) and lvl in _LEVELS:
-                arr.level = _LEVELS[lvl]
-        elif kind == "array_stop":
-            for f in self._findings.values():
-                if f.array == arr.name and f.end_ns is None:
-                    f.end_ns = ev.ts
-        elif kind == "dm_suspend_exit":
-            arr.dm_suspended = True
-        elif kind == "dm_resume_exit":
-            arr.dm_suspended = False
-        elif kind == "raid_target":
-            hook, phase = ev.args.get("hook"), ev.args.get("phase")
-            if hook == "postsuspend" and phase == "exit":
-                arr.dm_suspended = True
-            elif hook == "resume":
-                arr.dm_suspended = False
-        elif kind in ("sync_action", "sysfs_state"):
-            arr.sync_action = str(ev.args.get("action", ev.args.get("sync_action", "")))
-        elif kind == "io_wait":
-            self._io_wait(arr, ev)
-        elif kind == "do_sync_exit":
-            arr.exit_without_done = None if arr.recovery & Recovery.DONE else ev.ts
-        elif kind == "reap" or kind == "thread_unregister" and ev.args.get("sync"):
-            arr.done_since = None
-            arr.exit_without_done = None
-        if kind == "check_recovery_exit" and arr.sync_thread and arr.recovery & Recovery.DONE:
+            self._progress(arr, ts, st.curr_resync, st.reshape_pos, None)
+        new: list[Finding] = []
+        handler = _HANDLERS.get(kind)
+        if handler is not None:
+            new = handler(self, arr, ev) or []
+        if kind == "check_recovery_exit" and arr.sync_thread and arr.recovery & _DONE:
             if arr.done_since is None:
-                arr.done_since = ev.ts
+                arr.done_since = ts
         elif st is not None and not arr.sync_thread:
             arr.done_since = None
             arr.exit_without_done = None
-        new = lifecycle.on_event(arr.lifecycle, kind, arr.recovery, arr.sync_thread,
-                                 bool(ev.args.get("sync", True)))
-        if new is not arr.lifecycle or not arr.history:
-            arr.lifecycle = new
-            arr.lifecycle_since = ev.ts
-            if len(arr.history) < self.config.max_history:
-                arr.history.append((ev.ts, new))
+        if kind in _LIFECYCLE_KINDS:
+            state = lifecycle.on_event(arr.lifecycle, kind, arr.recovery, arr.sync_thread,
+                                       bool(ev.args.get("sync", True)))
+            if state is not arr.lifecycle or not arr.history:
+                arr.lifecycle = state
+                arr.lifecycle_since = ts
+                if len(arr.history) < self.config.max_history:
+                    arr.history.append((ts, state))
+        elif not arr.history:
+            arr.history.append((ts, arr.lifecycle))
+        return new
 
-    def _io_wait(self, arr: ArrayRec, ev: Event) -> None:
-        a = ev.args
-        io_id = str(a.get("io_id") or f"{ev.tid}/{a.get('sector')}")
-        wait_ns = int(a.get("wait_ns", 0))
-        if wait_ns >= 1 << 63:  # kernel-side unsigned underflow: treat as unknown
-            wait_ns = 0
-        if a.get("done"):
-            arr.io_waits.pop(io_id, None)
-            for key in [k for k in self._findings if k.endswith(":" + io_id)]:
-                f = self._findings[key]
-                if f.end_ns is None:
+    @staticmethod
+    def _progress(arr: ArrayRec, ts: int, curr: int, reshape: int | None,
+                  sysfs_done: int | None) -> None:
+        old = arr.prog_token
+        token = (curr, -1 if reshape is None else reshape,
+                 old[2] if sysfs_done is None and old is not None else (sysfs_done or 0))
+        arr.prog_seen_ns = ts
+        if token != old:
+            arr.prog_token = token
+            arr.prog_changed_ns = ts
+
+    # -- per-kind handlers (see _HANDLERS) ------------------------------------------------------
+    def _h_create(self, arr: ArrayRec, ev: Event) -> None:
+        arr.kind = str(ev.args.get("kind", arr.kind))
+        lvl = ev.args.get("level")
+        if isinstance(lvl, str) and lvl.startswith("raid"):
+            arr.level = lvl
+        elif isinstance(lvl, int) and lvl in _LEVELS:
+            arr.level = _LEVELS[lvl]
+
+    def _h_stop(self, arr: ArrayRec, ev: Event) -> None:
+        self._close_array_findings(arr.name, ev.ts)
+        for tid in list(arr.suspenders):
+            self._waits.end(tid, f"susp:{arr.name}")
+        arr.suspenders.clear()
+        arr.io_waits.clear()
+        arr.sync_tid = None
+
+    def _h_check_recovery(self, arr: ArrayRec, ev: Event) -> None:
+        arr.daemon_tid = ev.tid
+
+    def _h_do_sync_enter(self, arr: ArrayRec, ev: Event) -> None:
+        arr.sync_tid = ev.tid
+        arr.prog_changed_ns = ev.ts   # a new pass: stall time counts from here
+
+    def _h_do_sync_exit(self, arr: ArrayRec, ev: Event) -> None:
+        if arr.sync_tid == ev.tid:
+            arr.sync_tid = None
+        arr.exit_without_done = None if arr.recovery & _DONE else ev.ts
+        if arr.recovery & Recovery.RESHAPE and arr.reshape_pos is not None:
+            arr.reshape_interrupted_ns = ev.ts   # reshape left unfinished (F5 evidence)
+        elif arr.reshape_pos is None:
+            arr.reshape_interrupted_ns = None
+        self._waits.end_resource(f"thread:{arr.name}", "unreg:")
+
+    def _h_reap(self, arr: ArrayRec, ev: Event) -> None:
+        arr.done_since = None
+        arr.exit_without_done = None
+
+    def _h_unregister(self, arr: ArrayRec, ev: Event) -> None:
+        if not ev.args.get("sync"):
+            return
+        arr.done_since = None
+        arr.exit_without_done = None
+        if arr.sync_tid is not None and arr.sync_tid != ev.tid:
+            # kthread_stop: the caller waits until md_do_sync returns
+            self._waits.begin(f"unreg:{arr.name}", f"thread:{arr.name}", ev)
+
+    def _h_io_wait(self, arr: ArrayRec, ev: Event) -> None:
+        io_id, done = on_io_wait(arr, ev)
+        key = f"io:{io_id}"
+        if done:
+            self._waits.end(ev.tid, key)
+            suffix = ":" + io_id
+            for k, f in self._findings.items():
+                if f.end_ns is None and k.endswith(suffix):
                     f.end_ns = ev.ts
             return
         w = arr.io_waits.get(io_id)
-        if w is None:
-            if len(arr.io_waits) >= 4096:
-                return
-            arr.io_waits[io_id] = IoWait(io_id, ev.ts - wait_ns, ev.ts, wait_ns,
-                                          str(a.get("mode", "")), ev.tid, ev.comm,
-                                          int(a.get("sector", 0)), int(a.get("sectors", 0)),
-                                          str(a.get("rw", "")))
+        if w is not None:
+            self._waits.begin(key, f"reshape:{arr.name}", ev, w.first_ns)
+
+    def _h_suspend_begin(self, arr: ArrayRec, ev: Event, what: str) -> None:
+        arr.suspenders[ev.tid] = what
+        # mddev_suspend / dm_suspend wait for in-flight IO to drain
+        self._waits.begin(f"susp:{arr.name}", f"io:{arr.name}", ev)
+
+    def _h_suspend_end(self, arr: ArrayRec, ev: Event) -> None:
+        arr.suspenders.pop(ev.tid, None)
+        self._waits.end(ev.tid, f"susp:{arr.name}")
+
+    def _h_mddev_suspend(self, arr: ArrayRec, ev: Event) -> None:
+        if ev.args.get("phase") == "exit":
+            self._h_suspend_end(arr, ev)
         else:
-            w.last_ns, w.wait_ns = ev.ts, max(w.wait_ns, wait_ns)
+            self._h_suspend_begin(arr, ev, "mddev_suspend")
+
+    def _h_dm_suspend_enter(self, arr: ArrayRec, ev: Event) -> None:
+        self._h_suspend_begin(arr, ev, "dm_suspend")
+
+    def _h_dm_suspend_exit(self, arr: ArrayRec, ev: Event) -> None:
+        self._h_suspend_end(arr, ev)
+        if not ev.args.get("rc"):
+            arr.dm_suspended = True
+
+    def _h_dm_resume_exit(self, arr: ArrayRec, ev: Event) -> None:
+        arr.dm_suspended = False
+
+    def _h_raid_target(self, arr: ArrayRec, ev: Event) -> None:
+        hook, phase = ev.args.get("hook"), ev.args.get("phase")
+        key = f"hook:{arr.name}:{hook}"
+        if hook in ("presuspend", "postsuspend"):
+            # md_frozen_sync_thread / md_stop_writes: wait for the sync thread to stop
+            if phase == "enter":
+                self._waits.begin(key, f"thread:{arr.name}", ev)
+            else:
+                self._waits.end(ev.tid, key)
+        if hook == "postsuspend" and phase == "exit":
+            arr.dm_suspended = True
+        elif hook == "resume":
+            arr.dm_suspended = False
+
+    def _h_sync_action(self, arr: ArrayRec, ev: Event) -> None:
+        arr.sync_action = str(ev.args.get("action", ev.args.get("sync_action", "")))
+
+    def _h_progress(self, arr: ArrayRec, ev: Event) -> None:
+        a = ev.args
+        if a.get("action"):
+            arr.sync_action = str(a["action"])
+        if a.get("total"):
+            arr.resync_max = int(a["total"])
+        self._progress(arr, ev.ts, arr.curr_resync, arr.reshape_pos, int(a.get("done", 0)))
+
+    def _h_lock(self, arr: ArrayRec, ev: Event) -> list[Finding]:
+        return self._lock(arr, ev)
+
+    def _h_wait(self, arr: ArrayRec, ev: Event) -> None:
+        self._explicit_wait(ev)
+
+    def _lock(self, arr: ArrayRec | None, ev: Event) -> list[Finding]:
+        op = ev.args.get("op")
+        lock_id = str(ev.args.get("lock_id", ""))
+        key = "lock"
+        if op in ("acquire", "contend"):
+            self._waits.begin(key, f"lock:{lock_id}", ev)
+        elif op in ("acquired", "trylock_fail", "release"):
+            self._waits.end(ev.tid, key)
+        inversions = self._locks.on_lock(ev)
+        if not inversions:
+            return []
+        return self._graph(inversions=inversions)
+
+    def _explicit_wait(self, ev: Event) -> None:
+        what = str(ev.args.get("what", ""))
+        target = str(ev.args.get("target", "") or ev.array)
+        kind = _WAIT_RESOURCE.get(what, what)
+        resource = target if ":" in target else f"{kind}:{target}"
+        key = f"w:{what}:{target}"
+        if ev.kind == "wait_begin":
+            self._waits.begin(key, resource, ev)
+        else:
+            self._waits.end(ev.tid, key)
+
+    # -- wait-for providers -----------------------------------------------------------------
+    def _providers(self, resource: str) -> list[int]:
+        kind, _, name = resource.partition(":")
+        if kind == "lock":
+            owner = self._locks.owner.get(name)
+            return [] if owner is None else [owner]
+        arr = self._arrays.get(name)
+        if arr is None:
+            return []
+        if kind == "reshape":
+            if not blocked_reason(arr):
+                # the reshape can move: the sync thread provides progress (a real trace on
+                # 6.1 shows IO blocked across a dm_suspend completing as the reshape moved)
+                return [] if arr.sync_tid is None else [arr.sync_tid]
+            # It cannot move until someone resumes/unfreezes it.  A task suspending the
+            # array right now is the one that will resume it: dm-raid always (lvm/dmsetup
+            # suspend then resume); md before 6.7, whose mddev_suspend holds reconfig_mutex
+            # so nobody else can unfreeze it meanwhile.  Otherwise it is the operator's move
+            # (F7), not a cycle.
+            if arr.suspenders and (arr.kind == "dm-raid" or self._kver < (6, 7)):
+                return sorted(arr.suspenders)
+            return []
+        if kind == "io":
+            return sorted({w.tid for w in arr.io_waits.values()})
+        if kind == "thread":
+            if arr.sync_tid is not None:
+                return [arr.sync_tid]
+            if arr.sync_thread and arr.daemon_tid is not None:
+                return [arr.daemon_tid]
+            return []
+        if kind == "suspend":
+            return sorted(arr.suspenders)
+        return []
 
     # -- time -------------------------------------------------------------------------------
     def _maybe_tick(self) -> list[Finding]:
@@ -169,11 +350,26 @@ class Engine:
         self._last_tick = now
         new: list[Finding] = []
         for arr in self._arrays.values():
-            if arr.lifecycle is Lifecycle.STOPPED:
+            if arr.lifecycle is _STOPPED:
                 continue
             for det in TICK_DETECTORS:
                 new += self._verdicts(det.check(Context(arr, None, now, self.config,
                                                         self.kernel)), None)
+        cycles = self._waits.cycles(self._providers) if self._waits.waits else []
+        return new + self._graph(cycles=cycles)
+
+    def _graph(self, *, inversions: list[Inversion] | None = None,
+               cycles: list | None = None) -> list[Finding]:
+        new: list[Finding] = []
+        for det in GRAPH_DETECTORS:
+            prefix = det.CODE + ":"
+            active = frozenset(k for k, f in self._findings.items()
+                               if f.end_ns is None and k.startswith(prefix))
+            if cycles is None and det.CODE == "F9":
+                continue
+            ctx = GraphContext(self._now, self.config, self.kernel, self._arrays,
+                               inversions or [], cycles, active)
+            new += self._verdicts(det.check(ctx), None)
         return new
 
     def advance(self, now_ns: int) -> list[Finding]:
@@ -198,6 +394,8 @@ class Engine:
                 continue
             f = v.finding
             f.key, f.last_ns = v.key, self._now
+            if len(f.evidence) > self.config.max_evidence:
+                del f.evidence[self.config.max_evidence:]
             self._findings[v.key] = f
             new.append(f)
         return new
@@ -210,11 +408,14 @@ class Engine:
     def snapshot(self) -> Snapshot:
         findings = self.findings
         arrays: dict[str, ArrayView] = {}
+        locks = self._locks
         for name, arr in self._arrays.items():
             waits = [IoWaitView(w.io_id, w.tid, w.comm, w.sector, w.sectors, w.rw, w.first_ns,
-                                max(w.wait_ns, self._now - w.first_ns), w.mode, True)
+                                max(waited_ns(w), self._now - w.first_ns), w.mode, True)
                      for w in arr.io_waits.values()]
-            total = arr.resync_max
+            held = sorted({f"{h.cls} ({h.lock_id[:8]}) by {tid}"
+                           for tid, stack in locks.held.items() for h in stack
+                           if h.array == name})
             arrays[name] = ArrayView(
                 name=name, kind=arr.kind, dm_name=arr.dm_name, level=arr.level,
                 generation=arr.generation, lifecycle=arr.lifecycle,
@@ -224,12 +425,38 @@ class Engine:
                 sync_thread=arr.sync_thread, sync_action=arr.sync_action,
                 reshape_pos=arr.reshape_pos,
                 progress_done=arr.curr_resync if arr.curr_resync > 3 else 0,
-                progress_total=total, blocked_io=waits,
+                progress_total=arr.resync_max, blocked_io=waits,
                 oldest_wait_s=max((w.wait_ns for w in waits), default=0) / 1e9,
-                last_event_ns=arr.last_ns,
+                locks_held=held, last_event_ns=arr.last_ns,
                 findings_active=sorted({f.code for f in findings
                                         if f.active and f.array == name}),
                 history=[(ts, str(state)) for ts, state in arr.history],
                 counters=dict(arr.counters))
+        order = [LockEdgeView(e.first, e.second, e.count, e.tid)
+                 for e in locks.edges.values()]
         return Snapshot(now_ns=self._now, arrays=arrays, findings=findings,
-                        health=self._health)
+                        health=self._health, lock_order=order)
+
+
+_HANDLERS = {
+    "array_create": Engine._h_create,
+    "array_stop": Engine._h_stop,
+    "check_recovery_enter": Engine._h_check_recovery,
+    "check_recovery_exit": Engine._h_check_recovery,
+    "do_sync_enter": Engine._h_do_sync_enter,
+    "do_sync_exit": Engine._h_do_sync_exit,
+    "reap": Engine._h_reap,
+    "thread_unregister": Engine._h_unregister,
+    "io_wait": Engine._h_io_wait,
+    "mddev_suspend": Engine._h_mddev_suspend,
+    "dm_suspend_enter": Engine._h_dm_suspend_enter,
+    "dm_suspend_exit": Engine._h_dm_suspend_exit,
+    "dm_resume_exit": Engine._h_dm_resume_exit,
+    "raid_target": Engine._h_raid_target,
+    "sync_action": Engine._h_sync_action,
+    "sysfs_state": Engine._h_sync_action,
+    "progress": Engine._h_progress,
+    "lock": Engine._h_lock,
+    "wait_begin": Engine._h_wait,
+    "wait_end": Engine._h_wait,
+}

@@ -1,0 +1,71 @@
+"""F9: a wait-for cycle - tasks blocked on each other through locks, thread stops, IO drains,
+array suspends and reshape progress (mdtrace.engine.waitfor): an actual deadlock, not a risk.
+
+The cycle must persist ``cycle_s`` before it is reported (transient cycles resolve themselves
+when a wake-up was merely in flight).  The classic one (41425f96d7aa, 6.9): dm_suspend waits for
+in-flight IO, the IO waits in raid5_make_request for the reshape to cross its sector, and the
+reshape stays frozen until the suspending task resumes the array.
+"""
+
+from __future__ import annotations
+
+from mdtrace.detectors.base import GraphContext, Verdict
+from mdtrace.engine.model import Finding, Severity
+from mdtrace.engine.waitfor import Cycle
+
+CODE = "F9"
+
+_REMEDY = {
+    "reshape": "resume/unfreeze the reshape so the IO can pass: dm-raid has no safe way out "
+               "on this kernel except `dmsetup resume` from another shell (if the suspend "
+               "was not yet entered), or a reboot; md: `echo reshape > "
+               "/sys/block/{a}/md/sync_action`",
+    "lock": "the tasks hold mutexes each other needs: only a reboot frees them",
+    "thread": "the sync thread cannot stop while its stopper blocks it: `echo idle > "
+              "/sys/block/{a}/md/sync_action` from another shell may break the loop",
+    "io": "the IO cannot drain: see the IO waits above",
+    "suspend": "`dmsetup resume` (dm-raid) / `echo active > /sys/block/{a}/md/array_state`",
+}
+
+
+def _arrays(cyc: Cycle) -> list[str]:
+    out: list[str] = []
+    for w, _ in cyc.steps:
+        kind, _, name = w.resource.partition(":")
+        cand = w.ev.array if kind == "lock" else name
+        if cand and cand not in out:
+            out.append(cand)
+    return out
+
+
+def check(ctx: GraphContext) -> list[Verdict]:
+    if ctx.cycles is None:
+        return []
+    out: list[Verdict] = []
+    live: set[str] = set()
+    limit = ctx.config.cycle_s * 1e9
+    for cyc in ctx.cycles:
+        key = "F9:" + cyc.key
+        live.add(key)
+        if ctx.now_ns - cyc.since_ns < limit:
+            continue
+        arrays = _arrays(cyc)
+        array = arrays[0] if arrays else ""
+        kinds = [w.resource.partition(":")[0] for w, _ in cyc.steps]
+        remedy = " ".join(dict.fromkeys(_REMEDY.get(k, "").format(a=array) for k in kinds
+                                        if k in _REMEDY))
+        out.append(Verdict(key, Finding(
+            code="F9", title=f"deadlock: {len(cyc.steps)} tasks wait for each other "
+                             f"({' -> '.join(kinds)})",
+            array=array, start_ns=cyc.since_ns, severity=Severity.CRITICAL,
+            explanation=("A wait-for cycle: " + cyc.describe() + ". None of them can move "
+                         "until another does, so all stay blocked (dm_suspend waits "
+                         "interruptibly, so hung_task never reports it)."),
+            fix=("41425f96d7aa dm-raid456, md/raid456: fix a deadlock for dm-raid456 while io "
+                 "concurrent with reshape (6.9)" if "reshape" in kinds else ""),
+            remedy=remedy + "; upgrade to a kernel with the fix.",
+            evidence=[w.ev for w, _ in cyc.steps],
+            details={"arrays": arrays, "tasks": [w.tid for w, _ in cyc.steps],
+                     "resources": [w.resource for w, _ in cyc.steps]})))
+    out += [Verdict(k, None) for k in ctx.active - live]
+    return out

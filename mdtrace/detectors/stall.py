@@ -1,0 +1,52 @@
+"""F10: a resync/recovery/reshape is running, nothing stops it, and its position does not move.
+
+Evidence is observation, not silence: the position (curr_resync, reshape_position, or sysfs
+sync_completed from the poller) must be *seen* unchanged for ``stall_s`` while md_do_sync runs,
+RUNNING is set and no reason to stop holds (frozen, read-only, MD_RECOVERY_WAIT, suspended,
+interrupted: those are F7's or the operator's business).  curr_resync 1/2 (YIELDED/DELAYED: waiting
+for another array sharing a disk) is not a stall.
+"""
+
+from __future__ import annotations
+
+from mdtrace.detectors.base import Context, Verdict
+from mdtrace.engine.iowait import blocked_reason
+from mdtrace.engine.model import Finding, Lifecycle, Severity
+from mdtrace.kernel.flags import Recovery
+
+CODE = "F10"
+
+
+def check(ctx: Context) -> list[Verdict]:
+    arr = ctx.arr
+    key = f"F10:{arr.name}:{arr.generation}"
+    running = (arr.lifecycle is Lifecycle.SYNCING and arr.sync_thread
+               and arr.recovery & Recovery.RUNNING and not arr.recovery & Recovery.DONE)
+    if not running or arr.prog_token is None or 0 < arr.curr_resync < 3:
+        return [Verdict(key, None)]
+    if blocked_reason(arr):
+        # stopping it is someone's decision, not a stall; unblocking starts a new md_do_sync
+        # pass, which restarts the clock
+        return [Verdict(key, None)]
+    still = arr.prog_seen_ns - max(arr.prog_changed_ns, arr.lifecycle_since)
+    if still < ctx.config.stall_s * 1e9:
+        # progress seen moving (or too little evidence yet): clear only on real movement
+        return [Verdict(key, None)] if arr.prog_changed_ns > arr.lifecycle_since else []
+    action = arr.sync_action or ("reshape" if arr.recovery & Recovery.RESHAPE else "sync")
+    pos = arr.reshape_pos if arr.recovery & Recovery.RESHAPE and arr.reshape_pos is not None \
+        else arr.curr_resync
+    return [Verdict(key, Finding(
+        code="F10", title=f"{action} stalled: no progress for {still / 1e9:.0f}s",
+        array=arr.name, start_ns=max(arr.prog_changed_ns, arr.lifecycle_since),
+        severity=Severity.WARNING,
+        explanation=(
+            f"{arr.name}'s sync thread is running md_do_sync ({action}) with RUNNING set and "
+            f"nothing frozen, read-only or suspended, but its position stayed at {pos} "
+            f"for {still / 1e9:.0f}s of observations. Usual causes: a member disk that stopped "
+            "answering (IO stuck below md), speed_limit_max throttled to nothing, or the sync "
+            "thread blocked on a lock or on IO that needs it to move (see F9)."),
+        remedy=(f"check member disks (`dmesg`, `cat /sys/block/{arr.name}/md/dev-*/state`), "
+                "`cat /proc/sys/dev/raid/speed_limit_min` and `_max`, the sync thread's "
+                "kernel stack (`cat /proc/$(pgrep -f '" + arr.name + "_(resync|reshape)')/stack`)"
+                f"; `echo idle > /sys/block/{arr.name}/md/sync_action` interrupts it."),
+        details={"position": pos, "still_s": round(still / 1e9, 1), "action": action})), ]
