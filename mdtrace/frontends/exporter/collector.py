@@ -240,7 +240,7 @@ class SnapshotCollector(Collector):
         active_by_code = dict.fromkeys(FINDING_CODES, 0)
         raised_by_code = dict.fromkeys(FINDING_CODES, 0)
         per: dict[tuple[str, str, str, str], list[float]] = {}
-        texts: dict[tuple[str, str, str, str], tuple[str, str]] = {}
+        remedies: dict[tuple[str, str, str, str], set[str]] = {}
         for f in snap.findings:
             raised_by_code[f.code] = raised_by_code.get(f.code, 0) + 1
             if not f.active:
@@ -250,7 +250,7 @@ class SnapshotCollector(Collector):
             device = (arr.dm_name or arr.name) if arr is not None else f.array
             key = (f.code, f.array, device, str(f.severity))
             per.setdefault(key, []).append(max(0, snap.now_ns - f.start_ns) / 1e9)
-            texts.setdefault(key, (f.title, f.remedy))
+            remedies.setdefault(key, set()).add(f.remedy)
         act = GaugeMetricFamily("mdtrace_findings_active", "Active findings by class "
                                 "(all arrays).", labels=["code"])
         raised = CounterMetricFamily("mdtrace_findings_raised", "Findings raised since the "
@@ -260,17 +260,19 @@ class SnapshotCollector(Collector):
             act.add_metric([code], active_by_code[code])
             raised.add_metric([code], raised_by_code.get(code, 0))
         lab = ["code", "array", "device", "severity"]
-        info = InfoMetricFamily("mdtrace_finding", "One per active (class, array): the "
-                                "finding's title and remedy, for alert annotations.",
-                                labels=lab + ["title", "remedy"])
+        # no title label: some titles carry a running figure (F10 'no progress for 75s') and
+        # a label that changes would restart the alert's `for` clock
+        info = InfoMetricFamily("mdtrace_finding", "One per active (class, array, remedy): "
+                                "the engine's remedy text, for alert annotations.",
+                                labels=lab + ["remedy"])
         cnt = GaugeMetricFamily("mdtrace_finding_active", "Active findings per class and "
                                 "array.", labels=lab)
         dur = GaugeMetricFamily("mdtrace_finding_active_duration_seconds", "Engine-time "
                                 "seconds since the oldest active finding of this class and "
                                 "array started.", labels=lab)
         for key in sorted(per):
-            title, remedy = texts[key]
-            info.add_metric(list(key) + [title, remedy], {})
+            for remedy in sorted(remedies[key]):
+                info.add_metric(list(key) + [remedy], {})
             cnt.add_metric(list(key), len(per[key]))
             dur.add_metric(list(key), max(per[key]))
         yield from (act, raised, info, cnt, dur)
