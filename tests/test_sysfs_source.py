@@ -112,3 +112,18 @@ def test_dm_raid_from_dmsetup(tmp_path: Path) -> None:
     assert "vg2-r5" in st                           # no dm-N known: keyed by its dm name
     pr = next(e for e in evs if e.kind == "progress" and e.array == "dm-4")
     assert (pr.args["done"], pr.args["total"]) == (16384, 32768)
+
+
+def test_unchanged_position_is_resampled_while_syncing(tmp_path: Path) -> None:
+    """F10 needs evidence that a running sync did NOT move: the poller re-samples it."""
+    from mdtrace.sources.sysfs import SAMPLE_NS
+
+    d = _md(tmp_path, "md0", sync_action="resync", array_state="active",
+            sync_completed="17792 / 65536", sync_speed="0 (0)")
+    src = _src(tmp_path)
+    assert [e.kind for e in src.progress_only(now_ns=1)] == ["progress"]
+    assert src.progress_only(now_ns=2) == []
+    again = src.progress_only(now_ns=1 + SAMPLE_NS)
+    assert [e.args["done"] for e in again] == [17792]
+    (d / "sync_action").write_text("idle\n")
+    assert src.progress_only(now_ns=1 + 3 * SAMPLE_NS) == []

@@ -26,6 +26,7 @@ from mdtrace.trace import TraceHeader
 ATTRS = ("level", "array_state", "sync_action", "sync_completed", "degraded", "raid_disks",
          "reshape_position", "sync_speed")
 _MDSTAT_LINE = re.compile(r"^(md\w+)\s*:\s*(\S+)\s+(?:\((\S+)\)\s+)?(\S+)?")
+SAMPLE_NS = 10_000_000_000  # re-sample an unchanged sync position this often
 
 
 @dataclass(frozen=True)
@@ -166,7 +167,12 @@ class SysfsSource:
                                   flag_tables=FlagTable.for_release(release),
                                   meta={"mode": "sysfs polling (no BPF)"})
         self._last: dict[str, MdSnapshot] = {}
+        self._sampled: dict[str, int] = {}
         self.polls = 0
+
+    def progress_only(self, now_ns: int | None = None) -> list[Event]:
+        """The progress samples of one scan (``mdtrace run`` adds them to a bcc source)."""
+        return [e for e in self.poll(now_ns) if e.kind == "progress"]
 
     def poll(self, now_ns: int | None = None) -> list[Event]:
         """One scan: events for whatever changed since the previous one."""
@@ -200,8 +206,13 @@ class SysfsSource:
                     args["kind"] = "dm-raid"
                 out.append(Event(ts=ts, kind="sysfs_state", array=name,
                                  dm_name=dm_of.get(name, ""), args=args))
-            if snap.done is not None and snap.total is not None and (
-                    old is None or (old.done, old.total) != (snap.done, snap.total)):
+            moved = old is None or (old.done, old.total) != (snap.done, snap.total)
+            # while a sync runs, an unchanged position is evidence too (stall detection, F10):
+            # re-sample it every SAMPLE_NS even when nothing moved
+            due = snap.sync_action not in ("", "idle", "frozen") and \
+                ts - self._sampled.get(name, ts) >= SAMPLE_NS
+            if snap.done is not None and snap.total is not None and (moved or due):
+                self._sampled[name] = ts
                 out.append(Event(ts=ts, kind="progress", array=name,
                                  dm_name=dm_of.get(name, ""), args={
                     "done": snap.done, "total": snap.total, "action": snap.sync_action,
