@@ -15,13 +15,14 @@ from mdtrace.engine.model import Finding, Lifecycle, Severity
 from mdtrace.kernel.flags import Recovery
 
 CODE = "F10"
+_RUNNING, _DONE, _RESHAPE = int(Recovery.RUNNING), int(Recovery.DONE), int(Recovery.RESHAPE)
 
 
 def check(ctx: Context) -> list[Verdict]:
     arr = ctx.arr
     key = f"F10:{arr.name}:{arr.generation}"
     running = (arr.lifecycle is Lifecycle.SYNCING and arr.sync_thread
-               and arr.recovery & Recovery.RUNNING and not arr.recovery & Recovery.DONE)
+               and arr.recovery & _RUNNING and not arr.recovery & _DONE)
     if not running or arr.prog_token is None or 0 < arr.curr_resync < 3:
         return [Verdict(key, None)]
     if blocked_reason(arr):
@@ -32,8 +33,8 @@ def check(ctx: Context) -> list[Verdict]:
     if still < ctx.config.stall_s * 1e9:
         # progress seen moving (or too little evidence yet): clear only on real movement
         return [Verdict(key, None)] if arr.prog_changed_ns > arr.lifecycle_since else []
-    action = arr.sync_action or ("reshape" if arr.recovery & Recovery.RESHAPE else "sync")
-    pos = arr.reshape_pos if arr.recovery & Recovery.RESHAPE and arr.reshape_pos is not None \
+    action = arr.sync_action or ("reshape" if arr.recovery & _RESHAPE else "sync")
+    pos = arr.reshape_pos if arr.recovery & _RESHAPE and arr.reshape_pos is not None \
         else arr.curr_resync
     return [Verdict(key, Finding(
         code="F10", title=f"{action} stalled: no progress for {still / 1e9:.0f}s",

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from mdtrace.engine.model import Lifecycle
+from mdtrace.events import ArrayState
 
 
 @dataclass
@@ -63,3 +64,5 @@ class ArrayRec:
     prog_seen_ns: int = 0
     # F5: a reshape's md_do_sync returned with the reshape unfinished (interrupted) at this time
     reshape_interrupted_ns: int | None = None
+    # the state words of the last event that carried them (fast path for repeats)
+    last_state: ArrayState | None = None

@@ -38,6 +38,8 @@ _TICK_NS = 100_000_000
 _LEVELS = {0: "raid0", 1: "raid1", 4: "raid4", 5: "raid5", 6: "raid6", 10: "raid10"}
 _STOPPED = Lifecycle.STOPPED
 _DONE = int(Recovery.DONE)
+_RESHAPE = int(Recovery.RESHAPE)
+_CHECK_RECOVERY = frozenset({"check_recovery_enter", "check_recovery_exit"})
 # kinds that move the lifecycle state machine (others only update state words)
 _LIFECYCLE_KINDS = frozenset({"thread_register", "do_sync_enter", "do_sync_exit", "reap",
                               "array_stop", "check_recovery_enter", "check_recovery_exit"})
@@ -115,10 +117,29 @@ class Engine:
         counters = arr.counters
         counters[kind] = counters.get(kind, 0) + 1
         arr.last_ns = ts
+        st = ev.state
+        if kind in _CHECK_RECOVERY and st is not None and st == arr.last_state and \
+                arr.history and not ev.dm_name:
+            # Fast path (most events of a real trace): the daemon ran again and read the
+            # same state words as last time.  Only time, the daemon's tid and the lifecycle
+            # placement can change.
+            arr.daemon_tid = ev.tid
+            arr.prog_seen_ns = ts
+            if kind == "check_recovery_exit" and arr.sync_thread and arr.recovery & _DONE \
+                    and arr.done_since is None:
+                arr.done_since = ts
+            state = lifecycle.from_state(arr.lifecycle, arr.recovery, arr.sync_thread)
+            if state is not arr.lifecycle:
+                arr.lifecycle = state
+                arr.lifecycle_since = ts
+                if len(arr.history) < self.config.max_history:
+                    arr.history.append((ts, state))
+            return []
+        if st is not None:
+            arr.last_state = st
         if ev.dm_name:
             arr.dm_name = ev.dm_name
             arr.kind = "dm-raid"
-        st = ev.state
         if st is not None:
             if st.rec >= 0:
                 arr.recovery = st.rec
@@ -192,7 +213,7 @@ class Engine:
         if arr.sync_tid == ev.tid:
             arr.sync_tid = None
         arr.exit_without_done = None if arr.recovery & _DONE else ev.ts
-        if arr.recovery & Recovery.RESHAPE and arr.reshape_pos is not None:
+        if arr.recovery & _RESHAPE and arr.reshape_pos is not None:
             arr.reshape_interrupted_ns = ev.ts   # reshape left unfinished (F5 evidence)
         elif arr.reshape_pos is None:
             arr.reshape_interrupted_ns = None

@@ -11,6 +11,8 @@ from mdtrace.engine.arrays import ArrayRec, IoWait
 from mdtrace.events import Event
 from mdtrace.kernel.flags import Recovery
 
+_FROZEN, _WAIT, _INTR = int(Recovery.FROZEN), int(Recovery.WAIT), int(Recovery.INTR)
+
 MAX_WAITS_PER_ARRAY = 4096
 _U64_HALF = 1 << 63
 
@@ -24,9 +26,9 @@ def blocked_reason(arr: ArrayRec) -> str:
     rec = arr.recovery
     if arr.ro:
         return "read_only"
-    if rec & Recovery.FROZEN:
+    if rec & _FROZEN:
         return "frozen"
-    if rec & Recovery.WAIT:
+    if rec & _WAIT:
         return "wait"
     if arr.dm_suspended:
         return "dm_suspended"
@@ -34,7 +36,7 @@ def blocked_reason(arr: ArrayRec) -> str:
         return "suspended"
     if not arr.sync_thread:
         return "no_sync_thread"
-    if rec & Recovery.INTR:
+    if rec & _INTR:
         return "interrupted"
     return ""
 
