@@ -308,6 +308,20 @@ def test_tls_serves_and_plain_http_client_fails_cleanly(cert: tuple[str, str]) -
         srv.stop()
 
 
+def test_mutual_tls_requires_client_certificate(cert: tuple[str, str]) -> None:
+    crt, key = cert  # self-signed (CA:TRUE): serves as CA, server and client certificate
+    srv = _serve(_app(replay_snapshot(HEALTHY[0]), [1])[0], TlsFiles(crt, key, client_ca=crt))
+    try:
+        with_cert = ssl.create_default_context(cafile=crt)
+        with_cert.load_cert_chain(crt, key)
+        code, body = http_get(srv.url, context=with_cert)
+        assert code == 200 and b"mdtrace_arrays" in body
+        with pytest.raises((urllib.error.URLError, ssl.SSLError, ConnectionError)):
+            http_get(srv.url, context=ssl.create_default_context(cafile=crt))
+    finally:
+        srv.stop()
+
+
 def test_tls_bad_files_one_line(tmp_path: Path, cert: tuple[str, str]) -> None:
     crt, key = cert
     with pytest.raises(MdtraceError, match="no such file"):
