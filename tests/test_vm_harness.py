@@ -295,3 +295,49 @@ def test_snapshot_tree_takes_what_git_would(tmp_path: Path) -> None:
     assert got == [".gitignore", "new.py", "pkg/a.py"]
     (src / "pkg" / "a.py").write_text("edited after the snapshot\n")
     assert (dest / "pkg" / "a.py").read_text() == "tracked\n"
+
+
+def _fake_qemu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> GuestImage:
+    """A stand-in qemu-system-x86_64: finds the out share in its argv, then runs ``body``."""
+    from mdtrace.vm import runner
+
+    fake = tmp_path / "bin" / "qemu-system-x86_64"
+    fake.parent.mkdir(parents=True)
+    fake.write_text("#!/bin/bash\nfor a in \"$@\"; do case $a in *mount_tag=out*) "
+                    "out=${a#local,path=}; out=${out%%,*};; esac; done\n" + body + "\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}:/usr/bin:/bin")
+    monkeypatch.setattr(runner, "RC_GRACE_S", 1)
+    img = GuestImage(tmp_path / "img", "x", (KERNELS["6.1"],))
+    img.path.mkdir(parents=True)
+    for f in (img.vmlinuz("6.1"), img.initrd("6.1")):
+        f.write_text("")
+    return img
+
+
+def test_runner_stops_a_guest_that_cannot_power_off(tmp_path: Path,
+                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """The script's rc arrived but the guest hangs on (a kernel oops wedged power-off): the
+    host stops qemu after RC_GRACE_S instead of waiting for the hard timeout."""
+    import time
+
+    from mdtrace.vm.runner import run_script
+
+    script = tmp_path / "s.sh"
+    script.write_text("true\n")
+    img = _fake_qemu(tmp_path, monkeypatch,
+                     'grep -q "rc=\\$?" "$out/job.sh" || exit 9; echo 0 > "$out/rc"; '
+                     'echo done > "$out/output.log"; sleep 60')
+    t0 = time.monotonic()
+    res = run_script(img, "6.1", script, out_dir=tmp_path / "o", disks=1, disk_mb=1,
+                     timeout_s=30)
+    assert time.monotonic() - t0 < 15
+    assert res.rc == 0 and res.forced_off and not res.timed_out and res.ok
+    assert "did not power off" in res.summary() and res.output == "done\n"
+    assert (tmp_path / "o" / "src_rev").read_text().strip()      # a snapshot was shared
+    assert not list(tmp_path.glob("o.disk*.img"))                 # disks removed
+
+    img2 = _fake_qemu(tmp_path / "b", monkeypatch, "sleep 60")   # never finishes
+    res = run_script(img2, "6.1", script, out_dir=tmp_path / "o2", disks=0, timeout_s=2,
+                     src=tmp_path)
+    assert res.timed_out and res.rc is None and not res.forced_off

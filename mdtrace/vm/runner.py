@@ -31,6 +31,9 @@ ACCELS = {
 }
 
 
+RC_GRACE_S = 45   # seconds a guest may take to power off after its script's exit code arrived
+
+
 @dataclass
 class RunResult:
     """What came back from one guest run."""
@@ -46,6 +49,7 @@ class RunResult:
     uname_r: str = ""
     qemu_rc: int | None = None
     cmdline: list[str] = field(default_factory=list)
+    forced_off: bool = False  # the script finished, the guest did not power off: qemu stopped
 
     @property
     def ok(self) -> bool:
@@ -53,6 +57,8 @@ class RunResult:
 
     def summary(self) -> str:
         state = "timed out" if self.timed_out else f"rc={self.rc}"
+        if self.forced_off:
+            state += " (guest did not power off: stopped)"
         boot = f"{self.boot_s:.1f}" if self.boot_s is not None else "?"
         return (f"kernel {self.uname_r or self.kernel}: {state}, boot {boot} s, "
                 f"wall {self.wall_s:.1f} s, out {self.out_dir}")
@@ -167,7 +173,12 @@ def run_script(image: GuestImage, kernel: str, script: str | os.PathLike[str], *
     for k, v in (env or {}).items():
         body.append(f"export {k}={_shq(v)}")
     argv = " ".join(_shq(a) for a in (args or []))
-    body.append(f"exec bash /mnt/out/job_script.sh {argv}")
+    # The script's exit code reaches the host even when something it left behind (IO stuck in
+    # an array wedged by a kernel bug) keeps the agent's output pipe open or blocks power-off:
+    # the host then stops qemu RC_GRACE_S after this file appears.
+    body += [f"bash /mnt/out/job_script.sh {argv}", "rc=$?",
+             "echo $rc > /mnt/out/rc.tmp && mv /mnt/out/rc.tmp /mnt/out/rc", "sync",
+             "exit $rc"]
     shutil.copy2(script, out / "job_script.sh")
     (out / "job.sh").write_text("\n".join(body) + "\n")
     guest_limit = int(max(timeout_s - 60, timeout_s / 2))
@@ -178,32 +189,47 @@ def run_script(image: GuestImage, kernel: str, script: str | os.PathLike[str], *
     cmd = build_cmdline(image, rel, src_dir, out, disk_paths, cpus=cpus, mem_mb=mem_mb,
                         accel=accel, console_log=console, append=append)
     t0 = time.monotonic()
-    timed_out = False
+    timed_out = forced_off = False
     qemu_rc: int | None = None
+    qemu_log = out / "qemu.log"
     try:
-        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT, start_new_session=True)
-        try:
-            qout, _ = proc.communicate(timeout=timeout_s)
-            qemu_rc = proc.returncode
-        except subprocess.TimeoutExpired:
-            timed_out = True
-            proc.kill()
-            qout, _ = proc.communicate()
+        with open(qemu_log, "wb") as qlog:
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=qlog,
+                                    stderr=subprocess.STDOUT, start_new_session=True)
+        rc_seen: float | None = None
+        while proc.poll() is None:
+            now = time.monotonic()
+            if rc_seen is None and (out / "rc").exists():
+                rc_seen = now
+            if now - t0 > timeout_s:
+                timed_out = True
+            elif rc_seen is not None and now - rc_seen > RC_GRACE_S:
+                forced_off = True    # the script finished; the guest cannot power off
+            if timed_out or forced_off:
+                proc.kill()
+                proc.wait()
+                break
+            time.sleep(0.5)
+        qemu_rc = None if timed_out or forced_off else proc.returncode
     finally:
         for d in disk_paths:
             d.unlink(missing_ok=True)
         if snap is not None:
             shutil.rmtree(snap, ignore_errors=True)
     wall = time.monotonic() - t0
+    if forced_off:
+        with open(console, "a") as fh:
+            fh.write(f"\nmdtrace-vm host: the script exited but the guest was still up "
+                     f"{RC_GRACE_S} s later: qemu stopped\n")
     if qemu_rc not in (0, None) and not (out / "rc").exists():
-        msg = qout.decode(errors="replace").strip().splitlines()
+        msg = _read(qemu_log).strip().splitlines()
         raise MdtraceError(f"qemu failed (exit {qemu_rc}): {msg[-1] if msg else 'no output'} "
                            f"(console: {console})")
     return RunResult(kernel=rel, rc=_read_int(out / "rc"), timed_out=timed_out,
                      output=_read(out / "output.log"), out_dir=out, console_log=console,
                      wall_s=wall, boot_s=_read_float(out / "boot_uptime"),
-                     uname_r=_read(out / "uname_r").strip(), qemu_rc=qemu_rc, cmdline=cmd)
+                     uname_r=_read(out / "uname_r").strip(), qemu_rc=qemu_rc, cmdline=cmd,
+                     forced_off=forced_off)
 
 
 def _shq(s: str) -> str:

@@ -264,7 +264,7 @@ def load_run(out_dir: Path) -> ScenarioRun | None:
                     output=_read_text(out_dir / "output.log"), out_dir=out_dir,
                     console_log=out_dir / "console.log", wall_s=float(info.get("wall_s", 0)),
                     boot_s=info.get("boot_s"), uname_r=str(info.get("uname_r", "")),
-                    qemu_rc=info.get("qemu_rc"))
+                    qemu_rc=info.get("qemu_rc"), forced_off=bool(info.get("forced_off")))
     return ScenarioRun(rel, run, load_results(out_dir, rel))
 
 
@@ -279,7 +279,8 @@ def save_run(run: RunResult, only: list[str]) -> None:
     """Keep the boot's outcome beside its results, so a later re-check needs no boot."""
     info = {"kernel": run.kernel, "rc": run.rc, "timed_out": run.timed_out,
             "wall_s": round(run.wall_s, 1), "boot_s": run.boot_s, "uname_r": run.uname_r,
-            "qemu_rc": run.qemu_rc, "only": only, "finished_at": time.time(),
+            "qemu_rc": run.qemu_rc, "forced_off": run.forced_off, "only": only,
+            "finished_at": time.time(),
             "src_rev": _read_text(run.out_dir / "src_rev").strip()}
     (run.out_dir / RUN_FILE).write_text(json.dumps(info, indent=1) + "\n")
 
