@@ -215,7 +215,7 @@ def trace_path(n: int, compression: str) -> Path:
     return cache / f"report-{n}-v{GEN_VERSION}.jsonl.{compression}"
 
 
-def _child(path: str, stage: str, profile: bool, workers: int) -> None:
+def _child(path: str, stage: str, profile: bool) -> None:
     """Run the report path over ``path`` and print one JSON line of figures."""
     from mdtrace.trace import TraceReader
 
@@ -236,12 +236,13 @@ def _child(path: str, stage: str, profile: bool, workers: int) -> None:
             eng.finish()
             return reader.events_read
         from mdtrace.frontends.report import build_report, render
-        model = build_report(path, workers=workers)
+        model = build_report(path)
         for fmt in ("text", "markdown", "html", "json"):
             render(model, fmt)
         return model.events_read
 
     t0 = time.perf_counter()
+    c0 = time.process_time()
     if profile:
         import cProfile
         import pstats
@@ -251,8 +252,9 @@ def _child(path: str, stage: str, profile: bool, workers: int) -> None:
     else:
         n = work()
     dt = time.perf_counter() - t0
+    cpu = time.process_time() - c0
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"events": n, "seconds": dt, "rss_mb": rss_mb}))
+    print(json.dumps({"events": n, "seconds": dt, "cpu_s": cpu, "rss_mb": rss_mb}))
 
 
 def main() -> None:
@@ -260,14 +262,12 @@ def main() -> None:
     ap.add_argument("--events", type=int, default=10_000_000)
     ap.add_argument("--compression", choices=["zst", "gz"], default="zst")
     ap.add_argument("--stage", choices=["read", "engine", "report"], default="report")
-    ap.add_argument("--workers", type=int, default=1,
-                    help="2: decompress/split in a helper process (report stage)")
     ap.add_argument("--profile", action="store_true", help="cProfile the child (slower)")
     ap.add_argument("--regenerate", action="store_true")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        _child(args.child, args.stage, args.profile, args.workers)
+        _child(args.child, args.stage, args.profile)
         return
     path = trace_path(args.events, args.compression)
     if args.regenerate or not path.exists():
@@ -277,8 +277,7 @@ def main() -> None:
         tmp.replace(path)
         print(f"generated {path} ({path.stat().st_size / 1e6:.1f} MB) in "
               f"{time.perf_counter() - t0:.1f}s", file=sys.stderr)
-    cmd = [sys.executable, __file__, "--child", str(path), "--stage", args.stage,
-           "--workers", str(args.workers)]
+    cmd = [sys.executable, __file__, "--child", str(path), "--stage", args.stage]
     if args.profile:
         cmd.append("--profile")
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
@@ -289,9 +288,11 @@ def main() -> None:
     eps = fig["events"] / fig["seconds"]
     ok_speed = "ok" if eps >= 1e6 else "BELOW TARGET 1M/s"
     ok_rss = "ok" if fig["rss_mb"] <= 200 else "ABOVE TARGET 200 MB"
-    print(f"stage={args.stage} workers={args.workers} trace={path.name} "
+    print(f"stage={args.stage} trace={path.name} "
           f"events={fig['events']:,} seconds={fig['seconds']:.2f}")
-    print(f"events/s: {eps:,.0f} ({ok_speed})")
+    print(f"events/s: {eps:,.0f} ({ok_speed}); per CPU-second: "
+          f"{fig['events'] / max(fig['cpu_s'], 1e-9):,.0f} (load: {os.getloadavg()[0]:.1f} on "
+          f"{os.cpu_count()} cores)")
     print(f"peak RSS: {fig['rss_mb']:.1f} MB ({ok_rss})")
 
 

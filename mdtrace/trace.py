@@ -164,6 +164,8 @@ class TraceReader:
             self._fh.close()
             raise
         self.flag_table = self.header.flag_tables
+        self._rec_cache: dict[int, int] = {}
+        self._mdf_cache: dict[int, int] = {}
 
     # -- low level ------------------------------------------------------------------------
     def _fill(self) -> bool:
@@ -221,23 +223,33 @@ class TraceReader:
     # -- iteration ------------------------------------------------------------------------
     def __iter__(self) -> Iterator[Event]:
         try:
-            yield from self._iter()
+            for batch in self._batches():
+                yield from batch
         finally:
             self._fh.close()
 
-    def _iter(self) -> Iterator[Event]:
+    def batches(self) -> Iterator[list[Event]]:
+        """The same events as iterating the reader, as lists of up to a chunk's worth.
+
+        For hot loops (report, bench): a nested ``for`` over lists avoids resuming a
+        generator per event.  Errors surface exactly as when iterating.
+        """
+        try:
+            yield from self._batches()
+        finally:
+            self._fh.close()
+
+    def _batches(self) -> Iterator[list[Event]]:
         """Decode whole chunks at once (fast path); fall back per line on any error."""
-        table = self.flag_table
         decode_lines = getattr(_DECODER, "decode_lines", None)
         while True:
             try:
                 more = self._fill()
             except TraceError as exc:
+                # deliver complete lines first, then raise (or record and stop with skip_bad)
+                yield from _as_batch(self._drain_complete())
                 if not self.skip_bad:
-                    # deliver complete lines first, then raise
-                    yield from self._drain_complete()
                     raise
-                yield from self._drain_complete()
                 self.errors.append(str(exc))
                 return
             if not more:
@@ -248,33 +260,62 @@ class TraceReader:
             block, self._buf = self._buf[:cut + 1], self._buf[cut + 1:]
             start = self._lineno
             nlines = block.count(b"\n")
-            fast_ok = False
+            evs: list[Event] | None = None
             if decode_lines is not None:
                 try:
                     evs = decode_lines(block)
-                    fast_ok = all(e.kind in KIND_SET for e in evs) and len(evs) == nlines
                 except (msgspec.DecodeError, msgspec.ValidationError):
-                    fast_ok = False
-            if fast_ok:
+                    evs = None
+                if evs is not None and (len(evs) != nlines or not self._canon_block(evs)):
+                    evs = None
+            if evs is not None:
                 self._lineno += nlines
                 self.events_read += len(evs)
-                for ev in evs:
-                    st = ev.state
-                    if st is not None:
-                        st.rec = table.recovery_canon(st.recovery)
-                        st.mdf = table.mddev_canon(st.flags)
-                    yield ev
+                yield evs
                 continue
+            out: list[Event] = []
             for i, line in enumerate(block.split(b"\n")[:nlines]):
                 lineno = start + i + 1
                 if not line.strip():
                     continue
-                ev = self._decode_one(line, lineno)
+                try:
+                    ev = self._decode_one(line, lineno)
+                except TraceError:
+                    yield out   # events before the bad line first
+                    raise
                 if ev is not None:
                     self.events_read += 1
-                    yield ev
+                    out.append(ev)
             self._lineno = start + nlines
-        yield from self._drain_complete(final=True)
+            yield out
+        yield from _as_batch(self._drain_complete(final=True))
+
+    def _canon_block(self, evs: list[Event]) -> bool:
+        """Check kinds and fill canonical flag masks of a decoded block in one pass.
+
+        Returns False (block untouched for the caller's purposes: it re-decodes per line)
+        on an unknown kind.  Raw -> canonical masks are cached per reader in plain dicts:
+        a trace has few distinct flag words, and a dict hit is cheaper than a method call.
+        """
+        kinds = KIND_SET
+        rec_c, mdf_c = self._rec_cache, self._mdf_cache
+        table = self.flag_table
+        for ev in evs:
+            if ev.kind not in kinds:
+                return False
+            st = ev.state
+            if st is not None:
+                raw = st.recovery
+                c = rec_c.get(raw)
+                if c is None:
+                    c = rec_c[raw] = table.recovery_canon(raw)
+                st.rec = c
+                raw = st.flags
+                c = mdf_c.get(raw)
+                if c is None:
+                    c = mdf_c[raw] = table.mddev_canon(raw)
+                st.mdf = c
+        return True
 
     def _drain_complete(self, final: bool = False) -> Iterator[Event]:
         """Decode what is buffered; a trailing line without newline is a truncated write."""
@@ -300,6 +341,18 @@ class TraceReader:
                 yield canonicalise(ev, self.flag_table)
             elif final:
                 self._bad(self._lineno, "last line is incomplete (trace truncated while writing?)")
+
+
+def _as_batch(events: Iterator[Event]) -> Iterator[list[Event]]:
+    """One list of ``events``; if producing them raises, the events before come first."""
+    out: list[Event] = []
+    try:
+        for ev in events:
+            out.append(ev)
+    except TraceError:
+        yield out
+        raise
+    yield out
 
 
 def read_trace(path: str | os.PathLike[str], *, skip_bad: bool = False) -> TraceReader:
