@@ -85,6 +85,7 @@ class ArrayTimeline:
     ios: dict[str, IoSpan] = field(default_factory=dict)
     thinned: bool = False
     events: int = 0
+    last_lifecycle: object = None      # the engine's last Lifecycle seen (identity compare)
 
     # -- derived ------------------------------------------------------------------------------
     def lifecycle_spans(self, end_ns: int) -> list[tuple[int, int, str]]:
@@ -209,7 +210,8 @@ class TimelineRecorder:
         if kind in _LIFECYCLE_KINDS:
             reg = self._registry
             rec = reg.get(name) if reg is not None else None
-            if rec is not None:
+            if rec is not None and rec.lifecycle is not tl.last_lifecycle:
+                tl.last_lifecycle = rec.lifecycle
                 state = str(rec.lifecycle)
                 pts2 = tl.lifecycle
                 if not pts2 or pts2[-1][1] != state:
