@@ -73,7 +73,7 @@ KINDS: tuple[str, ...] = (
 KIND_SET = frozenset(KINDS)
 
 
-class ArrayState(msgspec.Struct, omit_defaults=True, rename={
+class ArrayState(msgspec.Struct, omit_defaults=True, gc=False, rename={
     "recovery": "r", "flags": "f", "ro": "ro", "suspended": "su", "sync_thread": "st",
     "reshape_pos": "rp", "curr_resync": "cr", "resync_max": "rm", "level": "lv",
     "rec": "rc", "mdf": "fc",
@@ -104,7 +104,7 @@ class ArrayState(msgspec.Struct, omit_defaults=True, rename={
         return mddev_names(self.mdf) if self.mdf >= 0 else []
 
 
-class Event(msgspec.Struct, omit_defaults=True, rename={
+class Event(msgspec.Struct, omit_defaults=True, gc=False, rename={
     "ts": "t", "kind": "k", "cpu": "c", "pid": "p", "tid": "i", "comm": "m", "array": "a",
     "dm_name": "dn", "mddev": "md", "state": "s", "args": "x",
 }):

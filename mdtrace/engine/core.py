@@ -37,6 +37,7 @@ from mdtrace.kernel.flags import Recovery, mddev_names, parse_release, recovery_
 _TICK_NS = 100_000_000
 _LEVELS = {0: "raid0", 1: "raid1", 4: "raid4", 5: "raid5", 6: "raid6", 10: "raid10"}
 _STOPPED = Lifecycle.STOPPED
+_SYNCING = Lifecycle.SYNCING
 _DONE = int(Recovery.DONE)
 _RESHAPE = int(Recovery.RESHAPE)
 _CHECK_RECOVERY = frozenset({"check_recovery_enter", "check_recovery_exit"})
@@ -85,6 +86,30 @@ class Engine:
                 self._explicit_wait(ev)
             return self._maybe_tick()
         arr = self._arrays.get(name)
+        st = ev.state
+        if kind in _CHECK_RECOVERY and arr is not None and st is not None and \
+                st == arr.last_state and arr.lifecycle is not _STOPPED and \
+                ev.dm_name == arr.dm_name and (not ev.mddev or ev.mddev == arr.mddev):
+            # Fast path (most events of a real trace): the daemon ran again and read the same
+            # state words as last time.  Only time, the daemon's tid and the lifecycle
+            # placement can change; lifecycle_of() stays exact.
+            counters = arr.counters
+            counters[kind] = counters.get(kind, 0) + 1
+            ts = ev.ts
+            arr.last_ns = arr.prog_seen_ns = ts
+            arr.daemon_tid = ev.tid
+            if kind == "check_recovery_exit" and arr.sync_thread and arr.recovery & _DONE \
+                    and arr.done_since is None:
+                arr.done_since = ts
+            state = lifecycle.from_state(arr.lifecycle, arr.recovery, arr.sync_thread)
+            if state is not arr.lifecycle:
+                arr.lifecycle = state
+                arr.lifecycle_since = ts
+                if len(arr.history) < self.config.max_history:
+                    arr.history.append((ts, state))
+            if self._now - self._last_tick >= _TICK_NS:
+                return self._tick(self._now)
+            return []
         if arr is None or (arr.lifecycle is _STOPPED and kind != "array_stop") or (
                 kind == "array_create" and arr.counters) or (
                 ev.mddev and arr.mddev and ev.mddev != arr.mddev):
@@ -118,23 +143,6 @@ class Engine:
         counters[kind] = counters.get(kind, 0) + 1
         arr.last_ns = ts
         st = ev.state
-        if kind in _CHECK_RECOVERY and st is not None and st == arr.last_state and \
-                arr.history and not ev.dm_name:
-            # Fast path (most events of a real trace): the daemon ran again and read the
-            # same state words as last time.  Only time, the daemon's tid and the lifecycle
-            # placement can change.
-            arr.daemon_tid = ev.tid
-            arr.prog_seen_ns = ts
-            if kind == "check_recovery_exit" and arr.sync_thread and arr.recovery & _DONE \
-                    and arr.done_since is None:
-                arr.done_since = ts
-            state = lifecycle.from_state(arr.lifecycle, arr.recovery, arr.sync_thread)
-            if state is not arr.lifecycle:
-                arr.lifecycle = state
-                arr.lifecycle_since = ts
-                if len(arr.history) < self.config.max_history:
-                    arr.history.append((ts, state))
-            return []
         if st is not None:
             arr.last_state = st
         if ev.dm_name:
@@ -370,9 +378,13 @@ class Engine:
     def _tick(self, now: int) -> list[Finding]:
         self._last_tick = now
         new: list[Finding] = []
+        flagged = {f.array for f in self._findings.values() if f.end_ns is None}
         for arr in self._arrays.values():
             if arr.lifecycle is _STOPPED:
                 continue
+            if (arr.done_since is None and arr.exit_without_done is None and not arr.io_waits
+                    and arr.lifecycle is not _SYNCING and arr.name not in flagged):
+                continue  # nothing pending that time could turn into (or out of) a finding
             for det in TICK_DETECTORS:
                 new += self._verdicts(det.check(Context(arr, None, now, self.config,
                                                         self.kernel)), None)
@@ -422,6 +434,12 @@ class Engine:
         return new
 
     # -- output -----------------------------------------------------------------------------
+    def lifecycle_of(self, name: str) -> Lifecycle | None:
+        """The current lifecycle state of array ``name`` (None if never seen); cheap enough
+        to call after every event (the report's timeline recorder does)."""
+        arr = self._arrays.get(name)
+        return None if arr is None else arr.lifecycle
+
     @property
     def findings(self) -> list[Finding]:
         return sorted(self._findings.values(), key=lambda f: (not f.active, f.start_ns))

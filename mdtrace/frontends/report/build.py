@@ -165,9 +165,7 @@ class TimelineRecorder:
         self.timelines: dict[str, ArrayTimeline] = {}
         self.first_ns = 0
         self.last_ns = 0
-        # Engine hook wanted (see docs/report.md): a public read of an array's lifecycle.
-        # Until then read the registry directly; ``None`` falls back to the final snapshot.
-        self._registry: dict[str, Any] | None = getattr(engine, "_arrays", None)
+        self._lifecycle_of = engine.lifecycle_of
 
     def observe(self, ev: Event) -> None:
         """Record what ``ev`` changed.  Called after ``engine.feed(ev)``."""
@@ -208,11 +206,10 @@ class TimelineRecorder:
                         _thin(pp)
         kind = ev.kind
         if kind in _LIFECYCLE_KINDS:
-            reg = self._registry
-            rec = reg.get(name) if reg is not None else None
-            if rec is not None and rec.lifecycle is not tl.last_lifecycle:
-                tl.last_lifecycle = rec.lifecycle
-                state = str(rec.lifecycle)
+            cur = self._lifecycle_of(name)
+            if cur is not None and cur is not tl.last_lifecycle:
+                tl.last_lifecycle = cur
+                state = str(cur)
                 pts2 = tl.lifecycle
                 if not pts2 or pts2[-1][1] != state:
                     pts2.append((ts, state))
