@@ -404,3 +404,22 @@ def test_threads_do_not_leak_after_stop() -> None:
     assert http_get(srv.url)[0] == 200
     srv.stop()
     assert wait_for(lambda: threading.active_count() <= before, 5, "server threads to end")
+
+
+def test_sysfs_disks_reach_the_metrics() -> None:
+    """raid_disks / degraded from the sysfs poller become node_md-style gauges."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from mdtrace.engine.core import Engine
+    from mdtrace.events import Event
+    from mdtrace.frontends.exporter.collector import SnapshotCollector
+
+    eng = Engine(mode="sysfs")
+    eng.feed(Event(ts=1, kind="sysfs_state", array="md0", args={
+        "level": "raid5", "array_state": "clean", "sync_action": "recover", "ro": 0,
+        "degraded": 1, "raid_disks": 4}))
+    reg = CollectorRegistry()
+    reg.register(SnapshotCollector(eng.snapshot))
+    text = generate_latest(reg).decode()
+    assert 'mdtrace_array_disks_required{array="md0",device="md0"} 4.0' in text
+    assert 'mdtrace_array_degraded_disks{array="md0",device="md0"} 1.0' in text

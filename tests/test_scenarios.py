@@ -124,3 +124,23 @@ def test_events_decode_to_the_same_flags_as_written(tmp_path: Path) -> None:
     path = sc.write_trace(tmp_path / "t.jsonl")
     read = [ev.state.rec for ev in TraceReader(path) if ev.state is not None]
     assert direct == read and any(direct)
+
+
+def test_speed_and_eta_while_syncing(tmp_path: Path) -> None:
+    from tests.scenarios.builder import Sim
+
+    sim = Sim("6.12.117+deb12-amd64")
+    md = sim.array("md0")
+    md.create(sim.task("mdadm"))
+    md.start_sync("resync")
+    md.resync_max = 1_000_000
+    md.run_sync("resync", 10, end=500_000, step_s=0.5)   # 50k sectors/s
+    eng = Engine(kernel=sim.kernel)
+    from mdtrace.events import canonicalise
+
+    for ev in sim.events:
+        eng.feed(canonicalise(ev, sim.table))
+    view = eng.snapshot().arrays["md0"]
+    assert view.progress_done == 500_000
+    assert view.speed_sectors_per_s == pytest.approx(50_000, rel=0.05)
+    assert view.eta_s == pytest.approx(10, rel=0.05)

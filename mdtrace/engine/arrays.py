@@ -66,3 +66,9 @@ class ArrayRec:
     reshape_interrupted_ns: int | None = None
     # the state words of the last event that carried them (fast path for repeats)
     last_state: ArrayState | None = None
+    # sync speed (sectors/s) over >= 1 s windows, and its reference sample (ts, position)
+    speed: float = 0.0
+    speed_ref: tuple[int, int] | None = None
+    # from the sysfs poller (node_exporter parity)
+    raid_disks: int | None = None
+    degraded: int | None = None

@@ -192,6 +192,16 @@ class Engine:
         if token != old:
             arr.prog_token = token
             arr.prog_changed_ns = ts
+            # speed over windows of >= 1 s: curr_resync when BPF reads it, else sysfs
+            pos = curr if curr > 3 else (sysfs_done or 0)
+            ref = arr.speed_ref
+            if ref is None or pos < ref[1] or pos == 0:
+                arr.speed_ref = (ts, pos)
+                if pos == 0:
+                    arr.speed = 0.0
+            elif ts - ref[0] >= 1_000_000_000:
+                arr.speed = (pos - ref[1]) * 1e9 / (ts - ref[0])
+                arr.speed_ref = (ts, pos)
 
     # -- per-kind handlers (see _HANDLERS) ------------------------------------------------------
     def _h_create(self, arr: ArrayRec, ev: Event) -> None:
@@ -295,7 +305,15 @@ class Engine:
             arr.dm_suspended = False
 
     def _h_sync_action(self, arr: ArrayRec, ev: Event) -> None:
-        arr.sync_action = str(ev.args.get("action", ev.args.get("sync_action", "")))
+        a = ev.args
+        arr.sync_action = str(a.get("action", a.get("sync_action", "")))
+        if ev.kind == "sysfs_state":
+            if isinstance(a.get("raid_disks"), int):
+                arr.raid_disks = a["raid_disks"]
+            if isinstance(a.get("degraded"), int):
+                arr.degraded = a["degraded"]
+            if isinstance(a.get("level"), str) and a["level"].startswith("raid"):
+                arr.level = a["level"]
 
     def _h_progress(self, arr: ArrayRec, ev: Event) -> None:
         a = ev.args
@@ -455,6 +473,11 @@ class Engine:
             held = sorted({f"{h.cls} ({h.lock_id[:8]}) by {tid}"
                            for tid, stack in locks.held.items() for h in stack
                            if h.array == name})
+            syncing = arr.lifecycle is _SYNCING and arr.speed > 0
+            speed = arr.speed if syncing else 0.0
+            done = arr.curr_resync if arr.curr_resync > 3 else (
+                arr.prog_token[2] if arr.prog_token else 0)
+            eta = (arr.resync_max - done) / speed if speed and arr.resync_max > done else None
             arrays[name] = ArrayView(
                 name=name, kind=arr.kind, dm_name=arr.dm_name, level=arr.level,
                 generation=arr.generation, lifecycle=arr.lifecycle,
@@ -463,8 +486,9 @@ class Engine:
                 suspended=arr.suspended, dm_suspended=arr.dm_suspended,
                 sync_thread=arr.sync_thread, sync_action=arr.sync_action,
                 reshape_pos=arr.reshape_pos,
-                progress_done=arr.curr_resync if arr.curr_resync > 3 else 0,
-                progress_total=arr.resync_max, blocked_io=waits,
+                progress_done=done, progress_total=arr.resync_max,
+                speed_sectors_per_s=speed, eta_s=eta, raid_disks=arr.raid_disks,
+                degraded=arr.degraded, blocked_io=waits,
                 oldest_wait_s=max((w.wait_ns for w in waits), default=0) / 1e9,
                 locks_held=held, last_event_ns=arr.last_ns,
                 findings_active=sorted({f.code for f in findings

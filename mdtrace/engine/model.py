@@ -93,6 +93,8 @@ class ArrayView:
     progress_total: int = 0
     speed_sectors_per_s: float = 0.0
     eta_s: float | None = None
+    raid_disks: int | None = None    # sysfs raid_disks (poller)
+    degraded: int | None = None      # sysfs degraded: missing members
     blocked_io: list[IoWaitView] = field(default_factory=list)
     oldest_wait_s: float = 0.0
     locks_held: list[str] = field(default_factory=list)

@@ -188,6 +188,11 @@ class SnapshotCollector(Collector):
                                    "current IO wait.", labels=lab)
         locks = GaugeMetricFamily("mdtrace_array_locks_held", "md/dm locks currently held "
                                   "(lock tracing only).", labels=lab)
+        disks = GaugeMetricFamily("mdtrace_array_disks_required", "Member devices the array "
+                                  "is defined with (sysfs raid_disks; node_md_disks_required).",
+                                  labels=lab)
+        degr = GaugeMetricFamily("mdtrace_array_degraded_disks", "Missing member devices "
+                                 "(sysfs degraded; node_md_degraded).", labels=lab)
         age = GaugeMetricFamily("mdtrace_array_last_event_age_seconds", "Engine-time seconds "
                                 "since the last event on this array.", labels=lab)
         fa = GaugeMetricFamily("mdtrace_array_findings_active", "Active findings on this array "
@@ -228,13 +233,18 @@ class SnapshotCollector(Collector):
             oldest.add_metric(lv, a.oldest_wait_s)
             locks.add_metric(lv, len(a.locks_held))
             age.add_metric(lv, max(0, snap.now_ns - a.last_event_ns) / 1e9)
+            if getattr(a, "raid_disks", None) is not None:
+                disks.add_metric(lv, a.raid_disks)
+            if getattr(a, "degraded", None) is not None:
+                degr.add_metric(lv, a.degraded)
             active = set(a.findings_active)
             for code in FINDING_CODES:
                 fa.add_metric(lv + [code], int(code in active))
             for kind in sorted(a.counters):
                 evs.add_metric(lv + [kind], a.counters[kind])
         yield from (info, state, life, action, flags, since, gen, thread, ro, susp, dmsusp,
-                    done, total, speed, eta, rpos, blocked, oldest, locks, age, fa, evs)
+                    done, total, speed, eta, rpos, blocked, oldest, locks, disks, degr, age, fa,
+                    evs)
 
     def _findings(self, snap: Snapshot) -> Iterator[Metric]:
         active_by_code = dict.fromkeys(FINDING_CODES, 0)
