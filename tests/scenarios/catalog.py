@@ -5,6 +5,7 @@ not).  Each builder's docstring names the kernel code path it follows."""
 from __future__ import annotations
 
 from collections.abc import Callable
+from functools import partial
 
 from tests.scenarios.builder import Scenario, Sim
 
@@ -133,20 +134,8 @@ def _done_while(sim: Sim, *, suspended: bool, reaps: bool) -> None:
     sim.idle(lv, 12)
 
 
-def f1_buggy(sim: Sim) -> None:
-    _done_while(sim, suspended=True, reaps=False)
 
 
-def f1_fixed(sim: Sim) -> None:
-    _done_while(sim, suspended=True, reaps=True)
-
-
-def f2_buggy(sim: Sim) -> None:
-    _done_while(sim, suspended=False, reaps=False)
-
-
-def f2_fixed(sim: Sim) -> None:
-    _done_while(sim, suspended=False, reaps=True)
 
 
 # -- F3: md_do_sync returns without DONE ---------------------------------------------------------
@@ -168,12 +157,6 @@ def _no_done(sim: Sim, *, sets_done: bool) -> None:
     sim.idle(lv, 6)
 
 
-def f3_buggy(sim: Sim) -> None:
-    _no_done(sim, sets_done=False)
-
-
-def f3_fixed(sim: Sim) -> None:
-    _no_done(sim, sets_done=True)
 
 
 # -- F4: sync thread registered outside the daemon --
@@ -205,12 +188,6 @@ def _grow(sim: Sim, *, direct: bool) -> None:
     sim.idle(md, 2)
 
 
-def f4_buggy(sim: Sim) -> None:
-    _grow(sim, direct=True)
-
-
-def f4_fixed(sim: Sim) -> None:
-    _grow(sim, direct=False)
 
 
 # -- F5: start_reshape over an interrupted reshape ----------------------------------------------
@@ -280,12 +257,6 @@ def _syncaction_idle(sim: Sim, *, direct_reap: bool) -> None:
     sim.idle(lv, 3)
 
 
-def f6_buggy(sim: Sim) -> None:
-    _syncaction_idle(sim, direct_reap=True)
-
-
-def f6_fixed(sim: Sim) -> None:
-    _syncaction_idle(sim, direct_reap=False)
 
 
 # -- F7: IO across the reshape position while reshape cannot move --------------------------------
@@ -357,12 +328,6 @@ def _lock_orders(sim: Sim, *, inverted: bool) -> None:
     sim.idle(md, 2)
 
 
-def f8_buggy(sim: Sim) -> None:
-    _lock_orders(sim, inverted=True)
-
-
-def f8_fixed(sim: Sim) -> None:
-    _lock_orders(sim, inverted=False)
 
 
 # -- F9: wait-for cycle --
@@ -411,12 +376,6 @@ def _suspend_during_blocked_io(sim: Sim, *, fixed: bool) -> None:
     lv.reap()
 
 
-def f9_buggy(sim: Sim) -> None:
-    _suspend_during_blocked_io(sim, fixed=False)
-
-
-def f9_fixed(sim: Sim) -> None:
-    _suspend_during_blocked_io(sim, fixed=True)
 
 
 # -- F10: stalled sync --
@@ -437,18 +396,11 @@ def _resync_progress(sim: Sim, *, stalls: bool) -> None:
         md.daemon_pass()
 
 
-def f10_buggy(sim: Sim) -> None:
-    _resync_progress(sim, stalls=True)
 
 
-def f10_fixed(sim: Sim) -> None:
-    _resync_progress(sim, stalls=False)
-
-
-def _s(name: str, kernel: str, expected: set[str], build: Callable[[Sim], None],
-       desc: str = "") -> Scenario:
-    return Scenario(name, kernel, desc or (build.__doc__ or "").strip(), frozenset(expected),
-                    build)
+def _s(name: str, kernel: str, expected: set[str], build: Callable[[Sim], None]) -> Scenario:
+    fn = build.func if isinstance(build, partial) else build
+    return Scenario(name, kernel, (fn.__doc__ or "").strip(), frozenset(expected), build)
 
 
 ALL: list[Scenario] = [
@@ -456,26 +408,31 @@ ALL: list[Scenario] = [
     _s("healthy_recovery", K61, set(), healthy_recovery),
     _s("healthy_reshape", K612, set(), healthy_reshape),
     _s("healthy_dm_reshape", K612, set(), healthy_dm_reshape),
-    _s("f1_suspended_not_reaped_buggy", K67, {"F1"}, f1_buggy, _done_while.__doc__ or ""),
-    _s("f1_suspended_not_reaped_fixed", K68, set(), f1_fixed, _done_while.__doc__ or ""),
-    _s("f2_readonly_not_reaped_buggy", K67, {"F2"}, f2_buggy, _done_while.__doc__ or ""),
-    _s("f2_readonly_not_reaped_fixed", K68, set(), f2_fixed, _done_while.__doc__ or ""),
-    _s("f3_do_sync_without_done_buggy", K67, {"F3"}, f3_buggy, _no_done.__doc__ or ""),
-    _s("f3_do_sync_without_done_fixed", K68, set(), f3_fixed, _no_done.__doc__ or ""),
-    _s("f4_register_outside_daemon_buggy", K61, {"F4"}, f4_buggy, _grow.__doc__ or ""),
-    _s("f4_register_outside_daemon_fixed", K612, set(), f4_fixed, _grow.__doc__ or ""),
+    _s("f1_suspended_not_reaped_buggy", K67, {"F1"},
+       partial(_done_while, suspended=True, reaps=False)),
+    _s("f1_suspended_not_reaped_fixed", K68, set(),
+       partial(_done_while, suspended=True, reaps=True)),
+    _s("f2_readonly_not_reaped_buggy", K67, {"F2"},
+       partial(_done_while, suspended=False, reaps=False)),
+    _s("f2_readonly_not_reaped_fixed", K68, set(),
+       partial(_done_while, suspended=False, reaps=True)),
+    _s("f3_do_sync_without_done_buggy", K67, {"F3"}, partial(_no_done, sets_done=False)),
+    _s("f3_do_sync_without_done_fixed", K68, set(), partial(_no_done, sets_done=True)),
+    _s("f4_register_outside_daemon_buggy", K61, {"F4"}, partial(_grow, direct=True)),
+    _s("f4_register_outside_daemon_fixed", K612, set(), partial(_grow, direct=False)),
     _s("f5_restart_interrupted_reshape_buggy", K68, {"F5"}, f5_buggy),
     _s("f5_restart_interrupted_reshape_fixed", K612, set(), f5_fixed),
-    _s("f6_reap_without_mutex_buggy", K61, {"F6"}, f6_buggy, _syncaction_idle.__doc__ or ""),
-    _s("f6_reap_without_mutex_fixed", K612, set(), f6_fixed, _syncaction_idle.__doc__ or ""),
+    _s("f6_reap_without_mutex_buggy", K61, {"F6"}, partial(_syncaction_idle, direct_reap=True)),
+    _s("f6_reap_without_mutex_fixed", K612, set(),
+       partial(_syncaction_idle, direct_reap=False)),
     _s("f7_frozen_reshape_io_buggy", K68, {"F7"}, f7_buggy),
     _s("f7_frozen_reshape_io_fixed", K612, set(), f7_fixed),
-    _s("f8_lock_order_inversion_buggy", K67, {"F8"}, f8_buggy, _lock_orders.__doc__ or ""),
-    _s("f8_lock_order_inversion_fixed", K67, set(), f8_fixed, _lock_orders.__doc__ or ""),
-    _s("f9_dm_suspend_reshape_deadlock_buggy", K68, {"F7", "F9"}, f9_buggy,
-       _suspend_during_blocked_io.__doc__ or ""),
-    _s("f9_dm_suspend_reshape_deadlock_fixed", K612, set(), f9_fixed,
-       _suspend_during_blocked_io.__doc__ or ""),
-    _s("f10_stalled_resync_buggy", K612, {"F10"}, f10_buggy, _resync_progress.__doc__ or ""),
-    _s("f10_stalled_resync_fixed", K612, set(), f10_fixed, _resync_progress.__doc__ or ""),
+    _s("f8_lock_order_inversion_buggy", K67, {"F8"}, partial(_lock_orders, inverted=True)),
+    _s("f8_lock_order_inversion_fixed", K67, set(), partial(_lock_orders, inverted=False)),
+    _s("f9_dm_suspend_reshape_deadlock_buggy", K68, {"F7", "F9"},
+       partial(_suspend_during_blocked_io, fixed=False)),
+    _s("f9_dm_suspend_reshape_deadlock_fixed", K612, set(),
+       partial(_suspend_during_blocked_io, fixed=True)),
+    _s("f10_stalled_resync_buggy", K612, {"F10"}, partial(_resync_progress, stalls=True)),
+    _s("f10_stalled_resync_fixed", K612, set(), partial(_resync_progress, stalls=False)),
 ]
