@@ -12,7 +12,7 @@ echo "== pytest: fast + bcc tiers"
 "$VENV/bin/pytest" -q -m "not vm and not slow" -p no:cacheprovider
 # The real-kernel vm tier runs by default (issue 6): Debian 6.1 and 6.12 guests under qemu
 # (TCG), every scenario under `mdtrace record`, findings checked per kernel.  Cold: image
-# build ~2.5 min + tier ~35 min on 2 cores (docs/vm.md).  MDTRACE_VM=0 opts out; it also
+# build ~2.5 min + tier ~23 min on 2 cores (docs/vm.md).  MDTRACE_VM=0 opts out; it also
 # skips, loudly, where no guest can run (no qemu, no root to build the image, no space).
 if [[ "${MDTRACE_VM:-1}" == 0 ]]; then
     echo "!! SKIPPED: real-kernel vm tier (MDTRACE_VM=0): md/dm-raid behaviour NOT checked" >&2
@@ -20,7 +20,7 @@ elif ! why=$("$VENV/bin/python" -c 'from mdtrace.vm.scenarios import tier_proble
 w = t(); print(w or ""); raise SystemExit(1 if w else 0)'); then
     echo "!! SKIPPED: real-kernel vm tier: ${why:-cannot check whether a guest can run}" >&2
 else
-    echo "== pytest: vm tier (real md kernels under qemu; cold image build ~2.5 min, ~15 min/kernel)"
+    echo "== pytest: vm tier (real md kernels under qemu; cold image build ~2.5 min, ~12 min/kernel)"
     "$VENV/bin/mdtrace" vm info
     # -rs: a skipped vm test prints its reason; -s: per-kernel scenario summaries as they finish
     "$VENV/bin/pytest" -q -m vm -rs -s -p no:cacheprovider
