@@ -341,3 +341,32 @@ def test_runner_stops_a_guest_that_cannot_power_off(tmp_path: Path,
     res = run_script(img2, "6.1", script, out_dir=tmp_path / "o2", disks=0, timeout_s=2,
                      src=tmp_path)
     assert res.timed_out and res.rc is None and not res.forced_off
+
+
+def test_vm_check_command_rechecks_saved_run(tmp_path: Path) -> None:
+    """`mdtrace vm check` re-reports a saved run's trace on the host: the real 6.12 trace of
+    reshape_frozen_io meets the findings (only the observations, not saved here, fail), and the
+    guest/host drift is noted; with the healthy 6.1 resync's trace in its place F7 is lacking."""
+    import json
+    import shutil
+
+    from click.testing import CliRunner
+
+    from mdtrace.commands.vm import command
+
+    rel = KERNELS["6.12"]
+    golden = Path(__file__).parent / "data/golden"
+    d = _scenario_dir(tmp_path / rel, "reshape_frozen_io", [], recorded=True, attempted=True,
+                      report={"findings": []})
+    shutil.copyfile(golden / rel / "reshape_frozen_io.jsonl.gz", d / "trace.jsonl.gz")
+    (tmp_path / rel / "run.json").write_text(json.dumps(
+        {"kernel": rel, "rc": 0, "timed_out": False, "wall_s": 1.0, "uname_r": rel}))
+    res = CliRunner().invoke(command, ["check", "--out", str(tmp_path), "--kernel", "6.12",
+                                       "--only", "reshape_frozen_io"])
+    lines = res.output.splitlines()
+    assert lines[0].startswith(f"FAIL {rel} reshape_frozen_io"), res.output   # obs missing
+    assert "findings" not in lines[0]              # ... but the host's findings are right
+    assert any(ln.startswith("NOTE") and "host report now ['F7 on md0" in ln for ln in lines)
+    shutil.copyfile(golden / KERNELS["6.1"] / "resync_raid5.jsonl.gz", d / "trace.jsonl.gz")
+    res = CliRunner().invoke(command, ["check", "--out", str(tmp_path)])
+    assert res.exit_code != 0 and "findings lack ['F7(mode~requeue, reason~frozen)']" in res.output
