@@ -19,6 +19,7 @@ def check(ctx: Context) -> list[Verdict]:
     if not caller or caller.split(".")[0] in DAEMON_CALLERS:
         return []
     arr = ctx.arr
+    caller_raw, caller = caller, caller.split(".")[0]  # drop .cold/.isra compiler suffixes
     return [Verdict(f"F4:{arr.name}:{arr.generation}:{caller}", Finding(
         code="F4", title=f"sync thread registered outside the md daemon (by {caller})",
         array=arr.name, start_ns=ev.ts, severity=Severity.WARNING,
@@ -30,4 +31,4 @@ def check(ctx: Context) -> list[Verdict]:
             "CVE-2024-26756)",
         remedy="avoid stopping or reconfiguring the array while this reshape starts; upgrade to "
                "a kernel with the fix.",
-        evidence=[ev], details={"caller": caller})), ]
+        evidence=[ev], details={"caller": caller_raw})), ]
