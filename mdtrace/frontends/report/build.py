@@ -40,6 +40,7 @@ LANES: tuple[tuple[str, int], ...] = tuple((name, int(Recovery[name])) for name 
     ("sync thread", SYNC_THREAD), ("md suspended", MD_SUSPENDED), ("read-only", READ_ONLY))
 
 # Event kinds after which the engine may have moved an array's lifecycle (engine/lifecycle.py).
+_CHECK_RECOVERY = frozenset({"check_recovery_enter", "check_recovery_exit"})
 _LIFECYCLE_KINDS = frozenset({
     "check_recovery_enter", "check_recovery_exit", "do_sync_enter", "do_sync_exit", "reap",
     "thread_register", "array_stop", "array_create",
@@ -86,6 +87,7 @@ class ArrayTimeline:
     thinned: bool = False
     events: int = 0
     last_lifecycle: object = None      # the engine's last Lifecycle seen (identity compare)
+    last_state: object = None          # the last ArrayState seen (skip identical re-reads)
 
     # -- derived ------------------------------------------------------------------------------
     def lifecycle_spans(self, end_ns: int) -> list[tuple[int, int, str]]:
@@ -183,7 +185,12 @@ class TimelineRecorder:
         tl.last_ns = ts
         tl.events += 1
         st = ev.state
+        kind = ev.kind
+        if st is not None and kind in _CHECK_RECOVERY and st == tl.last_state and \
+                self._lifecycle_of(name) is tl.last_lifecycle:
+            return  # the daemon re-read the same state: nothing to draw
         if st is not None:
+            tl.last_state = st
             m = st.rec if st.rec > 0 else 0
             if st.sync_thread:
                 m |= SYNC_THREAD
@@ -204,7 +211,6 @@ class TimelineRecorder:
                     pp.append((ts, cr, st.resync_max))
                     if len(pp) > MAX_POINTS:
                         _thin(pp)
-        kind = ev.kind
         if kind in _LIFECYCLE_KINDS:
             cur = self._lifecycle_of(name)
             if cur is not None and cur is not tl.last_lifecycle:
