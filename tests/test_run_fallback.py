@@ -119,3 +119,30 @@ def test_run_loop_with_sysfs_source_and_engine(tmp_path: Path, monkeypatch) -> N
     assert len(lines) == 2, lines
     assert " F10 md0 warning RAISED: stalled | remedy: echo idle" in lines[0]
     assert "CLEARED" in lines[1]
+
+
+def test_progress_sampler_feeds_sysfs_samples_until_stopped(tmp_path: Path) -> None:
+    """record/run add sysfs sync_completed samples to a bcc source (F10 evidence)."""
+    import threading
+
+    from mdtrace.commands._live import start_progress_sampler
+
+    md = tmp_path / "sys" / "block" / "md0" / "md"
+    md.mkdir(parents=True)
+    for k, v in {"level": "raid5", "array_state": "active", "sync_action": "resync",
+                 "sync_completed": "100 / 1000", "raid_disks": "3", "degraded": "0"}.items():
+        (md / k).write_text(v + "\n")
+    (tmp_path / "proc").mkdir()
+    (tmp_path / "proc" / "mdstat").write_text("Personalities : [raid5]\nmd0 : active raid5\n")
+    got: list = []
+    stop = threading.Event()
+    th = start_progress_sampler(stop, got.append, 0.05, str(tmp_path))
+    deadline = 100
+    while not got and deadline:
+        stop.wait(0.05)
+        deadline -= 1
+    stop.set()
+    th.join(2)
+    assert not th.is_alive()
+    assert got and {e.kind for e in got} == {"progress"}
+    assert got[0].array == "md0" and got[0].args["done"] == 100

@@ -63,3 +63,31 @@ def open_live_source(*, prefer: str = "auto", warn: Callable[[str], None] | None
 
 def now_ns() -> int:
     return time.monotonic_ns()
+
+
+def start_progress_sampler(stop: threading.Event, sink: Callable[[Any], None],
+                           interval: float = 1.0, sysfs_root: str = "/") -> threading.Thread:
+    """Feed the sysfs poller's progress samples to ``sink`` every ``interval`` until ``stop``.
+
+    bcc sees a sync's position only when md_check_recovery runs; sync_completed re-sampled
+    while a sync runs (even unchanged) is the evidence stall detection (F10) needs on md
+    arrays.  A vanished or unreadable sysfs ends the sampler quietly.
+    """
+    from mdtrace.sources.sysfs import SysfsSource
+
+    root = Path(sysfs_root)
+    poller = SysfsSource(sys_root=root / "sys", proc_root=root / "proc")
+
+    def run() -> None:
+        while not stop.wait(interval):
+            try:
+                events = poller.progress_only()
+            except OSError:
+                return
+            for ev in events:
+                sink(ev)
+
+    th = threading.Thread(target=run, name="mdtrace-progress", daemon=True)
+    th.start()
+    return th
+

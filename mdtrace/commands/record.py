@@ -7,7 +7,8 @@ import time
 
 import click
 
-from mdtrace.commands._live import start_timer, stop_on_signals
+from mdtrace.commands._live import start_progress_sampler, start_timer, stop_on_signals
+from mdtrace.events import Event
 
 
 @click.command("record")
@@ -23,9 +24,13 @@ from mdtrace.commands._live import start_timer, stop_on_signals
               help="Per-array IO counter period.")
 @click.option("--btf-dir", type=click.Path(file_okay=False), default="/sys/kernel/btf",
               show_default=True, help="Where the kernel's BTF blobs are.")
+@click.option("--sysfs-progress-s", type=float, default=1.0, show_default=True,
+              help="Also record md arrays' sysfs sync_completed every N s (stall evidence); "
+                   "0 disables.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
 def command(output: str, duration: float | None, locks: bool, locks_full: bool,
-            io_threshold_ms: float, io_stats_s: float, btf_dir: str, quiet: bool) -> None:
+            io_threshold_ms: float, io_stats_s: float, btf_dir: str, sysfs_progress_s: float,
+            quiet: bool) -> None:
     """Trace md/dm-raid live with BPF into TRACE (stop with Ctrl-C)."""
     from mdtrace.sources.bcc_source import BccSource
     from mdtrace.trace import TraceWriter
@@ -48,12 +53,29 @@ def command(output: str, duration: float | None, locks: bool, locks_full: bool,
                 say(f"mdtrace: not attached: {m}")
             start_timer(stop, duration)
             last_flush = time.monotonic()
-            for ev in src.events(stop):
-                writer.write(ev)
-                n += 1
-                if time.monotonic() - last_flush > 1.0:
-                    writer.flush()
-                    last_flush = time.monotonic()
+            lock = threading.Lock()
+            closed = False
+
+            def write(ev: Event) -> None:
+                nonlocal n
+                with lock:
+                    if not closed:
+                        writer.write(ev)
+                        n += 1
+
+            if sysfs_progress_s > 0:
+                start_progress_sampler(stop, write, sysfs_progress_s)
+            try:
+                for ev in src.events(stop):
+                    write(ev)
+                    if time.monotonic() - last_flush > 1.0:
+                        with lock:
+                            writer.flush()
+                        last_flush = time.monotonic()
+            finally:
+                stop.set()
+                with lock:
+                    closed = True   # the sampler must not write into a closing file
     finally:
         src.close()
     h = src.health()

@@ -11,12 +11,16 @@ import queue
 import sys
 import threading
 import time
-from pathlib import Path
 from typing import IO, Any
 
 import click
 
-from mdtrace.commands._live import open_live_source, start_timer, stop_on_signals
+from mdtrace.commands._live import (
+    open_live_source,
+    start_progress_sampler,
+    start_timer,
+    stop_on_signals,
+)
 
 _END = object()
 
@@ -107,20 +111,6 @@ def command(duration: float | None, prefer: str, locks: bool, locks_full: bool,
         finally:
             q.put(_END)
 
-    def sample_progress() -> None:
-        """bcc sees progress only when md_check_recovery runs; the sysfs position sampled
-        every interval is the evidence for stall detection (F10) on md arrays."""
-        from mdtrace.sources.sysfs import SysfsSource
-
-        root = Path(sysfs_root)
-        poller = SysfsSource(sys_root=root / "sys", proc_root=root / "proc")
-        while not stop.wait(interval):
-            try:
-                for ev in poller.progress_only():
-                    q.put(ev)
-            except OSError:
-                return
-
     n = 0
     click.echo(f"mdtrace: running ({src.name} source, kernel {src.header.kernel}); "
                "Ctrl-C to stop", err=True)
@@ -129,8 +119,7 @@ def command(duration: float | None, prefer: str, locks: bool, locks_full: bool,
         th = threading.Thread(target=produce, name="mdtrace-source", daemon=True)
         th.start()
         if getattr(src, "name", "") != "sysfs":
-            threading.Thread(target=sample_progress, name="mdtrace-progress",
-                             daemon=True).start()
+            start_progress_sampler(stop, q.put, interval, sysfs_root)
         last_tick = time.monotonic()
         try:
             while True:
