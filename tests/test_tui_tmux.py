@@ -63,7 +63,13 @@ def test_top_replay_in_tmux_quits_cleanly(tmp_path: Path) -> None:
         def screen() -> str:
             return _tmux("capture-pane", "-p", "-t", sess)
 
-        assert _wait(lambda: "trace finished" in screen()), screen()
+        def painted() -> bool:
+            # status line and footer are painted separately: under load the footer can lag
+            # the status line by a frame, so wait for both before judging the screen
+            s = screen()
+            return "trace finished" in s and "Quit" in s
+
+        assert _wait(painted), screen()
         shown = screen()
         assert "mdtrace top" in shown or "mode replay" in shown
         assert any(a in shown for a in arrays), shown
