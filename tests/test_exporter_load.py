@@ -1,6 +1,6 @@
 """50 concurrent scrapers against a real `mdtrace exporter` process replaying (and looping)
 a real trace, so the engine changes while it is scraped: no errors allowed; p50/p99 printed.
-The fast tier runs 8 s; the 30 s acceptance run is marked slow (`pytest -m slow`)."""
+The fast tier runs 4 s; the 30 s acceptance run is marked slow (`pytest -m slow`)."""
 
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ def _load(duration_s: float, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_50_concurrent_scrapers_short(capsys: pytest.CaptureFixture[str]) -> None:
-    _load(8.0, capsys)
+    _load(4.0, capsys)
 
 
 @pytest.mark.slow

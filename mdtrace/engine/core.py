@@ -103,10 +103,7 @@ class Engine:
                 arr.done_since = ts
             state = lifecycle.from_state(arr.lifecycle, arr.recovery, arr.sync_thread)
             if state is not arr.lifecycle:
-                arr.lifecycle = state
-                arr.lifecycle_since = ts
-                if len(arr.history) < self.config.max_history:
-                    arr.history.append((ts, state))
+                self._set_lifecycle(arr, state, ts)
             if self._now - self._last_tick >= _TICK_NS:
                 return self._tick(self._now)
             return []
@@ -174,13 +171,16 @@ class Engine:
             state = lifecycle.on_event(arr.lifecycle, kind, arr.recovery, arr.sync_thread,
                                        bool(ev.args.get("sync", True)))
             if state is not arr.lifecycle or not arr.history:
-                arr.lifecycle = state
-                arr.lifecycle_since = ts
-                if len(arr.history) < self.config.max_history:
-                    arr.history.append((ts, state))
+                self._set_lifecycle(arr, state, ts)
         elif not arr.history:
             arr.history.append((ts, arr.lifecycle))
         return new
+
+    def _set_lifecycle(self, arr: ArrayRec, state: Lifecycle, ts: int) -> None:
+        arr.lifecycle = state
+        arr.lifecycle_since = ts
+        if len(arr.history) < self.config.max_history:
+            arr.history.append((ts, state))
 
     @staticmethod
     def _progress(arr: ArrayRec, ts: int, curr: int, reshape: int | None,

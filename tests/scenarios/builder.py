@@ -169,6 +169,15 @@ class Arr:
                   io_id=f"{self.sim.mddev(self.name)}/{sector}",
                   reshape_progress=self.reshape_pos or 0, reshape_safe=self.reshape_pos or 0)
 
+    def reshape_past_io(self, task: Task, sector: int, *, upto: int, past: int,
+                        waited_s: float) -> None:
+        """Reshape to ``upto`` while a write at ``sector`` waits across the position, then
+        move ``past`` it: the write completes after ``waited_s`` (raid5 wait_for_overlap)."""
+        self.run_sync("reshape", upto // 40_000 or 1, end=upto, reshape=True)
+        self.io_blocked(task, sector, waited_s - 0.3)
+        self.run_sync("reshape", 1, start=upto, end=past, enter=False, reshape=True)
+        self.io_blocked(task, sector, waited_s, done=True)
+
     def lock(self, task: Task, lock: str, op: str) -> None:
         self.emit("lock", task, lock=lock, lock_id=f"{self.name}:{lock}", op=op)
 

@@ -55,10 +55,7 @@ def healthy_reshape(sim: Sim) -> None:
     md.set("RUNNING")
     md.emit("check_recovery_exit", md.daemon)
     md.register_sync("reshape", sim.task("kworker/1:1"), "md_start_sync")
-    md.run_sync("reshape", 5, end=200_000, reshape=True)
-    md.io_blocked(fio, 250_000, 1.1)
-    md.run_sync("reshape", 1, start=200_000, end=260_000, enter=False, reshape=True)
-    md.io_blocked(fio, 250_000, 1.2, done=True)
+    md.reshape_past_io(fio, 250_000, upto=200_000, past=260_000, waited_s=1.4)
     md.run_sync("reshape", 10, start=260_000, enter=False, reshape=True)
     md.end_sync("reshape")
     md.reshape_pos = None
@@ -291,10 +288,7 @@ def f7_fixed(sim: Sim) -> None:
     lv.create(lvm)
     lv.reshape_pos = 0
     lv.start_sync("reshape")
-    lv.run_sync("reshape", 4, end=80_000, reshape=True)
-    lv.io_blocked(fio, 90_000, 1.0)
-    lv.run_sync("reshape", 1, start=80_000, end=100_000, enter=False, reshape=True)
-    lv.io_blocked(fio, 90_000, 1.5, done=True)
+    lv.reshape_past_io(fio, 90_000, upto=80_000, past=100_000, waited_s=1.5)
     lv.run_sync("reshape", 4, start=100_000, enter=False, reshape=True)
     lv.end_sync("reshape")
     lv.reshape_pos = None

@@ -48,6 +48,15 @@ _LIFECYCLE_KINDS = frozenset({
 _DM_KINDS = frozenset({"dm_suspend_exit", "dm_resume_exit", "raid_target"})
 
 
+def _add_point(tl: ArrayTimeline, points: list[Any], ts: int, value: Any) -> None:
+    """Append a change point (only when ``value`` changed); thin the series past the cap."""
+    if not points or points[-1][1] != value:
+        points.append((ts, value))
+        if len(points) > MAX_POINTS:
+            _thin(points)
+            tl.thinned = True
+
+
 def _thin(points: list[Any]) -> None:
     """Halve a change-point list in place, keeping the first and last points."""
     last = points[-1]
@@ -198,12 +207,7 @@ class TimelineRecorder:
                 m |= MD_SUSPENDED
             if st.ro:
                 m |= READ_ONLY
-            pts = tl.mask
-            if not pts or pts[-1][1] != m:
-                pts.append((ts, m))
-                if len(pts) > MAX_POINTS:
-                    _thin(pts)
-                    tl.thinned = True
+            _add_point(tl, tl.mask, ts, m)
             cr = st.curr_resync
             if cr > 3 and st.resync_max:
                 pp = tl.progress
@@ -215,13 +219,7 @@ class TimelineRecorder:
             cur = self._lifecycle_of(name)
             if cur is not None and cur is not tl.last_lifecycle:
                 tl.last_lifecycle = cur
-                state = str(cur)
-                pts2 = tl.lifecycle
-                if not pts2 or pts2[-1][1] != state:
-                    pts2.append((ts, state))
-                    if len(pts2) > MAX_POINTS:
-                        _thin(pts2)
-                        tl.thinned = True
+                _add_point(tl, tl.lifecycle, ts, str(cur))
         elif kind == "io_wait":
             self._io(tl, ev)
         elif kind == "progress":
