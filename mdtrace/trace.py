@@ -18,7 +18,7 @@ import datetime as _dt
 import gzip
 import os
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -238,6 +238,94 @@ class TraceReader:
             yield from self._batches()
         finally:
             self._fh.close()
+
+    def skim_batches(self, clock: Callable[[], tuple[int, int]],
+                     tick_ns: int) -> Iterator[tuple[list[Event], list[Any] | None]]:
+        """Like :meth:`batches`, with byte-identical md_check_recovery re-reads skimmed out
+        undecoded (:mod:`mdtrace.skim`).  Yields ``(events, ops)``: ``ops`` None means feed
+        ``events`` in order; otherwise each op is None (feed the next event) or a Repeat for
+        ``Engine.feed_repeats``.  ``clock()`` must return the consumer engine's
+        ``Engine.clock()`` once it has consumed everything yielded before.
+        """
+        from mdtrace import skim
+
+        templates: dict[bytes, bytes] = {}
+        blocks = self._blocks()
+        try:
+            for start, block, err in blocks:
+                if err is not None or not block:   # a read error, or the final drain
+                    yield from ((b, None) for b in self._plain_block(start, block, err))
+                    continue
+                now, last_tick = clock()
+                out, ops, skimmed, _, _ = skim.scan(templates, block, now, last_tick, tick_ns)
+                evs = self._decode_block(out, out.count(b"\n"))
+                if evs is None:     # a bad line: forget templates, redo the block line by line
+                    templates.clear()
+                    yield from ((b, None) for b in self._plain_block(start, block, None))
+                    continue
+                self._lineno = start + block.count(b"\n")
+                self.events_read += len(evs) + skimmed
+                yield evs, ops
+        finally:
+            self._fh.close()
+
+    def _blocks(self) -> Iterator[tuple[int, bytes, TraceError | None]]:
+        """Whole-line blocks as read: (line number before the block, block, read error)."""
+        while True:
+            cut = self._buf.rfind(b"\n")   # the header read may have buffered lines already
+            if cut >= 0:
+                block, self._buf = self._buf[:cut + 1], self._buf[cut + 1:]
+                yield self._lineno, block, None   # the consumer advances _lineno past it
+            try:
+                more = self._fill()
+            except TraceError as exc:
+                yield self._lineno, b"", exc
+                return
+            if not more:
+                break
+        yield self._lineno, b"", None
+
+    def _decode_block(self, block: bytes, nlines: int) -> list[Event] | None:
+        """All of ``block`` decoded and canonicalised, or None on any bad line."""
+        decode_lines = getattr(_DECODER, "decode_lines", None)
+        if decode_lines is None:
+            return None
+        try:
+            evs: list[Event] = decode_lines(block)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return None
+        if len(evs) != nlines or not self._canon_block(evs):
+            return None
+        return evs
+
+    def _plain_block(self, start: int, block: bytes,
+                     err: TraceError | None) -> Iterator[list[Event]]:
+        """The ordinary per-line path for one block (or the final drain / a read error)."""
+        if err is not None:
+            yield from _as_batch(self._drain_complete())
+            if not self.skip_bad:
+                raise err
+            self.errors.append(str(err))
+            return
+        if not block:
+            yield from _as_batch(self._drain_complete(final=True))
+            return
+        nlines = block.count(b"\n")
+        out: list[Event] = []
+        for i, line in enumerate(block.split(b"\n")[:nlines]):
+            lineno = start + i + 1
+            if not line.strip():
+                continue
+            try:
+                ev = self._decode_one(line, lineno)
+            except TraceError:
+                yield out   # events before the bad line first
+                raise
+            if ev is not None:
+                self.events_read += 1
+                out.append(ev)
+        self._lineno = start + nlines
+        yield out
 
     def _batches(self) -> Iterator[list[Event]]:
         """Decode whole chunks at once (fast path); fall back per line on any error."""

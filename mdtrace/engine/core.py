@@ -9,6 +9,8 @@ of a real trace are md_check_recovery entry/exit and only update the array's sta
 
 from __future__ import annotations
 
+import msgspec
+
 from mdtrace.config import EngineConfig
 from mdtrace.detectors import (
     EVENT_DETECTORS,
@@ -33,8 +35,10 @@ from mdtrace.engine.model import (
 from mdtrace.engine.waitfor import WaitForGraph
 from mdtrace.events import Event
 from mdtrace.kernel.flags import Recovery, mddev_names, parse_release, recovery_names
+from mdtrace.skim import Repeat
 
-_TICK_NS = 100_000_000
+TICK_NS = 100_000_000
+_TICK_NS = TICK_NS
 _LEVELS = {0: "raid0", 1: "raid1", 4: "raid4", 5: "raid5", 6: "raid6", 10: "raid10"}
 _STOPPED = Lifecycle.STOPPED
 _SYNCING = Lifecycle.SYNCING
@@ -89,7 +93,8 @@ class Engine:
         st = ev.state
         if kind in _CHECK_RECOVERY and arr is not None and st is not None and \
                 st == arr.last_state and arr.lifecycle is not _STOPPED and \
-                ev.dm_name == arr.dm_name and (not ev.mddev or ev.mddev == arr.mddev):
+                (not ev.dm_name or ev.dm_name == arr.dm_name) and \
+                (not ev.mddev or ev.mddev == arr.mddev):
             # Fast path (most events of a real trace): the daemon ran again and read the same
             # state words as last time.  Only time, the daemon's tid and the lifecycle
             # placement can change; lifecycle_of() stays exact.
@@ -120,6 +125,48 @@ class Engine:
             new += self._tick(self._now)
         return new
 
+    def feed_repeats(self, rep: Repeat) -> list[Finding]:
+        """Feed ``n_enter + n_exit`` md_check_recovery events identical to the array's last
+        event but for time, kind and sync position (a :data:`mdtrace.skim.Repeat`), as one
+        step.
+
+        Exactly what :meth:`feed` does with each, minus the clock tick: the caller (the
+        skimmer) guarantees no tick falls inside the run and that the array's last fed event
+        was such a line, so only counters, time, the DONE-not-reaped start and, for each
+        move of curr_resync / reshape_pos, the progress tracking change.  Returns ``[]``
+        (none of that raises a finding; ticks do).
+        """
+        name, n_enter, n_exit, last_ts, max_ts, first_exit, moves = rep
+        arr = self._arrays[name]
+        h = self._health
+        by_kind, counters = h.events_by_kind, arr.counters
+        h.events_total += n_enter + n_exit
+        if n_enter:
+            by_kind["check_recovery_enter"] = by_kind.get("check_recovery_enter", 0) + n_enter
+            counters["check_recovery_enter"] = counters.get("check_recovery_enter", 0) + n_enter
+        if n_exit:
+            by_kind["check_recovery_exit"] = by_kind.get("check_recovery_exit", 0) + n_exit
+            counters["check_recovery_exit"] = counters.get("check_recovery_exit", 0) + n_exit
+            if arr.sync_thread and arr.recovery & _DONE and arr.done_since is None:
+                arr.done_since = first_exit
+        if max_ts > self._now:
+            self._now = max_ts
+        if moves is not None:
+            progress = self._progress
+            for ts, cr, rp in moves:
+                progress(arr, ts, cr, None if rp < 0 else rp, None)
+            arr.curr_resync = cr
+            arr.reshape_pos = None if rp < 0 else rp
+            if arr.last_state is not None:
+                arr.last_state = msgspec.structs.replace(arr.last_state, curr_resync=cr,
+                                                         reshape_pos=arr.reshape_pos)
+        arr.last_ns = arr.prog_seen_ns = last_ts
+        return []
+
+    def clock(self) -> tuple[int, int]:
+        """(trace time now, time of the last tick): what a skimmer needs to replay ticks."""
+        return self._now, self._last_tick
+
     def _new_array(self, old: ArrayRec | None, ev: Event) -> ArrayRec:
         gen = old.generation + 1 if old is not None else 0
         if old is not None:
@@ -145,6 +192,8 @@ class Engine:
         if ev.dm_name:
             arr.dm_name = ev.dm_name
             arr.kind = "dm-raid"
+        if ev.mddev and not arr.mddev:
+            arr.mddev = ev.mddev   # learn the identity (an array first seen via sysfs)
         if st is not None:
             if st.rec >= 0:
                 arr.recovery = st.rec

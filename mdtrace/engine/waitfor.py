@@ -89,10 +89,14 @@ class WaitForGraph:
         if not self.waits:
             return []
         succ: dict[int, list[tuple[Wait, int]]] = {}
+        provided: dict[str, list[int]] = {}   # many waiters share a resource (blocked IO)
         for tid, per in self.waits.items():
             out = []
             for w in per.values():
-                for prov in providers(w.resource):
+                provs = provided.get(w.resource)
+                if provs is None:
+                    provs = provided[w.resource] = providers(w.resource)
+                for prov in provs:
                     if prov in self.waits or prov == tid:
                         out.append((w, prov))
             if out:

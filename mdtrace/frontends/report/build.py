@@ -17,11 +17,14 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
+
 from mdtrace.config import EngineConfig
-from mdtrace.engine.core import Engine
+from mdtrace.engine.core import TICK_NS, Engine
 from mdtrace.engine.model import Finding, Snapshot
 from mdtrace.events import Event
 from mdtrace.kernel.flags import Recovery
+from mdtrace.skim import Repeat
 from mdtrace.trace import TraceHeader, TraceReader
 
 MAX_POINTS = 4096        # per series; thinned by half beyond this
@@ -231,6 +234,28 @@ class TimelineRecorder:
         elif kind in _DM_KINDS:
             self._dm(tl, ev)
 
+    def repeats(self, rep: Repeat) -> None:
+        """Record a skimmed run of md_check_recovery re-reads (mdtrace.skim): time, the
+        event count and the sync position move; flags and lifecycle are as last recorded."""
+        name, n_enter, n_exit, last_ts, max_ts, _, moves = rep
+        if max_ts > self.last_ns:
+            self.last_ns = max_ts
+        tl = self.timelines[name]
+        tl.last_ns = last_ts
+        tl.events += n_enter + n_exit
+        if moves is not None:
+            st = tl.last_state
+            rm = st.resync_max
+            pp = tl.progress
+            for ts, cr, _ in moves:
+                if cr > 3 and rm and (not pp or pp[-1][1] != cr):
+                    pp.append((ts, cr, rm))
+                    if len(pp) > MAX_POINTS:
+                        _thin(pp)
+            _, cr, rp = moves[-1]
+            tl.last_state = msgspec.structs.replace(st, curr_resync=cr,
+                                                    reshape_pos=None if rp < 0 else rp)
+
     def _progress(self, tl: ArrayTimeline, ts: int, done: int, total: int) -> None:
         pts = tl.progress
         if pts and pts[-1][1] == done and pts[-1][2] == total:
@@ -302,15 +327,32 @@ class TimelineRecorder:
                 tl.lifecycle = list(view.history)
 
 
-def feed_all(engine: Engine, batches: Iterable[list[Event]],
+def feed_all(engine: Engine, batches: Iterable[tuple[list[Event], list[Any] | None]],
              recorder: TimelineRecorder) -> None:
-    """The hot loop: engine first (so the recorder sees the post-event lifecycle)."""
+    """The hot loop: engine first (so the recorder sees the post-event lifecycle).
+
+    ``batches`` as from ``TraceReader.skim_batches``: events, and the ops interleaving them
+    with skimmed runs (None: plain events only).
+    """
     feed = engine.feed
     observe = recorder.observe
-    for batch in batches:
-        for ev in batch:
-            feed(ev)
-            observe(ev)
+    feed_repeats = engine.feed_repeats
+    repeats = recorder.repeats
+    for batch, ops in batches:
+        if ops is None:
+            for ev in batch:
+                feed(ev)
+                observe(ev)
+            continue
+        nxt = iter(batch).__next__
+        for op in ops:
+            if op is None:
+                ev = nxt()
+                feed(ev)
+                observe(ev)
+            else:
+                feed_repeats(op)
+                repeats(op)
 
 
 @contextmanager
@@ -331,16 +373,24 @@ def _no_cyclic_gc() -> Iterator[None]:
 
 
 def build_report(path: str | os.PathLike[str], *, config: EngineConfig | None = None,
-                 skip_bad: bool = False) -> ReportModel:
+                 skip_bad: bool = False, skim: bool = True) -> ReportModel:
     """Read ``path`` through the engine and return the model every format renders.
+
+    ``skim=False`` decodes and feeds every event (the reference the skimmed path is tested
+    against; same report).
 
     Raises :class:`~mdtrace.trace.TraceError` on unreadable input.
     """
     reader = TraceReader(path, skip_bad=skip_bad)
     engine = Engine(config, mode="replay", kernel=reader.header.kernel)
     recorder = TimelineRecorder(engine)
+    batches: Iterable[tuple[list[Event], list[Any] | None]]
+    if skim:
+        batches = reader.skim_batches(engine.clock, TICK_NS)
+    else:
+        batches = ((b, None) for b in reader.batches())
     with _no_cyclic_gc():
-        feed_all(engine, reader.batches(), recorder)
+        feed_all(engine, batches, recorder)
     engine.finish()
     snap = engine.snapshot()
     recorder.finish(snap)

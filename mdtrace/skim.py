@@ -1,0 +1,249 @@
+"""Skim byte-identical md_check_recovery re-reads out of a trace before decoding.
+
+Most lines of a real trace are the md daemon re-reading the same array state: an
+md_check_recovery entry/exit whose line, apart from its time and kind, is byte-for-byte the
+array's previous line.  The engine already handles such an event on a fast path that only
+moves time forward (``Engine.feed`` fast path), so decoding it into an Event is wasted work.
+The skimmer finds those lines in a block of raw JSON Lines *without decoding them* and
+replaces runs of them with one aggregate per array (:data:`Repeat`), which
+``Engine.feed_repeats`` applies with exactly the fast path's effect.  Every other line is
+copied out for ordinary decoding.
+
+Exactness rules (why the result equals feeding every event):
+
+* A line is a *repeat* only if its kind is check_recovery_enter/exit, it carries a state
+  object, and everything after its kind is identical to the **previous line of the same
+  array**, which was itself such a line: so the engine saw no other event of that array in
+  between, its last state equals this one, and its lifecycle is a fixed point of that state.
+* The engine ticks (time-based detectors) when trace time passes 100 ms since the last
+  tick; the skimmer replays that clock and never skims the line a tick falls on, and applies
+  every pending aggregate before it.  An array's aggregate is also applied before that
+  array's next ordinary line, before any line that would move the engine clock backwards
+  relative to it, and at the end of every block.
+* A line it cannot parse the start of (not ``{"t":N,"k":"KIND"`` in the writer's field
+  order, or with escapes or a second ``"a":`` key) ends skimming for the rest of the block and
+  forgets every array's template.  Bad lines are never skimmed: if a block's copied-out
+  lines fail to decode, the reader forgets all templates and handles the block the ordinary
+  way, line by line.
+
+``mdtrace._skimc`` (C, built by ``pip install -e .``) implements :func:`scan` with the same
+semantics ~30x faster; :func:`scan_py` is the reference, tested line for line against it.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+# (array, n_enter, n_exit, last_ts, max_ts, first_exit_ts or -1, moves): moves is None or
+# [(ts, curr_resync, reshape_pos or -1)] for each line whose sync position differed from the
+# line before it.
+Repeat = tuple[str, int, int, int, int, int, "list[tuple[int, int, int]] | None"]
+# A block's scan result: copied-out lines, ops (None = feed the next decoded line, a tuple =
+# apply a Repeat), the number of lines skimmed, and the engine clock after the block.
+ScanResult = tuple[bytes, list[Any], int, int, int]
+
+_ENTER = b"check_recovery_enter"
+_EXIT = b"check_recovery_exit"
+_PREFIX = b'{"t":'
+_KIND = b',"k":"'
+_ARRAY = b',"a":"'
+_STATE = b'"s":{'
+_AKEY = b'"a":'
+
+
+def scan_py(templates: dict[bytes, bytes], block: bytes, now: int, last_tick: int,
+            tick_ns: int) -> ScanResult:
+    """Reference implementation; see the module docstring.  ``block`` holds whole lines.
+
+    ``templates`` (array name -> the bytes after the kind of its last line, present only
+    while that line was a skimmable check_recovery line) is updated in place.
+    """
+    out: list[bytes] = []
+    ops: list[Any] = []
+    skimmed = 0
+    fed_now = now        # the engine clock as fed so far (ordinary lines + applied repeats)
+    # name -> [n_enter, n_exit, last, max, first_exit, obs]
+    pend: dict[bytes, list[Any]] = {}
+    pend_max = -1
+    blind = False        # after an unparseable line: no more skimming in this block
+
+    def flush(name: bytes) -> None:
+        nonlocal fed_now
+        p = pend.pop(name)
+        ops.append((name.decode(), p[0], p[1], p[2], p[3], p[4], p[5]))
+        if p[3] > fed_now:
+            fed_now = p[3]
+
+    def flush_all() -> None:
+        nonlocal pend_max
+        for name in list(pend):
+            flush(name)
+        pend_max = -1
+
+    for line in block.split(b"\n"):
+        if not line:
+            continue
+        parsed = None if blind else _parse(line)
+        if parsed is None:
+            if not blind:
+                blind = True
+                flush_all()
+                templates.clear()
+            out.append(line)
+            ops.append(None)
+            continue
+        ts, kind, name, rest = parsed
+        if ts > now:
+            now = ts
+        tick = now - last_tick >= tick_ns
+        if name is not None and not tick and (kind == _ENTER or kind == _EXIT):
+            t = templates.get(name)
+            pos = None
+            if t is not None:
+                if t[0] == rest:
+                    pos = t[1], t[2]
+                else:
+                    pos = _variant(t[0], rest)
+            if pos is not None:
+                p = pend.get(name)
+                if p is None:
+                    p = pend[name] = [0, 0, ts, ts, -1, None]
+                if kind == _ENTER:
+                    p[0] += 1
+                else:
+                    p[1] += 1
+                    if p[4] < 0:
+                        p[4] = ts
+                p[2] = ts
+                if ts > p[3]:
+                    p[3] = ts
+                if ts > pend_max:
+                    pend_max = ts
+                if pos[0] != t[3] or pos[1] != t[4]:   # the sync position moved
+                    if p[5] is None:
+                        p[5] = []
+                    p[5].append((ts, pos[0], pos[1]))
+                    t[3], t[4] = pos
+                skimmed += 1
+                continue
+        # an ordinary line.  A second "a" key: another writer's shape (a repeat differs from
+        # its template, which passed this check, only in position digits, so it has none)
+        if name is not None and _AKEY in rest[7 + len(name):]:
+            blind = True
+            flush_all()
+            templates.clear()
+            out.append(line)
+            ops.append(None)
+            continue
+        # bring the engine up to date first
+        if tick or pend_max > max(fed_now, ts):
+            flush_all()
+        elif name is not None and name in pend:
+            flush(name)
+        if tick:
+            last_tick = now
+        if ts > fed_now:
+            fed_now = ts
+        if name is not None:
+            g = _positions(rest) if kind == _ENTER or kind == _EXIT else None
+            if g is not None:
+                cr, rp = g[1], g[2]
+                templates[name] = [rest, cr, rp, cr, rp]
+            else:
+                templates.pop(name, None)
+        out.append(line)
+        ops.append(None)
+    flush_all()
+    return (b"\n".join(out) + b"\n" if out else b""), ops, skimmed, now, last_tick
+
+
+_POS_KEYS = (b'"cr":', b'"rp":')
+
+
+def _positions(rest: bytes) -> tuple[list[tuple[int, int]], int, int] | None:
+    """The spans of the curr_resync / reshape_pos values in the state object of ``rest``
+    and the values (absent: 0 / -1), or None without a state object or if a value is not a
+    plain number or a key repeats (such lines are never skimmed)."""
+    s = rest.find(_STATE)
+    if s < 0:
+        return None
+    e = rest.find(b"}", s)
+    if e < 0:
+        return None
+    spans: list[tuple[int, int]] = []
+    vals = [0, -1]
+    for i, key in enumerate(_POS_KEYS):
+        k = rest.find(key, s, e)
+        if k < 0:
+            continue
+        if rest.find(key, k + 1, e) >= 0:
+            return None
+        vs = ve = k + 5
+        while ve < e and 48 <= rest[ve] <= 57:
+            ve += 1
+        if ve == vs or ve - vs > 18 or rest[ve] not in b",}":
+            return None
+        spans.append((vs, ve))
+        vals[i] = int(rest[vs:ve])
+    spans.sort()
+    return spans, vals[0], vals[1]
+
+
+def _variant(template: bytes, rest: bytes) -> tuple[int, int] | None:
+    """(curr_resync, reshape_pos) of ``rest`` if it equals ``template`` but for those two
+    values, else None."""
+    a = _positions(template)
+    b = _positions(rest)
+    if a is None or b is None or len(a[0]) != len(b[0]):
+        return None
+    ia = ib = 0
+    for (sa, ea), (sb, eb) in zip(a[0], b[0], strict=True):
+        if template[ia:sa] != rest[ib:sb]:
+            return None
+        ia, ib = ea, eb
+    if template[ia:] != rest[ib:]:
+        return None
+    return b[1], b[2]
+
+
+def _parse(line: bytes) -> tuple[int, bytes, bytes | None, bytes] | None:
+    """(ts, kind, array name or None, bytes after the kind) or None if not in writer shape."""
+    if not line.startswith(_PREFIX):
+        return None
+    k = line.find(_KIND, 5)
+    digits = line[5:k]
+    if k < 0 or not digits.isdigit() or len(digits) > 18:
+        return None
+    ks = k + 6
+    ke = line.find(b'"', ks)
+    if ke < 0 or b"\\" in line[ks:ke]:
+        return None
+    kind = line[ks:ke]
+    rest = line[ke:]
+    if not rest.startswith(_ARRAY, 1):
+        # array-less event; a later "a" key would mean another writer's field order
+        return None if _AKEY in rest else (int(digits), kind, None, rest)
+    ns = 7
+    ne = rest.find(b'"', ns)
+    if ne < 0:
+        return None
+    name = rest[ns:ne]
+    if not name or b"\\" in name or not name.isascii():
+        return None
+    return int(digits), kind, name, rest
+
+
+def _load_c() -> Any:
+    if os.environ.get("MDTRACE_PURE"):
+        return None
+    try:
+        from mdtrace import _skimc  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    return _skimc.scan
+
+
+scan_c = _load_c()
+scan = scan_c or scan_py
+ACCELERATED = scan_c is not None
