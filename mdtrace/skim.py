@@ -1,33 +1,39 @@
-"""Skim byte-identical md_check_recovery re-reads out of a trace before decoding.
+"""Skim md_check_recovery re-reads out of a trace before decoding.
 
-Most lines of a real trace are the md daemon re-reading the same array state: an
-md_check_recovery entry/exit whose line, apart from its time and kind, is byte-for-byte the
-array's previous line.  The engine already handles such an event on a fast path that only
-moves time forward (``Engine.feed`` fast path), so decoding it into an Event is wasted work.
-The skimmer finds those lines in a block of raw JSON Lines *without decoding them* and
-replaces runs of them with one aggregate per array (:data:`Repeat`), which
-``Engine.feed_repeats`` applies with exactly the fast path's effect.  Every other line is
-copied out for ordinary decoding.
+Most lines of a real trace are the md daemon re-reading an array's state: an md_check_recovery
+entry/exit whose line, apart from its time and kind, is byte for byte the array's previous
+line, or differs from it only in the sync position (``curr_resync``/``reshape_position``
+moving during a resync).  Decoding each into an Event and running the engine's per-event path
+is wasted work: only time, counters and the progress tracking move.  The skimmer finds those
+lines in a block of raw JSON Lines *without decoding them* and replaces each run of them with
+one :data:`Repeat` per array, which ``Engine.feed_repeats`` (and the report's timeline
+recorder) apply with exactly the per-event effect; every other line is copied out for
+ordinary decoding.
 
-Exactness rules (why the result equals feeding every event):
+Exactness rules (why the result equals feeding every event; tests/test_skim.py compares every
+field of the engine and the recorder both ways):
 
 * A line is a *repeat* only if its kind is check_recovery_enter/exit, it carries a state
-  object, and everything after its kind is identical to the **previous line of the same
-  array**, which was itself such a line: so the engine saw no other event of that array in
-  between, its last state equals this one, and its lifecycle is a fixed point of that state.
-* The engine ticks (time-based detectors) when trace time passes 100 ms since the last
-  tick; the skimmer replays that clock and never skims the line a tick falls on, and applies
-  every pending aggregate before it.  An array's aggregate is also applied before that
-  array's next ordinary line, before any line that would move the engine clock backwards
-  relative to it, and at the end of every block.
-* A line it cannot parse the start of (not ``{"t":N,"k":"KIND"`` in the writer's field
-  order, or with escapes or a second ``"a":`` key) ends skimming for the rest of the block and
-  forgets every array's template.  Bad lines are never skimmed: if a block's copied-out
+  object, and everything after its kind equals the array's *template* -- its previous line,
+  itself such a line -- except, at most, the digits of the state's ``cr``/``rp`` values.  So
+  the engine saw no other event of that array in between, its last state differs at most in
+  the position, and the lifecycle (a function of the flag words only) is a fixed point.
+* Each repeat whose position differs from the line before it is listed in the run (``moves``)
+  so the engine's own progress/speed tracking and the recorder's progress series see every
+  move in order.
+* The engine ticks (time-based detectors) when trace time passes 100 ms since the last tick;
+  the skimmer replays that clock and never skims the line a tick falls on, and applies every
+  pending run before it.  An array's run is also applied before that array's next ordinary
+  line, before any line that would move the engine clock backwards relative to it, and at the
+  end of every block.
+* A line it cannot parse the start of (not ``{"t":N,"k":"KIND"`` in the writer's field order,
+  an escape in the kind or array name, a second ``"a":`` key) ends skimming for the rest of
+  the block and forgets every template.  Bad lines are never skimmed: if a block's copied-out
   lines fail to decode, the reader forgets all templates and handles the block the ordinary
   way, line by line.
 
 ``mdtrace._skimc`` (C, built by ``pip install -e .``) implements :func:`scan` with the same
-semantics ~30x faster; :func:`scan_py` is the reference, tested line for line against it.
+semantics ~10x faster; :func:`scan_py` is the reference, tested line for line against it.
 """
 
 from __future__ import annotations
