@@ -4,7 +4,8 @@
  * is skimmed and why that is exact; this file only makes the byte scan fast.
  *
  *   scan(templates: dict[bytes, bytes], block: bytes, now: int, last_tick: int,
- *        tick_ns: int) -> (out: bytes, ops: list, skimmed: int, now: int, last_tick: int)
+ *        tick_ns: int) -> (out: bytes, ops: list, skimmed: int, now: int, last_tick: int,
+ *                          blind: bool)
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -129,15 +130,6 @@ typedef struct {
     long long cr, rp;           /* absent: 0 / -1 */
 } Pos;
 
-static const char *
-find_key(const char *from, const char *to, char a, char b)
-{
-    for (const char *c = from; c + 5 <= to; c++)
-        if (c[0] == '"' && c[1] == a && c[2] == b && c[3] == '"' && c[4] == ':')
-            return c;
-    return NULL;
-}
-
 static int
 positions(const char *r, Py_ssize_t n, Pos *p)
 {
@@ -147,51 +139,50 @@ positions(const char *r, Py_ssize_t n, Pos *p)
     const char *e = memchr(st, '}', (r + n) - st);
     if (e == NULL)
         return 0;
-    static const char keys[2][2] = {{'c', 'r'}, {'r', 'p'}};
-    Py_ssize_t s[2], en[2];
-    int found[2] = {0, 0};
+    /* one pass for both keys; a key seen twice: not skimmable (which one would count?) */
+    const char *k[2] = {NULL, NULL};
+    for (const char *c = st; c + 5 <= e; c++) {
+        if (c[0] != '"' || c[3] != '"' || c[4] != ':')
+            continue;
+        int i = (c[1] == 'c' && c[2] == 'r') ? 0 : (c[1] == 'r' && c[2] == 'p') ? 1 : -1;
+        if (i < 0)
+            continue;
+        if (k[i] != NULL)
+            return 0;
+        k[i] = c;
+    }
     p->cr = 0;
     p->rp = -1;
-    for (int i = 0; i < 2; i++) {
-        const char *k = find_key(st, e, keys[i][0], keys[i][1]);
-        if (k == NULL)
+    p->n = 0;
+    for (int j = 0; j < 2; j++) {
+        /* in order of appearance */
+        int i = (k[0] && k[1]) ? ((k[0] < k[1]) ? j : 1 - j) : j;
+        if (k[i] == NULL)
             continue;
-        if (find_key(k + 1, e, keys[i][0], keys[i][1]) != NULL)
-            return 0;
-        const char *vs = k + 5, *ve = vs;
+        const char *vs = k[i] + 5, *ve = vs;
         long long v = 0;
         while (ve < e && *ve >= '0' && *ve <= '9' && ve - vs < 19)
             v = v * 10 + (*ve++ - '0');
         if (ve == vs || ve - vs > 18 || (*ve != ',' && *ve != '}'))
             return 0;
-        s[i] = vs - r;
-        en[i] = ve - r;
-        found[i] = 1;
+        p->s[p->n] = vs - r;
+        p->e[p->n] = ve - r;
+        p->n++;
         if (i == 0)
             p->cr = v;
         else
             p->rp = v;
-    }
-    p->n = 0;
-    if (found[0] && found[1] && s[1] < s[0]) {
-        p->s[0] = s[1]; p->e[0] = en[1]; p->s[1] = s[0]; p->e[1] = en[0]; p->n = 2;
-    } else {
-        for (int i = 0; i < 2; i++)
-            if (found[i]) {
-                p->s[p->n] = s[i];
-                p->e[p->n] = en[i];
-                p->n++;
-            }
     }
     return 1;
 }
 
 /* 1 with *out set if rest equals tmpl but for the position values (mdtrace.skim._variant). */
 static int
-variant(const char *t, Py_ssize_t tn, const char *r, Py_ssize_t rn, Pos *out)
+variant_pos(const char *t, Py_ssize_t tn, const Pos *ta, const char *r, Py_ssize_t rn,
+            Pos *out)
 {
-    Pos a, b;
-    if (!positions(t, tn, &a) || !positions(r, rn, &b) || a.n != b.n)
+    Pos a = *ta, b;
+    if (!positions(r, rn, &b) || a.n != b.n)
         return 0;
     Py_ssize_t ia = 0, ib = 0;
     for (int i = 0; i < a.n; i++) {
@@ -204,6 +195,130 @@ variant(const char *t, Py_ssize_t tn, const char *r, Py_ssize_t rn, Pos *out)
         return 0;
     *out = b;
     return 1;
+}
+
+static int
+variant(const char *t, Py_ssize_t tn, const char *r, Py_ssize_t rn, Pos *out)
+{
+    Pos a;
+    return positions(t, tn, &a) && variant_pos(t, tn, &a, r, rn, out);
+}
+
+/* Template positions computed in this call, by template object (held, so no address reuse). */
+#define NTPOS 64
+typedef struct {
+    PyObject *t[NTPOS];
+    Pos pos[NTPOS];
+    int ok[NTPOS];
+    int n;
+} TposCache;
+
+static int
+template_pos(TposCache *tc, PyObject *tb, Pos *out)
+{
+    for (int i = 0; i < tc->n; i++)
+        if (tc->t[i] == tb) {
+            *out = tc->pos[i];
+            return tc->ok[i];
+        }
+    int ok = positions(PyBytes_AS_STRING(tb), PyBytes_GET_SIZE(tb), out);
+    if (tc->n < NTPOS) {
+        Py_INCREF(tb);
+        tc->t[tc->n] = tb;
+        tc->pos[tc->n] = *out;
+        tc->ok[tc->n] = ok;
+        tc->n++;
+    }
+    return ok;
+}
+
+static void
+free_tpos(TposCache *tc)
+{
+    for (int i = 0; i < tc->n; i++)
+        Py_DECREF(tc->t[i]);
+    tc->n = 0;
+}
+
+static const char *const KEEP[] = {
+    "progress", "lock", "io_stats", "io_wait", "sync_action", "sysfs_state", "raid_target",
+    "dm_suspend_enter", "dm_suspend_exit", "dm_resume_enter", "dm_resume_exit",
+    "mddev_suspend", "mddev_resume", "wait_begin", "wait_end", "start_reshape",
+    "thread_unregister", NULL,
+};
+
+/* mdtrace.skim._KEEP */
+static int
+is_keep(const char *k, Py_ssize_t n)
+{
+    for (int i = 0; KEEP[i] != NULL; i++)
+        if ((Py_ssize_t)strlen(KEEP[i]) == n && memcmp(KEEP[i], k, n) == 0)
+            return 1;
+    return 0;
+}
+
+/* mdtrace.skim._field: 1 with the value span (empty if the key is absent), 0 if unterminated */
+static int
+field(const char *h, Py_ssize_t n, const char *key, const char **v, Py_ssize_t *vn)
+{
+    Py_ssize_t kn = (Py_ssize_t)strlen(key);
+    for (const char *c = h; c + kn <= h + n; c++)
+        if (*c == key[0] && memcmp(c, key, kn) == 0) {
+            const char *vs = c + kn;
+            const char *ve = memchr(vs, '"', (h + n) - vs);
+            if (ve == NULL)
+                return 0;
+            *v = vs;
+            *vn = ve - vs;
+            return 1;
+        }
+    *v = h;
+    *vn = 0;
+    return 1;
+}
+
+static int
+span_eq(const char *a, Py_ssize_t an, const char *b, Py_ssize_t bn)
+{
+    return an == bn && memcmp(a, b, an) == 0;
+}
+
+static int variant(const char *t, Py_ssize_t tn, const char *r, Py_ssize_t rn, Pos *out);
+
+/* mdtrace.skim._aside: 0 drop (None), 1 keep without a state (_NO_STATE), 2 keep with the
+ * line's position in *cr / *rp. */
+static int
+aside(const char *t, Py_ssize_t tn, const char *r, Py_ssize_t rn, long long *cr,
+      long long *rp)
+{
+    const char *ts = find_state(t, tn);
+    const char *rs = find_state(r, rn);
+    Py_ssize_t hn = rs == NULL ? rn : rs - r;
+    Py_ssize_t thn = ts == NULL ? tn : ts - t;     /* templates always have a state */
+    if (memchr(r, '\\', hn) != NULL || memchr(t, '\\', thn) != NULL)
+        return 0;
+    const char *ldn, *lmd, *tdn, *tmd;
+    Py_ssize_t ldnn, lmdn, tdnn, tmdn;
+    if (!field(r, hn, ",\"dn\":\"", &ldn, &ldnn) || !field(r, hn, ",\"md\":\"", &lmd, &lmdn) ||
+        !field(t, thn, ",\"dn\":\"", &tdn, &tdnn) || !field(t, thn, ",\"md\":\"", &tmd, &tmdn))
+        return 0;
+    if ((ldnn && tdnn && !span_eq(ldn, ldnn, tdn, tdnn)) ||
+        (lmdn && !span_eq(lmd, lmdn, tmd, tmdn)))
+        return 0;
+    if (rs == NULL)
+        return 1;
+    if (ts == NULL)
+        return 0;
+    const char *te = memchr(ts, '}', (t + tn) - ts);
+    const char *re = memchr(rs, '}', (r + rn) - rs);
+    if (te == NULL || re == NULL)
+        return 0;
+    Pos q;
+    if (!variant(ts, te + 1 - ts, rs, re + 1 - rs, &q))
+        return 0;
+    *cr = q.cr;
+    *rp = q.rp;
+    return 2;
 }
 
 static long long
@@ -311,6 +426,8 @@ scan(PyObject *self, PyObject *args)
     PyObject *out = PyBytes_FromStringAndSize(NULL, blen + 1);
     PendSet ps = {NULL, 0, 0, -1, now};
     Keys keys = {{NULL}, 0};
+    TposCache tpos;
+    tpos.n = 0;
     if (ops == NULL || out == NULL)
         goto fail;
     char *o = PyBytes_AS_STRING(out);
@@ -367,12 +484,14 @@ scan(PyObject *self, PyObject *args)
                     goto fail;
                 }
                 PyObject *tb = PyList_GET_ITEM(t, 0);
-                Pos q;
+                Pos q, ta;
                 if (PyBytes_GET_SIZE(tb) == rlen && memcmp(PyBytes_AS_STRING(tb), rest, rlen) == 0) {
                     match = 1;
                     pcr = item_ll(t, 1);
                     prp = item_ll(t, 2);
-                } else if (variant(PyBytes_AS_STRING(tb), PyBytes_GET_SIZE(tb), rest, rlen, &q)) {
+                } else if (template_pos(&tpos, tb, &ta) &&
+                           variant_pos(PyBytes_AS_STRING(tb), PyBytes_GET_SIZE(tb), &ta, rest,
+                                       rlen, &q)) {
                     match = 1;
                     pcr = q.cr;
                     prp = q.rp;
@@ -459,18 +578,39 @@ scan(PyObject *self, PyObject *args)
         if (key != NULL) {
             int rc;
             Pos q;
+            int keep = 0;       /* 0: drop the template, 1: keep it, 2: keep, new position */
+            long long acr = 0, arp = -1;
+            PyObject *t = NULL;
             if (cr && positions(rest, rlen, &q)) {
                 PyObject *r = PyBytes_FromStringAndSize(rest, rlen);
                 PyObject *lst = r == NULL ? NULL :
                     Py_BuildValue("[NLLLL]", r, q.cr, q.rp, q.cr, q.rp);
                 rc = lst == NULL ? -1 : PyDict_SetItem(templates, key, lst);
                 Py_XDECREF(lst);
-            } else {
+                keep = -1;
+            } else if (!cr && is_keep(kind, klen)) {
+                t = PyDict_GetItemWithError(templates, key);      /* borrowed */
+                if (t == NULL && PyErr_Occurred()) {
+                    Py_DECREF(key);
+                    goto fail;
+                }
+                if (t != NULL && PyList_Check(t) && PyList_GET_SIZE(t) == 5 &&
+                    PyBytes_Check(PyList_GET_ITEM(t, 0))) {
+                    PyObject *tb = PyList_GET_ITEM(t, 0);
+                    keep = aside(PyBytes_AS_STRING(tb), PyBytes_GET_SIZE(tb), rest, rlen,
+                                 &acr, &arp);
+                }
+            }
+            if (keep == 2) {
+                rc = set_ll(t, 3, acr) < 0 || set_ll(t, 4, arp) < 0 ? -1 : 0;
+            } else if (keep == 0) {
                 rc = PyDict_DelItem(templates, key);
                 if (rc < 0 && PyErr_ExceptionMatches(PyExc_KeyError)) {
                     PyErr_Clear();
                     rc = 0;
                 }
+            } else if (keep == 1) {
+                rc = 0;
             }
             Py_DECREF(key);
             if (rc < 0)
@@ -487,15 +627,18 @@ scan(PyObject *self, PyObject *args)
         goto fail;
     free_pending(&ps);
     free_keys(&keys);
+    free_tpos(&tpos);
     if (_PyBytes_Resize(&out, olen) < 0) {
         Py_DECREF(ops);
         return NULL;
     }
-    return Py_BuildValue("(NNLLL)", out, ops, skimmed, now, last_tick);
+    return Py_BuildValue("(NNLLLO)", out, ops, skimmed, now, last_tick,
+                         blind ? Py_True : Py_False);
 
 fail:
     free_pending(&ps);
     free_keys(&keys);
+    free_tpos(&tpos);
     Py_XDECREF(ops);
     Py_XDECREF(out);
     return NULL;

@@ -46,8 +46,9 @@ from typing import Any
 # line before it.
 Repeat = tuple[str, int, int, int, int, int, "list[tuple[int, int, int]] | None"]
 # A block's scan result: copied-out lines, ops (None = feed the next decoded line, a tuple =
-# apply a Repeat), the number of lines skimmed, and the engine clock after the block.
-ScanResult = tuple[bytes, list[Any], int, int, int]
+# apply a Repeat), the number of lines skimmed, the engine clock after the block (exact unless
+# blind) and whether an unparseable line made it blind.
+ScanResult = tuple[bytes, list[Any], int, int, int, bool]
 
 _ENTER = b"check_recovery_enter"
 _EXIT = b"check_recovery_exit"
@@ -152,19 +153,40 @@ def scan_py(templates: dict[bytes, bytes], block: bytes, now: int, last_tick: in
         if ts > fed_now:
             fed_now = ts
         if name is not None:
-            g = _positions(rest) if kind == _ENTER or kind == _EXIT else None
-            if g is not None:
-                cr, rp = g[1], g[2]
-                templates[name] = [rest, cr, rp, cr, rp]
+            if kind == _ENTER or kind == _EXIT:
+                g = _positions(rest)
+                if g is not None:
+                    cr, rp = g[1], g[2]
+                    templates[name] = [rest, cr, rp, cr, rp]
+                else:
+                    templates.pop(name, None)
             else:
-                templates.pop(name, None)
+                t = templates.get(name)
+                if t is not None:
+                    pos = _aside(t[0], rest) if kind in _KEEP else None
+                    if pos is None:
+                        del templates[name]
+                    elif pos is not _NO_STATE:
+                        t[3], t[4] = pos
         out.append(line)
         ops.append(None)
     flush_all()
-    return (b"\n".join(out) + b"\n" if out else b""), ops, skimmed, now, last_tick
+    return (b"\n".join(out) + b"\n" if out else b""), ops, skimmed, now, last_tick, blind
 
 
 _POS_KEYS = (b'"cr":', b'"rp":')
+# Kinds whose engine handling leaves what the fast path depends on alone (lifecycle, the
+# daemon's tid, DONE/not-DONE bookkeeping, the array's identity): a line of one of these
+# between two md_check_recovery re-reads keeps the template if its state equals it but for
+# the position (the engine's last state is then the line's).  Anything else drops it.
+_KEEP = frozenset({
+    b"progress", b"lock", b"io_stats", b"io_wait", b"sync_action", b"sysfs_state",
+    b"raid_target", b"dm_suspend_enter", b"dm_suspend_exit", b"dm_resume_enter",
+    b"dm_resume_exit", b"mddev_suspend", b"mddev_resume", b"wait_begin", b"wait_end",
+    b"start_reshape", b"thread_unregister"})
+_NO_STATE = (-2, -2)
+_DN = b',"dn":"'
+_MD = b',"md":"'
 
 
 def _positions(rest: bytes) -> tuple[list[tuple[int, int]], int, int] | None:
@@ -194,6 +216,38 @@ def _positions(rest: bytes) -> tuple[list[tuple[int, int]], int, int] | None:
         vals[i] = int(rest[vs:ve])
     spans.sort()
     return spans, vals[0], vals[1]
+
+
+def _field(head: bytes, key: bytes) -> bytes | None:
+    i = head.find(key)
+    if i < 0:
+        return b""
+    j = head.find(b'"', i + len(key))
+    return None if j < 0 else head[i + len(key):j]
+
+
+def _aside(template: bytes, rest: bytes) -> tuple[int, int] | None:
+    """For a line of a _KEEP kind between re-reads: its (curr_resync, reshape_pos) if its
+    state equals the template's but for those, _NO_STATE if it has no state; None if it
+    changes anything else the fast path depends on (state, dm name, mddev identity)."""
+    ts = template.find(_STATE)
+    rs = rest.find(_STATE)
+    head = rest if rs < 0 else rest[:rs]
+    if b"\\" in head or b"\\" in template[:ts]:
+        return None
+    ldn, lmd = _field(head, _DN), _field(head, _MD)
+    tdn, tmd = _field(template[:ts], _DN), _field(template[:ts], _MD)
+    if ldn is None or lmd is None or tdn is None or tmd is None:
+        return None
+    if ldn and tdn and ldn != tdn or lmd and lmd != tmd:
+        return None
+    if rs < 0:
+        return _NO_STATE
+    te = template.find(b"}", ts)
+    re_ = rest.find(b"}", rs)
+    if re_ < 0:
+        return None
+    return _variant(template[ts:te + 1], rest[rs:re_ + 1])
 
 
 def _variant(template: bytes, rest: bytes) -> tuple[int, int] | None:

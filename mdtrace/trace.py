@@ -50,6 +50,8 @@ class TraceError(MdtraceError):
         super().__init__(msg)
         self.path = path
         self.line = line
+        self.what = what
+        self.hint = hint
 
 
 @dataclass
@@ -239,35 +241,72 @@ class TraceReader:
         finally:
             self._fh.close()
 
-    def skim_batches(self, clock: Callable[[], tuple[int, int]],
-                     tick_ns: int) -> Iterator[tuple[list[Event], list[Any] | None]]:
-        """Like :meth:`batches`, with byte-identical md_check_recovery re-reads skimmed out
-        undecoded (:mod:`mdtrace.skim`).  Yields ``(events, ops)``: ``ops`` None means feed
-        ``events`` in order; otherwise each op is None (feed the next event) or a Repeat for
+    def skim_batches(self, clock: Callable[[], tuple[int, int]], tick_ns: int,
+                     prefetch: bool | None = None,
+                     ) -> Iterator[tuple[list[Event], list[Any] | None]]:
+        """Like :meth:`batches`, with md_check_recovery re-reads skimmed out undecoded
+        (:mod:`mdtrace.skim`).  Yields ``(events, ops)``: ``ops`` None means feed ``events``
+        in order; otherwise each op is None (feed the next event) or a Repeat for
         ``Engine.feed_repeats``.  ``clock()`` must return the consumer engine's
         ``Engine.clock()`` once it has consumed everything yielded before.
+
+        ``prefetch`` (None: automatic, for big traces on a multi-core machine) reads,
+        decompresses and skims ahead in a second process (:mod:`mdtrace.prefetch`).
         """
+        from mdtrace import prefetch as pf_mod
+
+        templates: dict[bytes, Any] = {}
+        pf = pf_mod.start(self, tick_ns) if pf_mod.wanted(self.path, prefetch) else None
+        try:
+            if pf is None:
+                for start, block, err in self._blocks():
+                    yield from self._skim_block(templates, start, block, err, clock, tick_ns)
+                return
+            for msg in pf.messages():
+                if msg[0] == "blk":       # skimmed and checked ahead, with an exact clock
+                    _, start, nlines, skimmed, n_out, out, ops = msg
+                    evs = self._decode_block(out, n_out)
+                    if evs is None:
+                        raise MdtraceError(f"{self.path}: internal error: a block the "
+                                           "read-ahead process checked does not decode "
+                                           "(set MDTRACE_PREFETCH=0 and report this)")
+                    self._lineno = start + nlines
+                    self.events_read += len(evs) + skimmed
+                    yield evs, ops
+                elif msg[0] == "raw":     # from here on the engine's clock drives skimming
+                    _, start, block = msg
+                    yield from self._skim_block(templates, start, block, None, clock, tick_ns)
+                else:                     # "end": what the worker had left, and its error
+                    _, start, self._buf, err = msg
+                    self._lineno = start
+                    if err is not None:
+                        self.truncated = True
+                        err = TraceError(self.path, err[0], err[1], err[2])
+                    yield from self._skim_block(templates, start, b"", err, clock, tick_ns)
+        finally:
+            if pf is not None:
+                pf.close()
+            self._fh.close()
+
+    def _skim_block(self, templates: dict[bytes, Any], start: int, block: bytes,
+                    err: TraceError | None, clock: Callable[[], tuple[int, int]],
+                    tick_ns: int) -> Iterator[tuple[list[Event], list[Any] | None]]:
+        """One block of :meth:`skim_batches`, skimmed with the engine's clock."""
         from mdtrace import skim
 
-        templates: dict[bytes, bytes] = {}
-        blocks = self._blocks()
-        try:
-            for start, block, err in blocks:
-                if err is not None or not block:   # a read error, or the final drain
-                    yield from ((b, None) for b in self._plain_block(start, block, err))
-                    continue
-                now, last_tick = clock()
-                out, ops, skimmed, _, _ = skim.scan(templates, block, now, last_tick, tick_ns)
-                evs = self._decode_block(out, out.count(b"\n"))
-                if evs is None:     # a bad line: forget templates, redo the block line by line
-                    templates.clear()
-                    yield from ((b, None) for b in self._plain_block(start, block, None))
-                    continue
-                self._lineno = start + block.count(b"\n")
-                self.events_read += len(evs) + skimmed
-                yield evs, ops
-        finally:
-            self._fh.close()
+        if err is not None or not block:   # a read error, or the final drain
+            yield from ((b, None) for b in self._plain_block(start, block, err))
+            return
+        now, last_tick = clock()
+        out, ops, skimmed, _, _, _ = skim.scan(templates, block, now, last_tick, tick_ns)
+        evs = self._decode_block(out, len(out) and out.count(b"\n"))
+        if evs is None:     # a bad line: forget templates, redo the block line by line
+            templates.clear()
+            yield from ((b, None) for b in self._plain_block(start, block, None))
+            return
+        self._lineno = start + block.count(b"\n")
+        self.events_read += len(evs) + skimmed
+        yield evs, ops
 
     def _blocks(self) -> Iterator[tuple[int, bytes, TraceError | None]]:
         """Whole-line blocks as read: (line number before the block, block, read error)."""

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 from mdtrace.detectors.base import Context, Verdict
+from mdtrace.engine.arrays import ArrayRec
 from mdtrace.engine.model import Finding, Severity
 
 CODE = "F3"
+CODES = (CODE,)
+
+
+def wanted(arr: ArrayRec) -> bool:
+    """Worth a tick check (else every verdict would only close an inactive finding)."""
+    return arr.exit_without_done is not None
 
 
 def check(ctx: Context) -> list[Verdict]:

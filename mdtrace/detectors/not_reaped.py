@@ -4,9 +4,16 @@ because the array is suspended (F1, CVE-2024-26758) or read-only (F2, CVE-2024-2
 from __future__ import annotations
 
 from mdtrace.detectors.base import Context, Verdict
+from mdtrace.engine.arrays import ArrayRec
 from mdtrace.engine.model import Finding, Severity
 
 CODE = "F1"  # and F2 (same mechanism, read-only array)
+CODES = ("F1", "F2")
+
+
+def wanted(arr: ArrayRec) -> bool:
+    """Worth a tick check (else every verdict would only close an inactive finding)."""
+    return arr.done_since is not None
 
 
 def check(ctx: Context) -> list[Verdict]:

@@ -9,6 +9,12 @@ from mdtrace.engine.model import Finding, Severity
 from mdtrace.kernel.flags import parse_release
 
 CODE = "F7"
+CODES = (CODE,)
+
+
+def wanted(arr: ArrayRec) -> bool:
+    """Worth a tick check (it judges only the blocked IO it tracks)."""
+    return bool(arr.io_waits)
 
 
 def behaviour(kernel: str, mode: str) -> str:

@@ -10,11 +10,18 @@ for another array sharing a disk) is not a stall.
 from __future__ import annotations
 
 from mdtrace.detectors.base import Context, Verdict
+from mdtrace.engine.arrays import ArrayRec
 from mdtrace.engine.iowait import blocked_reason
 from mdtrace.engine.model import Finding, Lifecycle, Severity
 from mdtrace.kernel.flags import Recovery
 
 CODE = "F10"
+CODES = (CODE,)
+
+
+def wanted(arr: ArrayRec) -> bool:
+    """Worth a tick check (else every verdict would only close an inactive finding)."""
+    return arr.lifecycle is Lifecycle.SYNCING
 _RUNNING, _DONE, _RESHAPE = int(Recovery.RUNNING), int(Recovery.DONE), int(Recovery.RESHAPE)
 
 

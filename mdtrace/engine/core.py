@@ -9,6 +9,8 @@ of a real trace are md_check_recovery entry/exit and only update the array's sta
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import msgspec
 
 from mdtrace.config import EngineConfig
@@ -33,7 +35,7 @@ from mdtrace.engine.model import (
     TracerHealth,
 )
 from mdtrace.engine.waitfor import WaitForGraph
-from mdtrace.events import Event
+from mdtrace.events import ArrayState, Event
 from mdtrace.kernel.flags import Recovery, mddev_names, parse_release, recovery_names
 from mdtrace.skim import Repeat
 
@@ -152,9 +154,8 @@ class Engine:
         if max_ts > self._now:
             self._now = max_ts
         if moves is not None:
-            progress = self._progress
-            for ts, cr, rp in moves:
-                progress(arr, ts, cr, None if rp < 0 else rp, None)
+            self._progress_seq(arr, moves, None)
+            _, cr, rp = moves[-1]
             arr.curr_resync = cr
             arr.reshape_pos = None if rp < 0 else rp
             if arr.last_state is not None:
@@ -205,7 +206,8 @@ class Engine:
                 arr.resync_max = st.resync_max
             if st.level is not None and st.level >= 0 and not arr.level:
                 arr.level = _LEVELS.get(st.level, f"level{st.level}")
-            self._progress(arr, ts, st.curr_resync, st.reshape_pos, None)
+            rp = st.reshape_pos
+            self._progress_seq(arr, ((ts, st.curr_resync, -1 if rp is None else rp),), None)
         new: list[Finding] = []
         handler = _HANDLERS.get(kind)
         if handler is not None:
@@ -234,23 +236,38 @@ class Engine:
     @staticmethod
     def _progress(arr: ArrayRec, ts: int, curr: int, reshape: int | None,
                   sysfs_done: int | None) -> None:
+        Engine._progress_seq(arr, ((ts, curr, -1 if reshape is None else reshape),),
+                             sysfs_done)
+
+    @staticmethod
+    def _progress_seq(arr: ArrayRec, seen: Iterable[tuple[int, int, int]],
+                      sysfs_done: int | None) -> None:
+        """Progress observations (ts, curr_resync, reshape position or -1) in order: the
+        stall evidence (F10: last seen / last changed) and the sync speed."""
         old = arr.prog_token
-        token = (curr, -1 if reshape is None else reshape,
-                 old[2] if sysfs_done is None and old is not None else (sysfs_done or 0))
+        sysfs = old[2] if sysfs_done is None and old is not None else (sysfs_done or 0)
+        o_curr, o_reshape, o_sysfs = old if old is not None else (-1, -2, -1)
+        changed_token = False
+        ref, speed, changed = arr.speed_ref, arr.speed, arr.prog_changed_ns
+        ts = arr.prog_seen_ns
+        for ts, curr, reshape in seen:
+            if curr != o_curr or reshape != o_reshape or sysfs != o_sysfs:
+                o_curr, o_reshape, o_sysfs = curr, reshape, sysfs
+                changed_token = True
+                changed = ts
+                # speed over windows of >= 1 s: curr_resync when BPF reads it, else sysfs
+                pos = curr if curr > 3 else (sysfs_done or 0)
+                if ref is None or pos < ref[1] or pos == 0:
+                    ref = (ts, pos)
+                    if pos == 0:
+                        speed = 0.0
+                elif ts - ref[0] >= 1_000_000_000:
+                    speed = (pos - ref[1]) * 1e9 / (ts - ref[0])
+                    ref = (ts, pos)
         arr.prog_seen_ns = ts
-        if token != old:
-            arr.prog_token = token
-            arr.prog_changed_ns = ts
-            # speed over windows of >= 1 s: curr_resync when BPF reads it, else sysfs
-            pos = curr if curr > 3 else (sysfs_done or 0)
-            ref = arr.speed_ref
-            if ref is None or pos < ref[1] or pos == 0:
-                arr.speed_ref = (ts, pos)
-                if pos == 0:
-                    arr.speed = 0.0
-            elif ts - ref[0] >= 1_000_000_000:
-                arr.speed = (pos - ref[1]) * 1e9 / (ts - ref[0])
-                arr.speed_ref = (ts, pos)
+        if changed_token:
+            arr.prog_token = (o_curr, o_reshape, o_sysfs)
+            arr.prog_changed_ns, arr.speed_ref, arr.speed = changed, ref, speed
 
     # -- per-kind handlers (see _HANDLERS) ------------------------------------------------------
     def _h_create(self, arr: ArrayRec, ev: Event) -> None:
@@ -445,28 +462,33 @@ class Engine:
     def _tick(self, now: int) -> list[Finding]:
         self._last_tick = now
         new: list[Finding] = []
-        flagged = {f.array for f in self._findings.values() if f.end_ns is None}
+        active = {(f.array, f.code) for f in self._findings.values() if f.end_ns is None}
+        flagged = {a for a, _ in active}
         for arr in self._arrays.values():
             if arr.lifecycle is _STOPPED:
                 continue
-            if (arr.done_since is None and arr.exit_without_done is None and not arr.io_waits
-                    and arr.lifecycle is not _SYNCING and arr.name not in flagged):
-                continue  # nothing pending that time could turn into (or out of) a finding
+            name = arr.name
+            ctx = None
             for det in TICK_DETECTORS:
-                new += self._verdicts(det.check(Context(arr, None, now, self.config,
-                                                        self.kernel)), None)
+                # with nothing pending for this array a detector would only close findings
+                # that are not open: skip it (ticks are a sixth of a long report's time)
+                if det.wanted(arr) or name in flagged and any((name, c) in active
+                                                              for c in det.CODES):
+                    if ctx is None:
+                        ctx = Context(arr, None, now, self.config, self.kernel)
+                    new += self._verdicts(det.check(ctx), None)
         cycles = self._waits.cycles(self._providers) if self._waits.waits else []
         return new + self._graph(cycles=cycles)
 
     def _graph(self, *, inversions: list[Inversion] | None = None,
                cycles: list | None = None) -> list[Finding]:
         new: list[Finding] = []
+        open_keys = [k for k, f in self._findings.items() if f.end_ns is None]
         for det in GRAPH_DETECTORS:
-            prefix = det.CODE + ":"
-            active = frozenset(k for k, f in self._findings.items()
-                               if f.end_ns is None and k.startswith(prefix))
             if cycles is None and det.CODE == "F9":
                 continue
+            prefix = det.CODE + ":"
+            active = frozenset(k for k in open_keys if k.startswith(prefix))
             ctx = GraphContext(self._now, self.config, self.kernel, self._arrays,
                                inversions or [], cycles, active)
             new += self._verdicts(det.check(ctx), None)
@@ -501,6 +523,11 @@ class Engine:
         return new
 
     # -- output -----------------------------------------------------------------------------
+    def last_state_of(self, name: str) -> ArrayState | None:
+        """The state words of array ``name``'s last event that carried them (None if none)."""
+        arr = self._arrays.get(name)
+        return None if arr is None else arr.last_state
+
     def lifecycle_of(self, name: str) -> Lifecycle | None:
         """The current lifecycle state of array ``name`` (None if never seen); cheap enough
         to call after every event (the report's timeline recorder does)."""

@@ -17,8 +17,6 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import msgspec
-
 from mdtrace.config import EngineConfig
 from mdtrace.engine.core import TICK_NS, Engine
 from mdtrace.engine.model import Finding, Snapshot
@@ -180,6 +178,7 @@ class TimelineRecorder:
         self.first_ns = 0
         self.last_ns = 0
         self._lifecycle_of = engine.lifecycle_of
+        self._last_state_of = engine.last_state_of
 
     def observe(self, ev: Event) -> None:
         """Record what ``ev`` changed.  Called after ``engine.feed(ev)``."""
@@ -252,9 +251,8 @@ class TimelineRecorder:
                     pp.append((ts, cr, rm))
                     if len(pp) > MAX_POINTS:
                         _thin(pp)
-            _, cr, rp = moves[-1]
-            tl.last_state = msgspec.structs.replace(st, curr_resync=cr,
-                                                    reshape_pos=None if rp < 0 else rp)
+            # the engine has just made the same state (feed_repeats runs first)
+            tl.last_state = self._last_state_of(name)
 
     def _progress(self, tl: ArrayTimeline, ts: int, done: int, total: int) -> None:
         pts = tl.progress

@@ -66,7 +66,7 @@ def as_dict(model: ReportModel) -> dict[str, Any]:
         "schema_version": SCHEMA_VERSION, "trace": model.path, "kernel": model.header.kernel,
         "source": model.header.source, "events": model.events_read,
         "bad_lines": model.bad_lines, "findings": findings, "arrays": arrays,
-        "health": {"events_by_kind": snap.health.events_by_kind,
+        "health": {"events_by_kind": dict(sorted(snap.health.events_by_kind.items())),
                    "lost": snap.health.lost_total},
         # additive
         "t0_ns": model.first_ns, "duration_s": _s(model, model.last_ns) if model.first_ns else 0,
