@@ -37,28 +37,34 @@ def test_c_skimmer_is_built_where_required() -> None:
         assert skim.ACCELERATED, "mdtrace._skimc did not build (see pip install -e . output)"
 
 
-def _engine_state(path: str | Path, skimmed: bool, skip_bad: bool) -> tuple:
+def _engine_state(path: str | Path, skimmed: bool, skip_bad: bool,
+                  prefetch: bool | None = False) -> tuple:
     """Everything the engine and the timeline recorder hold after the whole trace."""
     reader = TraceReader(path, skip_bad=skip_bad)
     eng = Engine(kernel=reader.header.kernel)
     rec = TimelineRecorder(eng)
-    batches = (reader.skim_batches(eng.clock, TICK_NS) if skimmed
+    batches = (reader.skim_batches(eng.clock, TICK_NS, prefetch) if skimmed
                else ((b, None) for b in reader.batches()))
     feed_all(eng, batches, rec)
     eng.finish()
     return (eng._arrays, eng._findings, eng._health, eng.clock(), rec.timelines,
-            rec.first_ns, rec.last_ns, reader.events_read)
+            rec.first_ns, rec.last_ns, reader.events_read, reader.bad_lines, reader.errors,
+            reader.truncated)
 
 
 def _reports_equal(path: str | Path, skip_bad: bool = False) -> None:
-    a = build_report(path, skim=True, skip_bad=skip_bad)
+    """Skimmed (with and without the read-ahead process) == every event decoded and fed."""
     b = build_report(path, skim=False, skip_bad=skip_bad)
-    assert a.events_read == b.events_read
-    assert a.bad_lines == b.bad_lines and a.errors == b.errors
-    for fmt in ("json", "text"):
-        assert render(a, fmt) == render(b, fmt), fmt
-    # and not only what the report shows: every field of every array record, finding, clock
-    assert _engine_state(path, True, skip_bad) == _engine_state(path, False, skip_bad)
+    plain = _engine_state(path, False, skip_bad)
+    for prefetch in (False, True):
+        a = build_report(path, skim=True, skip_bad=skip_bad, prefetch=prefetch)
+        assert a.events_read == b.events_read
+        assert a.bad_lines == b.bad_lines and a.errors == b.errors
+        for fmt in ("json", "text"):
+            assert render(a, fmt) == render(b, fmt), (fmt, prefetch)
+        # and not only what the report shows: every field of every array record, finding,
+        # timeline point and the clock
+        assert _engine_state(path, True, skip_bad, prefetch) == plain, prefetch
 
 
 @pytest.mark.parametrize("name", sorted(SCENARIOS))
@@ -191,11 +197,57 @@ def test_bad_line_in_a_skimmed_block_reads_like_the_plain_path(tmp_path: Path) -
     bad = tmp_path / "bad.jsonl"
     bad.write_bytes(b"\n".join(lines))
     _reports_equal(bad, skip_bad=True)
-    with pytest.raises(TraceError) as a:
-        build_report(bad, skim=True)
     with pytest.raises(TraceError) as b:
         build_report(bad, skim=False)
-    assert str(a.value) == str(b.value) and ":151:" in str(a.value)
+    assert ":151:" in str(b.value)
+    for prefetch in (False, True):
+        with pytest.raises(TraceError) as a:
+            build_report(bad, skim=True, prefetch=prefetch)
+        assert str(a.value) == str(b.value)
+
+
+def _big_trace(tmp_path: Path, n: int = 40_000) -> Path:
+    """A bench-mix trace spanning many read blocks (the read-ahead path's unit)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("bench_report", REPO / "bench/bench_report.py")
+    assert spec and spec.loader
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    path = tmp_path / "big.jsonl"
+    mod.generate(path, n)
+    return path
+
+
+@pytest.mark.parametrize("where", [0.1, 0.5, 0.9])
+def test_read_ahead_falls_back_exactly_at_a_bad_or_foreign_line(tmp_path: Path,
+                                                                  where: float) -> None:
+    """A bad line (the worker's check fails) or a line in another writer's field order (the
+    replayed clock is no longer exact) in the middle of a many-block trace: from that block
+    on the reader skims with the engine's clock; results equal the plain path's."""
+    lines = _big_trace(tmp_path).read_bytes().split(b"\n")
+    at = int(len(lines) * where)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_bytes(b"\n".join(lines[:at] + [b'{"t":5,"k":"io_stats","a":"md0","x":7}']
+                               + lines[at:]))
+    _reports_equal(bad, skip_bad=True)
+    foreign = tmp_path / "foreign.jsonl"
+    foreign.write_bytes(b"\n".join(lines[:at] + [b'{"k":"lost","t":' + lines[at][5:15] + b"}"]
+                                   + lines[at:]))
+    _reports_equal(foreign)
+
+
+def test_read_ahead_truncated_compressed_trace(tmp_path: Path) -> None:
+    import gzip
+    raw = _big_trace(tmp_path).read_bytes()
+    gz = gzip.compress(raw)
+    cut = tmp_path / "cut.jsonl.gz"
+    cut.write_bytes(gz[: len(gz) * 2 // 3])
+    _reports_equal(cut, skip_bad=True)
+    with pytest.raises(TraceError) as b:
+        build_report(cut, skim=False)
+    with pytest.raises(TraceError) as a:
+        build_report(cut, skim=True, prefetch=True)
+    assert str(a.value) == str(b.value) and "truncated" in str(a.value)
 
 
 _KINDS = ["check_recovery_enter", "check_recovery_exit"] * 6 + [

@@ -371,11 +371,13 @@ def _no_cyclic_gc() -> Iterator[None]:
 
 
 def build_report(path: str | os.PathLike[str], *, config: EngineConfig | None = None,
-                 skip_bad: bool = False, skim: bool = True) -> ReportModel:
+                 skip_bad: bool = False, skim: bool = True,
+                 prefetch: bool | None = None) -> ReportModel:
     """Read ``path`` through the engine and return the model every format renders.
 
     ``skim=False`` decodes and feeds every event (the reference the skimmed path is tested
-    against; same report).
+    against; same report).  ``prefetch``: read ahead in a second process (None: for big
+    traces on a multi-core machine; mdtrace.prefetch).
 
     Raises :class:`~mdtrace.trace.TraceError` on unreadable input.
     """
@@ -384,7 +386,7 @@ def build_report(path: str | os.PathLike[str], *, config: EngineConfig | None = 
     recorder = TimelineRecorder(engine)
     batches: Iterable[tuple[list[Event], list[Any] | None]]
     if skim:
-        batches = reader.skim_batches(engine.clock, TICK_NS)
+        batches = reader.skim_batches(engine.clock, TICK_NS, prefetch)
     else:
         batches = ((b, None) for b in reader.batches())
     with _no_cyclic_gc():
