@@ -14,8 +14,11 @@
 typedef struct {
     const char *name;       /* points into the block */
     Py_ssize_t len;
-    long long n_enter, n_exit, last, max, first_exit;
-    PyObject *obs;          /* list of (ts, curr_resync, reshape_pos) moves, or NULL */
+    long long n_enter, n_exit, n_io, n_prog, last, max, first_exit;
+    char *mv;               /* packed moves (mdtrace.moves.MOVE), or NULL */
+    Py_ssize_t mvn, mvcap;
+    const char *action;     /* the folded progress lines' sync action (into the block) */
+    Py_ssize_t alen;
 } Pending;
 
 typedef struct {
@@ -42,11 +45,28 @@ emit(PendSet *ps, Pending *p, PyObject *ops)
     PyObject *name = PyUnicode_DecodeASCII(p->name, p->len, NULL);
     if (name == NULL)
         return -1;
-    PyObject *obs = p->obs ? p->obs : Py_None;
-    Py_INCREF(obs);
-    PyObject *t = Py_BuildValue("(NLLLLLN)", name, p->n_enter, p->n_exit, p->last, p->max,
-                                p->first_exit, obs);
-    Py_CLEAR(p->obs);
+    PyObject *action = PyUnicode_DecodeUTF8(p->action, p->alen, NULL);
+    if (action == NULL) {
+        Py_DECREF(name);
+        return -1;
+    }
+    PyObject *obs;
+    if (p->mv != NULL) {
+        obs = PyBytes_FromStringAndSize(p->mv, p->mvn);
+        PyMem_Free(p->mv);
+        p->mv = NULL;
+        p->mvn = p->mvcap = 0;
+        if (obs == NULL) {
+            Py_DECREF(name);
+            Py_DECREF(action);
+            return -1;
+        }
+    } else {
+        obs = Py_None;
+        Py_INCREF(obs);
+    }
+    PyObject *t = Py_BuildValue("(NLLLLLLLNN)", name, p->n_enter, p->n_exit, p->n_io,
+                                p->n_prog, p->last, p->max, p->first_exit, obs, action);
     if (t == NULL)
         return -1;
     int rc = PyList_Append(ops, t);
@@ -84,7 +104,7 @@ static void
 free_pending(PendSet *ps)
 {
     for (Py_ssize_t i = 0; i < ps->n; i++)
-        Py_CLEAR(ps->v[i].obs);
+        PyMem_Free(ps->v[i].mv);
     PyMem_Free(ps->v);
 }
 
@@ -336,6 +356,199 @@ set_ll(PyObject *list, Py_ssize_t i, long long v)
     return PyList_SetItem(list, i, o);     /* steals o, drops the old value */
 }
 
+/* The array's pending run, created if needed, with ts as its newest line. */
+static Pending *
+get_pending(PendSet *ps, const char *name, Py_ssize_t nlen, long long ts)
+{
+    Py_ssize_t i = find_pending(ps, name, nlen);
+    if (i < 0) {
+        if (ps->n == ps->cap) {
+            Py_ssize_t cap = ps->cap ? ps->cap * 2 : 16;
+            Pending *nv = PyMem_Realloc(ps->v, cap * sizeof(Pending));
+            if (nv == NULL) {
+                PyErr_NoMemory();
+                return NULL;
+            }
+            ps->v = nv;
+            ps->cap = cap;
+        }
+        i = ps->n++;
+        ps->v[i] = (Pending){name, nlen, 0, 0, 0, 0, ts, ts, -1, NULL, 0, 0, "", 0};
+    }
+    Pending *pp = &ps->v[i];
+    pp->last = ts;
+    if (ts > pp->max)
+        pp->max = ts;
+    if (ts > ps->max)
+        ps->max = ts;
+    return pp;
+}
+
+#define MOVE_SIZE 48
+
+static void
+put_le64(char *d, long long v)
+{
+    unsigned long long u = (unsigned long long)v;
+    for (int i = 0; i < 8; i++)
+        d[i] = (char)(u >> (8 * i));
+}
+
+static long long
+get_le64(const char *s)
+{
+    unsigned long long u = 0;
+    for (int i = 7; i >= 0; i--)
+        u = (u << 8) | (unsigned char)s[i];
+    return (long long)u;
+}
+
+/* Append a packed move (mdtrace.moves.MOVE) to the run. */
+static int
+add_move(Pending *pp, long long ts, long long cr, long long rp, int code, long long done,
+         long long total)
+{
+    if (pp->mvn + MOVE_SIZE > pp->mvcap) {
+        Py_ssize_t cap = pp->mvcap ? pp->mvcap * 2 : 16 * MOVE_SIZE;
+        char *nv = PyMem_Realloc(pp->mv, cap);
+        if (nv == NULL) {
+            PyErr_NoMemory();
+            return -1;
+        }
+        pp->mv = nv;
+        pp->mvcap = cap;
+    }
+    char *d = pp->mv + pp->mvn;
+    long long v[6] = {ts, cr, rp, code, done, total};
+    for (int i = 0; i < 6; i++)
+        put_le64(d + 8 * i, v[i]);
+    pp->mvn += MOVE_SIZE;
+    return 0;
+}
+
+/* mdtrace.skim._numbers_only */
+static int
+numbers_only(const char *a, Py_ssize_t na, const char *b, Py_ssize_t nb)
+{
+    Py_ssize_t i = 0, j = 0;
+    int in_str = 1;
+    while (i < na && j < nb) {
+        char c = a[i];
+        if (c != b[j])
+            return 0;
+        i++;
+        j++;
+        if (c == '"') {
+            in_str = !in_str;
+        } else if (c == ':' && !in_str) {
+            Py_ssize_t ie = i, je = j;
+            while (ie < na && a[ie] >= '0' && a[ie] <= '9')
+                ie++;
+            while (je < nb && b[je] >= '0' && b[je] <= '9')
+                je++;
+            if (ie > i || je > j) {
+                if (ie == i || je == j || ie - i > 18 || je - j > 18 || ie >= na || je >= nb ||
+                    (a[ie] != ',' && a[ie] != '}') || (b[je] != ',' && b[je] != '}'))
+                    return 0;
+                i = ie;
+                j = je;
+            }
+        }
+    }
+    return i == na && j == nb;
+}
+
+/* Occurrences of key (NUL-terminated) in [h, h+n), the first at *at. */
+static int
+count_key(const char *h, Py_ssize_t n, const char *key, const char **at)
+{
+    Py_ssize_t kn = (Py_ssize_t)strlen(key);
+    int cnt = 0;
+    for (const char *c = h; c + kn <= h + n; c++)
+        if (*c == key[0] && memcmp(c, key, kn) == 0) {
+            if (cnt++ == 0)
+                *at = c;
+        }
+    return cnt;
+}
+
+/* mdtrace.skim._progress_args: 1 with done, total and the action span, else 0. */
+static int
+progress_args(const char *r, Py_ssize_t rn, long long *done, long long *total,
+              const char **act, Py_ssize_t *alen)
+{
+    static const char XK[] = ",\"x\":{";
+    const char *x = NULL;
+    for (const char *c = r + rn - (Py_ssize_t)sizeof(XK) + 1; c >= r; c--)
+        if (*c == ',' && memcmp(c, XK, sizeof(XK) - 1) == 0) {
+            x = c;
+            break;
+        }
+    if (x == NULL || rn < 2 || r[rn - 1] != '}' || r[rn - 2] != '}')
+        return 0;
+    const char *body = x + 5, *end = r + rn;
+    Py_ssize_t bn = end - body;
+    const char *keys[2] = {"\"done\":", "\"total\":"};
+    long long vals[2];
+    for (int i = 0; i < 2; i++) {
+        const char *k = NULL;
+        if (count_key(body, bn, keys[i], &k) != 1)
+            return 0;
+        const char *vs = k + strlen(keys[i]), *ve = vs;
+        long long v = 0;
+        while (ve < end && *ve >= '0' && *ve <= '9' && ve - vs < 19)
+            v = v * 10 + (*ve++ - '0');
+        if (ve == vs || ve - vs > 18 || ve >= end || (*ve != ',' && *ve != '}'))
+            return 0;
+        vals[i] = v;
+    }
+    const char *k = NULL;
+    if (count_key(body, bn, "\"action\":", &k) != 1 || end - k < 10 || k[9] != '"')
+        return 0;
+    const char *as = k + 10;
+    const char *ae = memchr(as, '"', end - as);
+    if (ae == NULL)
+        return 0;
+    *done = vals[0];
+    *total = vals[1];
+    *act = as;
+    *alen = ae - as;
+    return 1;
+}
+
+static int aside(const char *t, Py_ssize_t tn, const char *r, Py_ssize_t rn, long long *cr,
+                 long long *rp);
+
+/* mdtrace.skim._fold: 0 no; 1 folds without a state; 2 with the state's position. */
+static int
+fold(const char *t, Py_ssize_t tn, PyObject *kt, int prog, const char *r, Py_ssize_t rn,
+     long long *cr, long long *rp, long long *done, long long *total, const char **act,
+     Py_ssize_t *alen)
+{
+    if (kt == NULL || !PyBytes_Check(kt) || memchr(r, '\\', rn) != NULL)
+        return 0;
+    int keep = aside(t, tn, r, rn, cr, rp);
+    if (keep == 0)
+        return 0;
+    const char *ts = find_state(t, tn);
+    const char *rs = find_state(r, rn);
+    const char *ldn, *tdn;
+    Py_ssize_t ldnn, tdnn;
+    if (!field(r, rs == NULL ? rn : rs - r, ",\"dn\":\"", &ldn, &ldnn) ||
+        !field(t, ts == NULL ? tn : ts - t, ",\"dn\":\"", &tdn, &tdnn))
+        return 0;
+    if (ldnn && !span_eq(ldn, ldnn, tdn, tdnn))
+        return 0;
+    if (!numbers_only(PyBytes_AS_STRING(kt), PyBytes_GET_SIZE(kt), r, rn))
+        return 0;
+    *done = *total = 0;
+    *act = "";
+    *alen = 0;
+    if (prog && !progress_args(r, rn, done, total, act, alen))
+        return 0;
+    return keep;
+}
+
 /* Parse a line in the writer's shape.  Returns 1 with the fields set, 0 if not in shape. */
 static int
 parse(const char *s, Py_ssize_t n, long long *ts, const char **kind, Py_ssize_t *klen,
@@ -379,7 +592,7 @@ parse(const char *s, Py_ssize_t n, long long *ts, const char **kind, Py_ssize_t 
 
 /* Array-name keys made in this call, reused: a dict lookup with a fresh bytes object would
  * allocate and hash it on every line. */
-#define NKEYS 64
+#define NKEYS 128
 typedef struct {
     PyObject *v[NKEYS];
     int n;
@@ -401,6 +614,35 @@ get_key(Keys *ks, const char *name, Py_ssize_t len)
         ks->v[ks->n++] = k;
     }
     return k;
+}
+
+/* The fold template's key: name NUL kind (mdtrace.skim: name + b"\\0" + kind). */
+static PyObject *
+kind_key(Keys *ks, const char *name, Py_ssize_t nlen, const char *kind, Py_ssize_t klen)
+{
+    char buf[512];
+    if (nlen + 1 + klen > (Py_ssize_t)sizeof(buf)) {
+        PyObject *k = PyBytes_FromStringAndSize(NULL, nlen + 1 + klen);
+        if (k != NULL) {
+            char *d = PyBytes_AS_STRING(k);
+            memcpy(d, name, nlen);
+            d[nlen] = 0;
+            memcpy(d + nlen + 1, kind, klen);
+        }
+        return k;
+    }
+    memcpy(buf, name, nlen);
+    buf[nlen] = 0;
+    memcpy(buf + nlen + 1, kind, klen);
+    return get_key(ks, buf, nlen + 1 + klen);
+}
+
+/* 1 io_stats, 2 progress: the kinds that fold into a run (mdtrace.skim._fold). */
+static int
+fold_kind(const char *k, Py_ssize_t n)
+{
+    return (n == 8 && memcmp(k, "io_stats", 8) == 0) ? 1 :
+           (n == 8 && memcmp(k, "progress", 8) == 0) ? 2 : 0;
 }
 
 static void
@@ -432,13 +674,14 @@ scan(PyObject *self, PyObject *args)
         goto fail;
     char *o = PyBytes_AS_STRING(out);
     Py_ssize_t olen = 0;
-    long long skimmed = 0;
+    long long skimmed = 0, n_lines = 0, n_out = 0;
     int blind = 0;
 
     const char *p = block, *bend = block + blen;
     while (p < bend) {
         const char *nl = memchr(p, '\n', bend - p);
         const char *le = nl ? nl : bend;
+        n_lines += nl != NULL;
         Py_ssize_t n = le - p;
         const char *line = p;
         p = nl ? nl + 1 : bend;
@@ -460,7 +703,7 @@ scan(PyObject *self, PyObject *args)
         if (ts > now)
             now = ts;
         int tick = now - last_tick >= tick_ns;
-        int cr = is_cr(kind, klen);
+        int cr = is_cr(kind, klen), fk;
         Py_ssize_t rlen = (line + n) - rest;
         PyObject *key = NULL;
         if (name != NULL) {
@@ -498,23 +741,11 @@ scan(PyObject *self, PyObject *args)
                 }
             }
             if (match) {
-                Py_ssize_t i = find_pending(&ps, name, nlen);
-                if (i < 0) {
-                    if (ps.n == ps.cap) {
-                        Py_ssize_t cap = ps.cap ? ps.cap * 2 : 16;
-                        Pending *nv = PyMem_Realloc(ps.v, cap * sizeof(Pending));
-                        if (nv == NULL) {
-                            Py_DECREF(key);
-                            PyErr_NoMemory();
-                            goto fail;
-                        }
-                        ps.v = nv;
-                        ps.cap = cap;
-                    }
-                    i = ps.n++;
-                    ps.v[i] = (Pending){name, nlen, 0, 0, ts, ts, -1, NULL};
+                Pending *pp = get_pending(&ps, name, nlen, ts);
+                if (pp == NULL) {
+                    Py_DECREF(key);
+                    goto fail;
                 }
-                Pending *pp = &ps.v[i];
                 if (cr == 1) {
                     pp->n_enter++;
                 } else {
@@ -522,26 +753,62 @@ scan(PyObject *self, PyObject *args)
                     if (pp->first_exit < 0)
                         pp->first_exit = ts;
                 }
-                pp->last = ts;
-                if (ts > pp->max)
-                    pp->max = ts;
-                if (ts > ps.max)
-                    ps.max = ts;
                 if (pcr != item_ll(t, 3) || prp != item_ll(t, 4)) {   /* the position moved */
-                    PyObject *m = NULL;
-                    if (pp->obs == NULL)
-                        pp->obs = PyList_New(0);
-                    if (pp->obs != NULL)
-                        m = Py_BuildValue("(LLL)", ts, pcr, prp);
-                    int rc = m == NULL ? -1 : PyList_Append(pp->obs, m);
-                    Py_XDECREF(m);
-                    if (rc < 0 || set_ll(t, 3, pcr) < 0 || set_ll(t, 4, prp) < 0) {
+                    if (add_move(pp, ts, pcr, prp, 0, 0, 0) < 0 || set_ll(t, 3, pcr) < 0 ||
+                        set_ll(t, 4, prp) < 0) {
                         Py_DECREF(key);
                         goto fail;
                     }
                 }
                 skimmed++;
                 Py_DECREF(key);
+                continue;
+            }
+        } else if (key != NULL && !tick && (fk = fold_kind(kind, klen)) != 0) {
+            PyObject *t = PyDict_GetItemWithError(templates, key);     /* borrowed */
+            PyObject *kk = t == NULL ? NULL : kind_key(&keys, name, nlen, kind, klen);
+            PyObject *kt = kk == NULL ? NULL : PyDict_GetItemWithError(templates, kk);
+            Py_XDECREF(kk);
+            if (PyErr_Occurred()) {
+                Py_DECREF(key);
+                goto fail;
+            }
+            long long fcr = 0, frp = -1, done = 0, total = 0;
+            const char *act = "";
+            Py_ssize_t alen = 0;
+            int f = 0;
+            if (t != NULL && kt != NULL) {
+                if (!PyList_Check(t) || PyList_GET_SIZE(t) != 5 ||
+                    !PyBytes_Check(PyList_GET_ITEM(t, 0))) {
+                    Py_DECREF(key);
+                    PyErr_SetString(PyExc_TypeError, "scan: malformed template");
+                    goto fail;
+                }
+                PyObject *tb = PyList_GET_ITEM(t, 0);
+                f = fold(PyBytes_AS_STRING(tb), PyBytes_GET_SIZE(tb), kt, fk == 2, rest, rlen,
+                         &fcr, &frp, &done, &total, &act, &alen);
+            }
+            if (f) {
+                Pending *pp = get_pending(&ps, name, nlen, ts);
+                int rc = pp == NULL ? -1 : 0;
+                if (rc == 0 && f == 2) {
+                    rc = (set_ll(t, 3, fcr) < 0 || set_ll(t, 4, frp) < 0 ||
+                          add_move(pp, ts, fcr, frp, 1, 0, 0) < 0) ? -1 : 0;
+                }
+                if (rc == 0) {
+                    if (fk == 1) {
+                        pp->n_io++;
+                    } else {
+                        pp->n_prog++;
+                        pp->action = act;
+                        pp->alen = alen;
+                        rc = add_move(pp, ts, item_ll(t, 3), item_ll(t, 4), 2, done, total);
+                    }
+                }
+                Py_DECREF(key);
+                if (rc < 0)
+                    goto fail;
+                skimmed++;
                 continue;
             }
         }
@@ -578,6 +845,17 @@ scan(PyObject *self, PyObject *args)
         if (key != NULL) {
             int rc;
             Pos q;
+            if (!cr && fold_kind(kind, klen)) {     /* the fold template of this kind */
+                PyObject *kk = kind_key(&keys, name, nlen, kind, klen);
+                PyObject *r = kk == NULL ? NULL : PyBytes_FromStringAndSize(rest, rlen);
+                rc = r == NULL ? -1 : PyDict_SetItem(templates, kk, r);
+                Py_XDECREF(kk);
+                Py_XDECREF(r);
+                if (rc < 0) {
+                    Py_DECREF(key);
+                    goto fail;
+                }
+            }
             int keep = 0;       /* 0: drop the template, 1: keep it, 2: keep, new position */
             long long acr = 0, arp = -1;
             PyObject *t = NULL;
@@ -620,6 +898,7 @@ scan(PyObject *self, PyObject *args)
         memcpy(o + olen, line, n);
         olen += n;
         o[olen++] = '\n';
+        n_out++;
         if (PyList_Append(ops, Py_None) < 0)
             goto fail;
     }
@@ -632,8 +911,8 @@ scan(PyObject *self, PyObject *args)
         Py_DECREF(ops);
         return NULL;
     }
-    return Py_BuildValue("(NNLLLO)", out, ops, skimmed, now, last_tick,
-                         blind ? Py_True : Py_False);
+    return Py_BuildValue("(NNLLLOLL)", out, ops, skimmed, now, last_tick,
+                         blind ? Py_True : Py_False, n_lines, n_out);
 
 fail:
     free_pending(&ps);
@@ -644,8 +923,155 @@ fail:
     return NULL;
 }
 
+/* mdtrace.moves.fold_py */
+static PyObject *
+fold_moves(PyObject *self, PyObject *args)
+{
+    Py_buffer mv;
+    PyObject *token, *ref;
+    double speed;
+    long long changed, seen;
+    if (!PyArg_ParseTuple(args, "y*OOdLL:fold", &mv, &token, &ref, &speed, &changed, &seen))
+        return NULL;
+    long long oc = -1, orp = -2, os = -1, r0 = 0, r1 = 0;
+    int have = token != Py_None, have_ref = ref != Py_None, tok_new = 0, ref_new = 0;
+    if ((have && !PyArg_ParseTuple(token, "LLL", &oc, &orp, &os)) ||
+        (have_ref && !PyArg_ParseTuple(ref, "LL", &r0, &r1)) || mv.len % MOVE_SIZE) {
+        PyBuffer_Release(&mv);
+        if (!PyErr_Occurred())
+            PyErr_SetString(PyExc_ValueError, "fold: moves are not whole MOVE records");
+        return NULL;
+    }
+    const char *b = mv.buf;
+    for (Py_ssize_t off = 0; off < mv.len; off += MOVE_SIZE) {
+        long long ts = get_le64(b + off), curr = get_le64(b + off + 8);
+        long long reshape = get_le64(b + off + 16), code = get_le64(b + off + 24);
+        long long done = get_le64(b + off + 32), sysfs, alt;
+        seen = ts;
+        if (code == 2) {
+            sysfs = alt = done;
+        } else {
+            sysfs = have ? os : 0;
+            alt = 0;
+        }
+        if (curr != oc || reshape != orp || sysfs != os) {
+            oc = curr;
+            orp = reshape;
+            os = sysfs;
+            have = tok_new = 1;
+            changed = ts;
+            long long pos = curr > 3 ? curr : alt;
+            if (!have_ref || pos < r1 || pos == 0) {
+                r0 = ts;
+                r1 = pos;
+                have_ref = ref_new = 1;
+                if (pos == 0)
+                    speed = 0.0;
+            } else if (ts - r0 >= 1000000000LL) {
+                speed = (double)(pos - r1) * 1e9 / (double)(ts - r0);
+                r0 = ts;
+                r1 = pos;
+                ref_new = 1;
+            }
+        }
+    }
+    PyBuffer_Release(&mv);
+    PyObject *t = tok_new ? Py_BuildValue("(LLL)", oc, orp, os) : (Py_INCREF(token), token);
+    PyObject *r = ref_new ? Py_BuildValue("(LL)", r0, r1) : (Py_INCREF(ref), ref);
+    if (t == NULL || r == NULL) {
+        Py_XDECREF(t);
+        Py_XDECREF(r);
+        return NULL;
+    }
+    return Py_BuildValue("(NNdLL)", t, r, speed, changed, seen);
+}
+
+/* mdtrace.moves.thin */
+static int
+thin(PyObject *pts)
+{
+    Py_ssize_t n = PyList_GET_SIZE(pts);
+    PyObject *last = PyList_GET_ITEM(pts, n - 1);
+    Py_INCREF(last);
+    PyObject *one = PyLong_FromLong(1), *two = PyLong_FromLong(2);
+    PyObject *sl = (one && two) ? PySlice_New(one, Py_None, two) : NULL;
+    Py_XDECREF(one);
+    Py_XDECREF(two);
+    int rc = sl == NULL ? -1 : PyObject_DelItem(pts, sl);
+    Py_XDECREF(sl);
+    if (rc == 0 && PyList_GET_ITEM(pts, PyList_GET_SIZE(pts) - 1) != last)
+        rc = PyList_Append(pts, last);
+    Py_DECREF(last);
+    return rc;
+}
+
+/* mdtrace.moves.points_py */
+static PyObject *
+points_moves(PyObject *self, PyObject *args)
+{
+    PyObject *pts;
+    Py_buffer mv;
+    long long rm;
+    Py_ssize_t maxp;
+    if (!PyArg_ParseTuple(args, "O!y*Ln:points", &PyList_Type, &pts, &mv, &rm, &maxp))
+        return NULL;
+    const char *b = mv.buf;
+    int have = 0;               /* last point's (value, total) known */
+    long long lv = 0, lt = 0;
+    for (Py_ssize_t off = 0; off + MOVE_SIZE <= mv.len; off += MOVE_SIZE) {
+        Py_ssize_t n = PyList_GET_SIZE(pts);
+        if (!have && n > 0) {
+            PyObject *lp = PyList_GET_ITEM(pts, n - 1);
+            if (!PyTuple_Check(lp) || PyTuple_GET_SIZE(lp) < 3) {
+                PyErr_SetString(PyExc_TypeError, "points: a point is not a (ts, v, total)");
+                goto fail;
+            }
+            lv = PyLong_AsLongLong(PyTuple_GET_ITEM(lp, 1));
+            lt = PyLong_AsLongLong(PyTuple_GET_ITEM(lp, 2));
+            if (PyErr_Occurred())
+                goto fail;
+            have = 1;
+        }
+        long long ts = get_le64(b + off), cr = get_le64(b + off + 8);
+        long long code = get_le64(b + off + 24), v, total;
+        if (code == 2) {
+            v = get_le64(b + off + 32);
+            total = get_le64(b + off + 40);
+            if (n > 0 && lv == v && lt == total)
+                continue;
+        } else if (cr > 3 && rm && (n == 0 || lv != cr)) {
+            v = cr;
+            total = rm;
+        } else {
+            continue;
+        }
+        PyObject *p = Py_BuildValue("(LLL)", ts, v, total);
+        if (p == NULL || PyList_Append(pts, p) < 0) {
+            Py_XDECREF(p);
+            goto fail;
+        }
+        Py_DECREF(p);
+        lv = v;
+        lt = total;
+        have = 1;
+        if (PyList_GET_SIZE(pts) > maxp) {
+            if (thin(pts) < 0)
+                goto fail;
+            have = 0;       /* thinning keeps the last point; re-read it anyway */
+        }
+    }
+    PyBuffer_Release(&mv);
+    Py_RETURN_NONE;
+fail:
+    PyBuffer_Release(&mv);
+    return NULL;
+}
+
 static PyMethodDef methods[] = {
     {"scan", scan, METH_VARARGS, "Skim a block of trace lines (see mdtrace.skim.scan_py)."},
+    {"fold", fold_moves, METH_VARARGS, "Progress tracking over packed moves (mdtrace.moves.fold_py)."},
+    {"points", points_moves, METH_VARARGS,
+     "Report progress points from packed moves (mdtrace.moves.points_py)."},
     {NULL, NULL, 0, NULL},
 };
 

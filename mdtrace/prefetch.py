@@ -96,16 +96,15 @@ def _work(reader: TraceReader, tx: Connection, tick_ns: int) -> None:
                 why = None if err is None else (err.what, err.line, err.hint)
                 tx.send(("end", start, reader._buf, why))
                 return
-            nlines = block.count(b"\n")
-            reader._lineno = start + nlines
             if not raw:
-                out, ops, skimmed, now, last_tick, blind = skim.scan(
+                out, ops, skimmed, now, last_tick, blind, nlines, n_out = skim.scan(
                     templates, block, now, last_tick, tick_ns)
-                n_out = len(out) and out.count(b"\n")
+                reader._lineno = start + nlines
                 if not blind and reader._decode_block(out, n_out) is not None:
                     tx.send(("blk", start, nlines, skimmed, n_out, out, ops))
                     continue
                 raw = True
+            reader._lineno = start + block.count(b"\n")
             tx.send(("raw", start, block))
     except BaseException as exc:  # noqa: BLE001 - reported to the reader, which raises it
         try:

@@ -18,6 +18,13 @@ field of the engine and the recorder both ways):
   itself such a line -- except, at most, the digits of the state's ``cr``/``rp`` values.  So
   the engine saw no other event of that array in between, its last state differs at most in
   the position, and the lifecycle (a function of the flag words only) is a fixed point.
+* An io_stats or progress line (the sync thread's and the sysfs poller's position samples)
+  *folds* into the array's run too, if its state (or lack of one) is the template's but for
+  the position, its dm name and mddev identity change nothing, and the whole line equals the
+  array's last ordinary line of that kind (a second template, which decoded) except for
+  JSON number values outside strings and, in the state, only ``cr``/``rp``: so it decodes, and
+  the engine's only effects are counters, time, the position, resync_max and, for progress,
+  the sysfs position sample and sync_action.  The run lists each of them as a move.
 * Each repeat whose position differs from the line before it is listed in the run (``moves``)
   so the engine's own progress/speed tracking and the recorder's progress series see every
   move in order.
@@ -41,14 +48,20 @@ from __future__ import annotations
 import os
 from typing import Any
 
-# (array, n_enter, n_exit, last_ts, max_ts, first_exit_ts or -1, moves): moves is None or
-# [(ts, curr_resync, reshape_pos or -1)] for each line whose sync position differed from the
-# line before it.
-Repeat = tuple[str, int, int, int, int, int, "list[tuple[int, int, int]] | None"]
+from mdtrace.moves import MOVE_REREAD, MOVE_STATE, MOVE_SYSFS, pack
+
+# (array, n_enter, n_exit, n_io_stats, n_progress, last_ts, max_ts, first_exit_ts or -1,
+# moves, action): moves is None or the packed moves (mdtrace.moves), in line order: one for
+# each repeat whose sync position differed from the line before it (MOVE_REREAD) and for each
+# folded io_stats/progress line's state (MOVE_STATE), and one per folded progress line for
+# its sysfs sample (MOVE_SYSFS); action is the folded progress lines' sync action ("" if none).
+Move = tuple[int, int, int, int, int, int]
+Repeat = tuple[str, int, int, int, int, int, int, int, "bytes | None", str]
 # A block's scan result: copied-out lines, ops (None = feed the next decoded line, a tuple =
 # apply a Repeat), the number of lines skimmed, the engine clock after the block (exact unless
-# blind) and whether an unparseable line made it blind.
-ScanResult = tuple[bytes, list[Any], int, int, int, bool]
+# blind), whether an unparseable line made it blind, and the numbers of (non-empty) lines in
+# the block and copied out.
+ScanResult = tuple[bytes, list[Any], int, int, int, bool, int, int]
 
 _ENTER = b"check_recovery_enter"
 _EXIT = b"check_recovery_exit"
@@ -59,18 +72,20 @@ _STATE = b'"s":{'
 _AKEY = b'"a":'
 
 
-def scan_py(templates: dict[bytes, bytes], block: bytes, now: int, last_tick: int,
+def scan_py(templates: dict[bytes, Any], block: bytes, now: int, last_tick: int,
             tick_ns: int) -> ScanResult:
     """Reference implementation; see the module docstring.  ``block`` holds whole lines.
 
-    ``templates`` (array name -> the bytes after the kind of its last line, present only
-    while that line was a skimmable check_recovery line) is updated in place.
+    ``templates`` is updated in place: array name -> [bytes after the kind of its last line,
+    that line's cr, rp, the position last applied (cr, rp)], present only while that line was
+    a skimmable check_recovery line; and ``name + b"\\0" + kind`` -> the bytes after the kind
+    of the array's last ordinary io_stats / progress line (the fold templates).
     """
     out: list[bytes] = []
     ops: list[Any] = []
     skimmed = 0
     fed_now = now        # the engine clock as fed so far (ordinary lines + applied repeats)
-    # name -> [n_enter, n_exit, last, max, first_exit, obs]
+    # name -> [n_enter, n_exit, n_io, n_prog, last, max, first_exit, moves, action]
     pend: dict[bytes, list[Any]] = {}
     pend_max = -1
     blind = False        # after an unparseable line: no more skimming in this block
@@ -78,15 +93,28 @@ def scan_py(templates: dict[bytes, bytes], block: bytes, now: int, last_tick: in
     def flush(name: bytes) -> None:
         nonlocal fed_now
         p = pend.pop(name)
-        ops.append((name.decode(), p[0], p[1], p[2], p[3], p[4], p[5]))
-        if p[3] > fed_now:
-            fed_now = p[3]
+        ops.append((name.decode(), p[0], p[1], p[2], p[3], p[4], p[5], p[6],
+                    None if p[7] is None else pack(p[7]), p[8].decode()))
+        if p[5] > fed_now:
+            fed_now = p[5]
 
     def flush_all() -> None:
         nonlocal pend_max
         for name in list(pend):
             flush(name)
         pend_max = -1
+
+    def pending(name: bytes, ts: int) -> list[Any]:
+        nonlocal pend_max
+        p = pend.get(name)
+        if p is None:
+            p = pend[name] = [0, 0, 0, 0, ts, ts, -1, None, b""]
+        p[4] = ts
+        if ts > p[5]:
+            p[5] = ts
+        if ts > pend_max:
+            pend_max = ts
+        return p
 
     for line in block.split(b"\n"):
         if not line:
@@ -113,25 +141,34 @@ def scan_py(templates: dict[bytes, bytes], block: bytes, now: int, last_tick: in
                 else:
                     pos = _variant(t[0], rest)
             if pos is not None:
-                p = pend.get(name)
-                if p is None:
-                    p = pend[name] = [0, 0, ts, ts, -1, None]
+                p = pending(name, ts)
                 if kind == _ENTER:
                     p[0] += 1
                 else:
                     p[1] += 1
-                    if p[4] < 0:
-                        p[4] = ts
-                p[2] = ts
-                if ts > p[3]:
-                    p[3] = ts
-                if ts > pend_max:
-                    pend_max = ts
+                    if p[6] < 0:
+                        p[6] = ts
                 if pos[0] != t[3] or pos[1] != t[4]:   # the sync position moved
-                    if p[5] is None:
-                        p[5] = []
-                    p[5].append((ts, pos[0], pos[1]))
+                    _move(p, (ts, pos[0], pos[1], MOVE_REREAD, 0, 0))
                     t[3], t[4] = pos
+                skimmed += 1
+                continue
+        elif name is not None and not tick and (kind == _IO or kind == _PROG):
+            t = templates.get(name)
+            f = None if t is None else _fold(t[0], templates.get(name + b"\0" + kind), kind,
+                                             rest)
+            if f is not None:
+                assert t is not None
+                p = pending(name, ts)
+                if f[0] is not _NO_STATE:
+                    t[3], t[4] = f[0]
+                    _move(p, (ts, t[3], t[4], MOVE_STATE, 0, 0))
+                if kind == _IO:
+                    p[2] += 1
+                else:
+                    p[3] += 1
+                    _move(p, (ts, t[3], t[4], MOVE_SYSFS, f[1], f[2]))
+                    p[8] = f[3]
                 skimmed += 1
                 continue
         # an ordinary line.  A second "a" key: another writer's shape (a repeat differs from
@@ -161,6 +198,8 @@ def scan_py(templates: dict[bytes, bytes], block: bytes, now: int, last_tick: in
                 else:
                     templates.pop(name, None)
             else:
+                if kind == _IO or kind == _PROG:
+                    templates[name + b"\0" + kind] = rest
                 t = templates.get(name)
                 if t is not None:
                     pos = _aside(t[0], rest) if kind in _KEEP else None
@@ -171,7 +210,99 @@ def scan_py(templates: dict[bytes, bytes], block: bytes, now: int, last_tick: in
         out.append(line)
         ops.append(None)
     flush_all()
-    return (b"\n".join(out) + b"\n" if out else b""), ops, skimmed, now, last_tick, blind
+    return ((b"\n".join(out) + b"\n" if out else b""), ops, skimmed, now, last_tick, blind,
+            block.count(b"\n"), len(out))
+
+
+_IO = b"io_stats"
+_PROG = b"progress"
+
+
+def _move(p: list[Any], move: Move) -> None:
+    if p[7] is None:
+        p[7] = [move]
+    else:
+        p[7].append(move)
+
+
+def _fold(template: bytes, kind_template: bytes | None, kind: bytes,
+          rest: bytes) -> tuple[Any, int, int, bytes] | None:
+    """For an io_stats / progress line: (its position or _NO_STATE, sysfs done, total,
+    action) if it folds into the array's run (module docstring), else None."""
+    if kind_template is None or b"\\" in rest:
+        return None
+    pos = _aside(template, rest)
+    if pos is None:
+        return None
+    ts = template.find(_STATE)
+    rs = rest.find(_STATE)
+    ldn = _field(rest if rs < 0 else rest[:rs], _DN)
+    if ldn and ldn != _field(template[:ts], _DN):
+        return None     # the engine would take a dm name the template did not have
+    if not _numbers_only(kind_template, rest):
+        return None
+    if kind == _IO:
+        return pos, 0, 0, b""
+    x = _progress_args(rest)
+    if x is None:
+        return None
+    return (pos, *x)
+
+
+def _numbers_only(a: bytes, b: bytes) -> bool:
+    """``a == b`` but for the digits of JSON number values (``:`` digits, then ``,`` or
+    ``}``; at most 18) outside strings.  Neither may hold a backslash; both start with the
+    quote that closes the kind string."""
+    i = j = 0
+    na, nb = len(a), len(b)
+    in_str = True
+    while i < na and j < nb:
+        c = a[i]
+        if c != b[j]:
+            return False
+        i += 1
+        j += 1
+        if c == 34:     # '"'
+            in_str = not in_str
+        elif c == 58 and not in_str:    # ':' then maybe a number
+            ie, je = i, j
+            while ie < na and 48 <= a[ie] <= 57:
+                ie += 1
+            while je < nb and 48 <= b[je] <= 57:
+                je += 1
+            if ie > i or je > j:
+                if ie == i or je == j or ie - i > 18 or je - j > 18 or ie >= na or \
+                        je >= nb or a[ie] not in b",}" or b[je] not in b",}":
+                    return False
+                i, j = ie, je
+    return i == na and j == nb
+
+
+def _progress_args(rest: bytes) -> tuple[int, int, bytes] | None:
+    """(done, total, action) of a progress line whose args end the line as
+    ``"x":{...}}`` with plain-number done/total and a string action, each once; else None."""
+    x = rest.rfind(b',"x":{')
+    if x < 0 or not rest.endswith(b"}}"):
+        return None
+    body = rest[x + 5:]
+    vals = []
+    for key in (b'"done":', b'"total":'):
+        k = body.find(key)
+        if k < 0 or body.find(key, k + 1) >= 0:
+            return None
+        vs = ve = k + len(key)
+        while ve < len(body) and 48 <= body[ve] <= 57:
+            ve += 1
+        if ve == vs or ve - vs > 18 or body[ve] not in b",}":
+            return None
+        vals.append(int(body[vs:ve]))
+    k = body.find(b'"action":')
+    if k < 0 or body.find(b'"action":', k + 1) >= 0 or body[k + 9:k + 10] != b'"':
+        return None
+    e = body.find(b'"', k + 10)
+    if e < 0:
+        return None
+    return vals[0], vals[1], body[k + 10:e]
 
 
 _POS_KEYS = (b'"cr":', b'"rp":')

@@ -298,13 +298,14 @@ class TraceReader:
             yield from ((b, None) for b in self._plain_block(start, block, err))
             return
         now, last_tick = clock()
-        out, ops, skimmed, _, _, _ = skim.scan(templates, block, now, last_tick, tick_ns)
-        evs = self._decode_block(out, len(out) and out.count(b"\n"))
+        out, ops, skimmed, _, _, _, nlines, n_out = skim.scan(templates, block, now, last_tick,
+                                                            tick_ns)
+        evs = self._decode_block(out, n_out)
         if evs is None:     # a bad line: forget templates, redo the block line by line
             templates.clear()
             yield from ((b, None) for b in self._plain_block(start, block, None))
             return
-        self._lineno = start + block.count(b"\n")
+        self._lineno = start + nlines
         self.events_read += len(evs) + skimmed
         yield evs, ops
 

@@ -119,7 +119,7 @@ def _twins(templates_c: dict, templates_py: dict, block: bytes, now: int = 0,
 def test_twins_agree_on_edge_lines() -> None:
     tc: dict = {}
     tp: dict = {}
-    out, ops, skimmed, _, _, blind = _twins(tc, tp, b"\n".join(EDGE_LINES) + b"\n")
+    out, ops, skimmed, _, _, blind, _, _ = _twins(tc, tp, b"\n".join(EDGE_LINES) + b"\n")
     assert skimmed == 4
     # the line after the second "a" key is never skimmed, templates are forgotten
     assert out.endswith(EDGE_LINES[-1] + b"\n") and tc == {}
@@ -175,6 +175,103 @@ def test_twins_agree_on_the_bench_mix(tmp_path: Path) -> None:
         i = j
     assert total > 10_000   # most of that mix is re-reads
     _reports_equal(path)
+
+
+FOLD_T = b'{"t":%d,"k":"check_recovery_enter","a":"md0","c":1,"p":9,"i":9,"m":"md0_raid5",' \
+    b'"md":"p:1","s":{"r":130,"st":true,"cr":%d,"rm":1048576,"lv":5}}'
+FOLD_P = b'{"t":%d,"k":"progress","a":"md0","p":10,"i":10,"m":"md0_resync","md":"p:1",' \
+    b'"s":{"r":130,"st":true,"cr":%d,"rm":1048576,"lv":5},' \
+    b'"x":{"done":%d,"total":1048576,"action":"resync","speed_kbs":%d}}'
+FOLD_IO = b'{"t":%d,"k":"io_stats","a":"md0","p":11,"i":11,"m":"fio","md":"p:1",' \
+    b'"s":{"r":130,"st":true,"cr":%d,"rm":1048576,"lv":5},"x":{"requests":%d,"slow":0}}'
+# (line, folds?) after FOLD_T, an ordinary FOLD_P and an ordinary FOLD_IO line
+FOLD_CASES = [
+    (FOLD_P % (10, 300, 300, 7), True),                            # numbers move
+    (FOLD_IO % (11, 310, 99), True),
+    (FOLD_T % (12, 310), True),                                    # a re-read after them
+    (FOLD_P.replace(b'"resync"', b'"check"') % (13, 320, 320, 1), False),  # other action
+    (FOLD_P.replace(b'"md":"p:1"', b'"dn":"vg-lv","md":"p:1"') % (14, 330, 330, 1), False),
+    (FOLD_P.replace(b'"md":"p:1"', b'"md":"p:2"') % (15, 330, 330, 1), False),  # identity
+    (FOLD_P.replace(b'"r":130', b'"r":131') % (16, 330, 330, 1), False),  # other flags
+    (FOLD_P.replace(b'"m":"md0_resync"', b'"m":"md0_resync2"') % (17, 330, 330, 1), False),
+    (FOLD_P.replace(b'"resync"', b'"re\\u0073ync"') % (18, 330, 330, 1), False),  # escape
+    (FOLD_P.replace(b',"total":1048576', b'') % (19, 330, 330, 1), False),   # no total
+    (FOLD_P.replace(b'"speed_kbs":%d', b'"speed_kbs":1.5') % (20, 330, 330), False),  # float
+    (FOLD_P.replace(b'"lv":5}', b'"lv":5,"cr":1}') % (21, 330, 330, 1), False),  # 2nd cr
+    (b'{"t":22,"k":"progress","a":"md0","x":{"done":5,"total":9,"action":"resync"}}', False),
+    (FOLD_P % (23, 340, 340, 2), True),
+    (FOLD_P % (24, 10**19, 340, 2), False),                        # cr past 18 digits
+]
+
+
+def _fold_block(line: bytes) -> bytes:
+    lines = [FOLD_T % (1, 100), FOLD_P % (2, 100, 100, 5), FOLD_IO % (3, 100, 7),
+             FOLD_T % (4, 200), line, FOLD_T % (30, 200)]
+    return b"\n".join(lines) + b"\n"
+
+
+@pytest.mark.parametrize("i", range(len(FOLD_CASES)))
+def test_fold_rules(i: int, tmp_path: Path) -> None:
+    """io_stats / progress lines fold into a run only when the engine would change nothing
+    but counters, time, the position, resync_max and the sync action; C and Python agree,
+    and the report equals the plain path's either way."""
+    line, folds = FOLD_CASES[i]
+    block = _fold_block(line)
+    out = skim.scan_py({}, block, 0, 0, TICK)[0].split(b"\n")
+    assert (line not in out) == folds
+    assert (FOLD_T % (4, 200)) not in out     # a re-read
+    if skim.ACCELERATED:
+        _twins({}, {}, block)
+    header = b'{"format":"mdtrace-trace","version":1,"kernel":"6.12.117"}\n'
+    path = tmp_path / "fold.jsonl"
+    path.write_bytes(header + block)
+    _reports_equal(path, skip_bad=True)
+
+
+def test_fold_moves_reach_engine_and_report(tmp_path: Path) -> None:
+    """Folded progress lines: sysfs samples, speed and sync_action as the plain path has."""
+    lines = [FOLD_T % (10**9, 100), FOLD_P % (10**9 + 1, 100, 100, 5)]
+    for i in range(1, 400):
+        ts = 10**9 + i * 50_000_000
+        lines += [FOLD_T % (ts, 100 + 1000 * i), FOLD_P % (ts + 1, 100 + 1000 * i,
+                                                          100 + 1000 * i + 7, i)]
+        if i % 7 == 0:
+            lines.append(FOLD_IO % (ts + 2, 100 + 1000 * i, i))
+    header = b'{"format":"mdtrace-trace","version":1,"kernel":"6.12.117"}\n'
+    path = tmp_path / "moves.jsonl"
+    path.write_bytes(header + b"\n".join(lines) + b"\n")
+    _reports_equal(path)
+    arr = _engine_state(path, True, False)[0]["md0"]
+    assert arr.sync_action == "resync" and arr.counters["progress"] == 400
+    assert arr.prog_token == (100 + 1000 * 399, -1, 100 + 1000 * 399 + 7)
+    assert arr.speed > 0
+
+
+@needs_c
+def test_moves_twins_agree() -> None:
+    from mdtrace import moves
+    rnd = random.Random(3)
+    for _ in range(300):
+        n = rnd.randrange(0, 60)
+        ts = rnd.randrange(10**9)
+        ms = []
+        for _ in range(n):
+            ts += rnd.choice([0, 1, 10**8, 6 * 10**8, 2 * 10**9])
+            ms.append((ts, rnd.choice([0, 2, 3, 4, 4096, 8192, 10**6]), rnd.choice([-1, 0, 77]),
+                       rnd.choice([0, 1, 2]), rnd.choice([0, 4, 4096, 10**6]),
+                       rnd.choice([0, 1 << 20])))
+        packed = moves.pack(ms)
+        token = rnd.choice([None, (4, -1, 0), (4096, 77, 4), (2**64 - 1, -1, 0)])
+        ref = rnd.choice([None, (ts - 10**9, 3), (0, 2**64 - 1)])
+        args = (token, ref, rnd.choice([0.0, 12.5]), rnd.randrange(10**9), rnd.randrange(10**9))
+        assert moves.fold(packed, *args) == moves.fold_py(packed, *args)
+        start = rnd.choice([[], [(1, 4096, 1 << 20)], [(1, 2**64 - 1, 1 << 20)]])
+        a, b = list(start), list(start)
+        cap = rnd.choice([2, 5, 4096])
+        rm = rnd.choice([0, 1 << 20])
+        moves.points(a, packed, rm, cap)
+        moves.points_py(b, packed, rm, cap)
+        assert a == b and len(a) <= cap + 1
 
 
 # -- the reader's skimmed path --------------------------------------------------------------
@@ -252,9 +349,12 @@ def test_read_ahead_truncated_compressed_trace(tmp_path: Path) -> None:
 
 _KINDS = ["check_recovery_enter", "check_recovery_exit"] * 6 + [
     "thread_register", "do_sync_enter", "do_sync_exit", "reap", "thread_unregister",
-    "progress", "lock", "array_stop", "array_create", "io_wait", "sync_action"]
+    "progress", "lock", "array_stop", "array_create", "io_wait", "sync_action"] + [
+    "progress", "io_stats"] * 3
 _STATES = [_st([]), _st(["NEEDED"]), _st(["RUNNING", "SYNC"], thread=True),
            _st(["RUNNING", "SYNC"], cr=4096, thread=True),
+           _st(["RUNNING", "SYNC"], cr=8192, thread=True),
+           _st(["RUNNING", "SYNC"], cr=10**6, thread=True),
            _st(["RUNNING", "SYNC", "DONE"], thread=True), _st(["RUNNING", "RESHAPE", "FROZEN"])]
 
 
@@ -278,6 +378,13 @@ def _streams(draw: st.DrawFn) -> list[Event]:
         elif kind == "lock":
             args = {"lock": "reconfig_mutex", "lock_id": "l1",
                     "op": draw(st.sampled_from(["acquire", "release"]))}
+        elif kind == "progress" and draw(st.booleans()):
+            args = {"done": draw(st.sampled_from([0, 3, 4096, 8192, 10**6])),
+                    "total": draw(st.sampled_from([0, 1 << 20, 1 << 21])),
+                    "action": draw(st.sampled_from(["resync", "reshape", ""])),
+                    "speed_kbs": draw(st.integers(0, 10**6))}
+        elif kind == "io_stats":
+            args = {"requests": draw(st.integers(0, 10**6)), "slow": draw(st.integers(0, 3))}
         out.append(Event(ts=max(ts, 0), kind=kind, array=arr, tid=draw(st.sampled_from([5, 6])),
                          dm_name=draw(st.sampled_from(["", "", "vg-lv"])),
                          mddev=draw(st.sampled_from(["p:1", "p:1", "", "p:2"])),

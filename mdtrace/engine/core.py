@@ -9,8 +9,6 @@ of a real trace are md_check_recovery entry/exit and only update the array's sta
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-
 import msgspec
 
 from mdtrace.config import EngineConfig
@@ -37,6 +35,9 @@ from mdtrace.engine.model import (
 from mdtrace.engine.waitfor import WaitForGraph
 from mdtrace.events import ArrayState, Event
 from mdtrace.kernel.flags import Recovery, mddev_names, parse_release, recovery_names
+from mdtrace.moves import MOVE, MOVE_SYSFS
+from mdtrace.moves import fold as _fold
+from mdtrace.moves import fold_seq as _fold_seq
 from mdtrace.skim import Repeat
 
 TICK_NS = 100_000_000
@@ -46,6 +47,8 @@ _STOPPED = Lifecycle.STOPPED
 _SYNCING = Lifecycle.SYNCING
 _DONE = int(Recovery.DONE)
 _RESHAPE = int(Recovery.RESHAPE)
+_MOVE_SYSFS = MOVE_SYSFS
+_MOVE = MOVE
 _CHECK_RECOVERY = frozenset({"check_recovery_enter", "check_recovery_exit"})
 # kinds that move the lifecycle state machine (others only update state words)
 _LIFECYCLE_KINDS = frozenset({"thread_register", "do_sync_enter", "do_sync_exit", "reap",
@@ -128,38 +131,51 @@ class Engine:
         return new
 
     def feed_repeats(self, rep: Repeat) -> list[Finding]:
-        """Feed ``n_enter + n_exit`` md_check_recovery events identical to the array's last
-        event but for time, kind and sync position (a :data:`mdtrace.skim.Repeat`), as one
-        step.
+        """Feed a skimmed run of one array's lines (a :data:`mdtrace.skim.Repeat`) as one
+        step: md_check_recovery re-reads identical to the array's last event but for time,
+        kind and sync position, and folded io_stats / progress samples.
 
         Exactly what :meth:`feed` does with each, minus the clock tick: the caller (the
         skimmer) guarantees no tick falls inside the run and that the array's last fed event
-        was such a line, so only counters, time, the DONE-not-reaped start and, for each
-        move of curr_resync / reshape_pos, the progress tracking change.  Returns ``[]``
+        was such a line, so only counters, time, the DONE-not-reaped start, resync_max,
+        sync_action and, for each move, the progress tracking change.  Returns ``[]``
         (none of that raises a finding; ticks do).
         """
-        name, n_enter, n_exit, last_ts, max_ts, first_exit, moves = rep
+        name, n_enter, n_exit, n_io, n_prog, last_ts, max_ts, first_exit, moves, action = rep
         arr = self._arrays[name]
         h = self._health
         by_kind, counters = h.events_by_kind, arr.counters
-        h.events_total += n_enter + n_exit
-        if n_enter:
-            by_kind["check_recovery_enter"] = by_kind.get("check_recovery_enter", 0) + n_enter
-            counters["check_recovery_enter"] = counters.get("check_recovery_enter", 0) + n_enter
-        if n_exit:
-            by_kind["check_recovery_exit"] = by_kind.get("check_recovery_exit", 0) + n_exit
-            counters["check_recovery_exit"] = counters.get("check_recovery_exit", 0) + n_exit
-            if arr.sync_thread and arr.recovery & _DONE and arr.done_since is None:
-                arr.done_since = first_exit
+        h.events_total += n_enter + n_exit + n_io + n_prog
+        for kind, n in (("check_recovery_enter", n_enter), ("check_recovery_exit", n_exit),
+                        ("io_stats", n_io), ("progress", n_prog)):
+            if n:
+                by_kind[kind] = by_kind.get(kind, 0) + n
+                counters[kind] = counters.get(kind, 0) + n
+        if n_exit and arr.sync_thread and arr.recovery & _DONE and arr.done_since is None:
+            arr.done_since = first_exit
         if max_ts > self._now:
             self._now = max_ts
+        if action:
+            arr.sync_action = action
         if moves is not None:
-            self._progress_seq(arr, moves, None)
-            _, cr, rp = moves[-1]
+            self._progress_seq(arr, moves)
+            st = arr.last_state
+            rm = st.resync_max if st is not None else 0
+            unpack_from = _MOVE.unpack_from
+            for off in range(len(moves) - _MOVE.size, -1, -_MOVE.size):
+                _, _, _, code, _, total = unpack_from(moves, off)   # the last line that set
+                if code == _MOVE_SYSFS:                             # resync_max wins
+                    if total:
+                        arr.resync_max = total
+                        break
+                elif rm:
+                    arr.resync_max = rm
+                    break
+            _, cr, rp, _, _, _ = unpack_from(moves, len(moves) - _MOVE.size)
             arr.curr_resync = cr
             arr.reshape_pos = None if rp < 0 else rp
-            if arr.last_state is not None:
-                arr.last_state = msgspec.structs.replace(arr.last_state, curr_resync=cr,
+            if st is not None:
+                arr.last_state = msgspec.structs.replace(st, curr_resync=cr,
                                                          reshape_pos=arr.reshape_pos)
         arr.last_ns = arr.prog_seen_ns = last_ts
         return []
@@ -207,7 +223,7 @@ class Engine:
             if st.level is not None and st.level >= 0 and not arr.level:
                 arr.level = _LEVELS.get(st.level, f"level{st.level}")
             rp = st.reshape_pos
-            self._progress_seq(arr, ((ts, st.curr_resync, -1 if rp is None else rp),), None)
+            self._observe(arr, ts, st.curr_resync, -1 if rp is None else rp, 0, 0)
         new: list[Finding] = []
         handler = _HANDLERS.get(kind)
         if handler is not None:
@@ -236,38 +252,25 @@ class Engine:
     @staticmethod
     def _progress(arr: ArrayRec, ts: int, curr: int, reshape: int | None,
                   sysfs_done: int | None) -> None:
-        Engine._progress_seq(arr, ((ts, curr, -1 if reshape is None else reshape),),
-                             sysfs_done)
+        Engine._observe(arr, ts, curr, -1 if reshape is None else reshape,
+                        0 if sysfs_done is None else _MOVE_SYSFS, sysfs_done or 0)
 
     @staticmethod
-    def _progress_seq(arr: ArrayRec, seen: Iterable[tuple[int, int, int]],
-                      sysfs_done: int | None) -> None:
-        """Progress observations (ts, curr_resync, reshape position or -1) in order: the
-        stall evidence (F10: last seen / last changed) and the sync speed."""
-        old = arr.prog_token
-        sysfs = old[2] if sysfs_done is None and old is not None else (sysfs_done or 0)
-        o_curr, o_reshape, o_sysfs = old if old is not None else (-1, -2, -1)
-        changed_token = False
-        ref, speed, changed = arr.speed_ref, arr.speed, arr.prog_changed_ns
-        ts = arr.prog_seen_ns
-        for ts, curr, reshape in seen:
-            if curr != o_curr or reshape != o_reshape or sysfs != o_sysfs:
-                o_curr, o_reshape, o_sysfs = curr, reshape, sysfs
-                changed_token = True
-                changed = ts
-                # speed over windows of >= 1 s: curr_resync when BPF reads it, else sysfs
-                pos = curr if curr > 3 else (sysfs_done or 0)
-                if ref is None or pos < ref[1] or pos == 0:
-                    ref = (ts, pos)
-                    if pos == 0:
-                        speed = 0.0
-                elif ts - ref[0] >= 1_000_000_000:
-                    speed = (pos - ref[1]) * 1e9 / (ts - ref[0])
-                    ref = (ts, pos)
-        arr.prog_seen_ns = ts
-        if changed_token:
-            arr.prog_token = (o_curr, o_reshape, o_sysfs)
-            arr.prog_changed_ns, arr.speed_ref, arr.speed = changed, ref, speed
+    def _observe(arr: ArrayRec, ts: int, curr: int, reshape: int, code: int,
+                 done: int) -> None:
+        """One progress observation (an ordinary event's; any int, unlike packed moves)."""
+        (arr.prog_token, arr.speed_ref, arr.speed, arr.prog_changed_ns,
+         arr.prog_seen_ns) = _fold_seq(((ts, curr, reshape, code, done, 0),), arr.prog_token,
+                                       arr.speed_ref, arr.speed, arr.prog_changed_ns,
+                                       arr.prog_seen_ns)
+
+    @staticmethod
+    def _progress_seq(arr: ArrayRec, moves: bytes) -> None:
+        """Progress observations in order (packed :mod:`mdtrace.moves`): the stall evidence
+        (F10: last seen / last changed) and the sync speed."""
+        (arr.prog_token, arr.speed_ref, arr.speed, arr.prog_changed_ns,
+         arr.prog_seen_ns) = _fold(moves, arr.prog_token, arr.speed_ref, arr.speed,
+                                   arr.prog_changed_ns, arr.prog_seen_ns)
 
     # -- per-kind handlers (see _HANDLERS) ------------------------------------------------------
     def _h_create(self, arr: ArrayRec, ev: Event) -> None:

@@ -22,6 +22,8 @@ from mdtrace.engine.core import TICK_NS, Engine
 from mdtrace.engine.model import Finding, Snapshot
 from mdtrace.events import Event
 from mdtrace.kernel.flags import Recovery
+from mdtrace.moves import points as _points
+from mdtrace.moves import thin as _thin
 from mdtrace.skim import Repeat
 from mdtrace.trace import TraceHeader, TraceReader
 
@@ -56,14 +58,6 @@ def _add_point(tl: ArrayTimeline, points: list[Any], ts: int, value: Any) -> Non
         if len(points) > MAX_POINTS:
             _thin(points)
             tl.thinned = True
-
-
-def _thin(points: list[Any]) -> None:
-    """Halve a change-point list in place, keeping the first and last points."""
-    last = points[-1]
-    del points[1::2]
-    if points[-1] is not last:
-        points.append(last)
 
 
 @dataclass
@@ -234,23 +228,16 @@ class TimelineRecorder:
             self._dm(tl, ev)
 
     def repeats(self, rep: Repeat) -> None:
-        """Record a skimmed run of md_check_recovery re-reads (mdtrace.skim): time, the
-        event count and the sync position move; flags and lifecycle are as last recorded."""
-        name, n_enter, n_exit, last_ts, max_ts, _, moves = rep
+        """Record a skimmed run (mdtrace.skim): time, the event count and the sync position
+        and sysfs sample moves; flags and lifecycle are as last recorded."""
+        name, n_enter, n_exit, n_io, n_prog, last_ts, max_ts, _, moves, _ = rep
         if max_ts > self.last_ns:
             self.last_ns = max_ts
         tl = self.timelines[name]
         tl.last_ns = last_ts
-        tl.events += n_enter + n_exit
+        tl.events += n_enter + n_exit + n_io + n_prog
         if moves is not None:
-            st = tl.last_state
-            rm = st.resync_max
-            pp = tl.progress
-            for ts, cr, _ in moves:
-                if cr > 3 and rm and (not pp or pp[-1][1] != cr):
-                    pp.append((ts, cr, rm))
-                    if len(pp) > MAX_POINTS:
-                        _thin(pp)
+            _points(tl.progress, moves, tl.last_state.resync_max, MAX_POINTS)
             # the engine has just made the same state (feed_repeats runs first)
             tl.last_state = self._last_state_of(name)
 
