@@ -147,6 +147,7 @@ find_state(const char *h, Py_ssize_t n)
 typedef struct {
     int n;                      /* value spans found, in order */
     Py_ssize_t s[2], e[2];      /* offsets into the rest */
+    int key[2];                 /* 0: the span is cr's, 1: rp's */
     long long cr, rp;           /* absent: 0 / -1 */
 } Pos;
 
@@ -161,8 +162,8 @@ positions(const char *r, Py_ssize_t n, Pos *p)
         return 0;
     /* one pass for both keys; a key seen twice: not skimmable (which one would count?) */
     const char *k[2] = {NULL, NULL};
-    for (const char *c = st; c + 5 <= e; c++) {
-        if (c[0] != '"' || c[3] != '"' || c[4] != ':')
+    for (const char *c = st; c + 5 <= e && (c = memchr(c, '"', e - c)) != NULL; c++) {
+        if (c + 5 > e || c[3] != '"' || c[4] != ':')
             continue;
         int i = (c[1] == 'c' && c[2] == 'r') ? 0 : (c[1] == 'r' && c[2] == 'p') ? 1 : -1;
         if (i < 0)
@@ -187,6 +188,7 @@ positions(const char *r, Py_ssize_t n, Pos *p)
             return 0;
         p->s[p->n] = vs - r;
         p->e[p->n] = ve - r;
+        p->key[p->n] = i;
         p->n++;
         if (i == 0)
             p->cr = v;
@@ -201,15 +203,30 @@ static int
 variant_pos(const char *t, Py_ssize_t tn, const Pos *ta, const char *r, Py_ssize_t rn,
             Pos *out)
 {
-    Pos a = *ta, b;
-    if (!positions(r, rn, &b) || a.n != b.n)
-        return 0;
+    /* r must equal t outside t's value spans and hold a plain number (1-18 digits) in each:
+     * then positions(r) would find the same keys and these values (its other bytes are t's) */
+    Pos b = *ta;
+    b.cr = 0;
+    b.rp = -1;
     Py_ssize_t ia = 0, ib = 0;
-    for (int i = 0; i < a.n; i++) {
-        if (a.s[i] - ia != b.s[i] - ib || memcmp(t + ia, r + ib, a.s[i] - ia) != 0)
+    for (int i = 0; i < ta->n; i++) {
+        Py_ssize_t seg = ta->s[i] - ia;
+        if (rn - ib < seg || memcmp(t + ia, r + ib, seg) != 0)
             return 0;
-        ia = a.e[i];
-        ib = b.e[i];
+        ib += seg;
+        Py_ssize_t vs = ib;
+        long long v = 0;
+        while (ib < rn && r[ib] >= '0' && r[ib] <= '9' && ib - vs < 19)
+            v = v * 10 + (r[ib++] - '0');
+        if (ib == vs || ib - vs > 18)
+            return 0;
+        b.s[i] = vs;
+        b.e[i] = ib;
+        if (ta->key[i] == 0)
+            b.cr = v;
+        else
+            b.rp = v;
+        ia = ta->e[i];
     }
     if (tn - ia != rn - ib || memcmp(t + ia, r + ib, tn - ia) != 0)
         return 0;
@@ -282,8 +299,9 @@ static int
 field(const char *h, Py_ssize_t n, const char *key, const char **v, Py_ssize_t *vn)
 {
     Py_ssize_t kn = (Py_ssize_t)strlen(key);
-    for (const char *c = h; c + kn <= h + n; c++)
-        if (*c == key[0] && memcmp(c, key, kn) == 0) {
+    const char *end = h + n;
+    for (const char *c = h; c + kn <= end && (c = memchr(c, key[0], end - c)) != NULL; c++)
+        if (c + kn <= end && memcmp(c, key, kn) == 0) {
             const char *vs = c + kn;
             const char *ve = memchr(vs, '"', (h + n) - vs);
             if (ve == NULL)
@@ -389,18 +407,28 @@ get_pending(PendSet *ps, const char *name, Py_ssize_t nlen, long long ts)
 static void
 put_le64(char *d, long long v)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    memcpy(d, &v, 8);
+#else
     unsigned long long u = (unsigned long long)v;
     for (int i = 0; i < 8; i++)
         d[i] = (char)(u >> (8 * i));
+#endif
 }
 
 static long long
 get_le64(const char *s)
 {
+#if defined(__BYTE_ORDER__) && __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    long long v;
+    memcpy(&v, s, 8);
+    return v;
+#else
     unsigned long long u = 0;
     for (int i = 7; i >= 0; i--)
         u = (u << 8) | (unsigned char)s[i];
     return (long long)u;
+#endif
 }
 
 /* Append a packed move (mdtrace.moves.MOVE) to the run. */
@@ -463,9 +491,10 @@ static int
 count_key(const char *h, Py_ssize_t n, const char *key, const char **at)
 {
     Py_ssize_t kn = (Py_ssize_t)strlen(key);
+    const char *end = h + n;
     int cnt = 0;
-    for (const char *c = h; c + kn <= h + n; c++)
-        if (*c == key[0] && memcmp(c, key, kn) == 0) {
+    for (const char *c = h; c + kn <= end && (c = memchr(c, key[0], end - c)) != NULL; c++)
+        if (c + kn <= end && memcmp(c, key, kn) == 0) {
             if (cnt++ == 0)
                 *at = c;
         }

@@ -49,6 +49,9 @@ _DONE = int(Recovery.DONE)
 _RESHAPE = int(Recovery.RESHAPE)
 _MOVE_SYSFS = MOVE_SYSFS
 _MOVE = MOVE
+_MOVE_SIZE = MOVE.size
+_unpack_from = MOVE.unpack_from
+_ENTER, _EXIT = "check_recovery_enter", "check_recovery_exit"
 _CHECK_RECOVERY = frozenset({"check_recovery_enter", "check_recovery_exit"})
 # kinds that move the lifecycle state machine (others only update state words)
 _LIFECYCLE_KINDS = frozenset({"thread_register", "do_sync_enter", "do_sync_exit", "reap",
@@ -146,37 +149,51 @@ class Engine:
         h = self._health
         by_kind, counters = h.events_by_kind, arr.counters
         h.events_total += n_enter + n_exit + n_io + n_prog
-        for kind, n in (("check_recovery_enter", n_enter), ("check_recovery_exit", n_exit),
-                        ("io_stats", n_io), ("progress", n_prog)):
-            if n:
-                by_kind[kind] = by_kind.get(kind, 0) + n
-                counters[kind] = counters.get(kind, 0) + n
-        if n_exit and arr.sync_thread and arr.recovery & _DONE and arr.done_since is None:
-            arr.done_since = first_exit
+        if n_enter:
+            by_kind[_ENTER] = by_kind.get(_ENTER, 0) + n_enter
+            counters[_ENTER] = counters.get(_ENTER, 0) + n_enter
+        if n_exit:
+            by_kind[_EXIT] = by_kind.get(_EXIT, 0) + n_exit
+            counters[_EXIT] = counters.get(_EXIT, 0) + n_exit
+            if arr.sync_thread and arr.recovery & _DONE and arr.done_since is None:
+                arr.done_since = first_exit
+        if n_io:
+            by_kind["io_stats"] = by_kind.get("io_stats", 0) + n_io
+            counters["io_stats"] = counters.get("io_stats", 0) + n_io
+        if n_prog:
+            by_kind["progress"] = by_kind.get("progress", 0) + n_prog
+            counters["progress"] = counters.get("progress", 0) + n_prog
+            if action:
+                arr.sync_action = action
         if max_ts > self._now:
             self._now = max_ts
-        if action:
-            arr.sync_action = action
         if moves is not None:
-            self._progress_seq(arr, moves)
+            (arr.prog_token, arr.speed_ref, arr.speed, arr.prog_changed_ns,
+             _) = _fold(moves, arr.prog_token, arr.speed_ref, arr.speed, arr.prog_changed_ns,
+                        arr.prog_seen_ns)
             st = arr.last_state
+            off = len(moves) - _MOVE_SIZE
+            mv = last = _unpack_from(moves, off)
             rm = st.resync_max if st is not None else 0
-            unpack_from = _MOVE.unpack_from
-            for off in range(len(moves) - _MOVE.size, -1, -_MOVE.size):
-                _, _, _, code, _, total = unpack_from(moves, off)   # the last line that set
-                if code == _MOVE_SYSFS:                             # resync_max wins
-                    if total:
-                        arr.resync_max = total
+            while True:     # the last line that set resync_max wins
+                if mv[3] == _MOVE_SYSFS:
+                    if mv[5]:
+                        arr.resync_max = mv[5]
                         break
                 elif rm:
                     arr.resync_max = rm
                     break
-            _, cr, rp, _, _, _ = unpack_from(moves, len(moves) - _MOVE.size)
+                off -= _MOVE_SIZE
+                if off < 0:
+                    break
+                mv = _unpack_from(moves, off)
+            cr, rp = last[1], last[2]
+            reshape = None if rp < 0 else rp
             arr.curr_resync = cr
-            arr.reshape_pos = None if rp < 0 else rp
-            if st is not None:
+            arr.reshape_pos = reshape
+            if st is not None and (st.curr_resync != cr or st.reshape_pos != reshape):
                 arr.last_state = msgspec.structs.replace(st, curr_resync=cr,
-                                                         reshape_pos=arr.reshape_pos)
+                                                         reshape_pos=reshape)
         arr.last_ns = arr.prog_seen_ns = last_ts
         return []
 
@@ -263,14 +280,6 @@ class Engine:
          arr.prog_seen_ns) = _fold_seq(((ts, curr, reshape, code, done, 0),), arr.prog_token,
                                        arr.speed_ref, arr.speed, arr.prog_changed_ns,
                                        arr.prog_seen_ns)
-
-    @staticmethod
-    def _progress_seq(arr: ArrayRec, moves: bytes) -> None:
-        """Progress observations in order (packed :mod:`mdtrace.moves`): the stall evidence
-        (F10: last seen / last changed) and the sync speed."""
-        (arr.prog_token, arr.speed_ref, arr.speed, arr.prog_changed_ns,
-         arr.prog_seen_ns) = _fold(moves, arr.prog_token, arr.speed_ref, arr.speed,
-                                   arr.prog_changed_ns, arr.prog_seen_ns)
 
     # -- per-kind handlers (see _HANDLERS) ------------------------------------------------------
     def _h_create(self, arr: ArrayRec, ev: Event) -> None:
