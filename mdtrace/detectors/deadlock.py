@@ -10,6 +10,7 @@ reshape stays frozen until the suspending task resumes the array.
 from __future__ import annotations
 
 from mdtrace.detectors.base import GraphContext, Verdict
+from mdtrace.engine.locks import Inversion
 from mdtrace.engine.model import Finding, Severity
 from mdtrace.engine.waitfor import Cycle
 
@@ -36,6 +37,12 @@ def _arrays(cyc: Cycle) -> list[str]:
         if cand and cand not in out:
             out.append(cand)
     return out
+
+
+def wanted(inversions: list[Inversion] | None, cycles: list[Cycle] | None,
+           active: frozenset[str]) -> bool:
+    """Worth a check: on ticks (cycles computed), with a cycle now or one to clear."""
+    return cycles is not None and bool(cycles or active)
 
 
 def check(ctx: GraphContext) -> list[Verdict]:

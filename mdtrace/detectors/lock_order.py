@@ -10,9 +10,17 @@ mddev_suspend_and_lock).  Needs `mdtrace record --locks --locks-full` (every acq
 from __future__ import annotations
 
 from mdtrace.detectors.base import GraphContext, Verdict
+from mdtrace.engine.locks import Inversion
 from mdtrace.engine.model import Finding, Severity
+from mdtrace.engine.waitfor import Cycle
 
 CODE = "F8"
+
+
+def wanted(inversions: list[Inversion] | None, cycles: list[Cycle] | None,
+           active: frozenset[str]) -> bool:
+    """Worth a check: it judges only inversions just found (findings stay once raised)."""
+    return bool(inversions)
 
 
 def check(ctx: GraphContext) -> list[Verdict]:

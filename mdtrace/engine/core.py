@@ -497,10 +497,10 @@ class Engine:
         new: list[Finding] = []
         open_keys = [k for k, f in self._findings.items() if f.end_ns is None]
         for det in GRAPH_DETECTORS:
-            if cycles is None and det.CODE == "F9":
-                continue
             prefix = det.CODE + ":"
             active = frozenset(k for k in open_keys if k.startswith(prefix))
+            if not det.wanted(inversions, cycles, active):
+                continue
             ctx = GraphContext(self._now, self.config, self.kernel, self._arrays,
                                inversions or [], cycles, active)
             new += self._verdicts(det.check(ctx), None)
