@@ -1034,16 +1034,41 @@ thin(PyObject *pts)
     return rc;
 }
 
+/* (a, b, c) without parsing a Py_BuildValue format per point; c_obj: c as an object to share */
+static PyObject *
+triple(long long a, long long b, long long c, PyObject *c_obj)
+{
+    PyObject *t = PyTuple_New(3);
+    if (t == NULL)
+        return NULL;
+    long long v[3] = {a, b, c};
+    for (int i = 0; i < 3; i++) {
+        PyObject *o = (i == 2 && c_obj != NULL) ? (Py_INCREF(c_obj), c_obj) :
+            PyLong_FromLongLong(v[i]);
+        if (o == NULL) {
+            Py_DECREF(t);
+            return NULL;
+        }
+        PyTuple_SET_ITEM(t, i, o);
+    }
+    return t;
+}
+
 /* mdtrace.moves.points_py */
 static PyObject *
 points_moves(PyObject *self, PyObject *args)
 {
-    PyObject *pts;
+    PyObject *pts, *rm_obj;
     Py_buffer mv;
-    long long rm;
     Py_ssize_t maxp;
-    if (!PyArg_ParseTuple(args, "O!y*Ln:points", &PyList_Type, &pts, &mv, &rm, &maxp))
+    if (!PyArg_ParseTuple(args, "O!y*O!n:points", &PyList_Type, &pts, &mv, &PyLong_Type,
+                          &rm_obj, &maxp))
         return NULL;
+    long long rm = PyLong_AsLongLong(rm_obj);
+    if (rm == -1 && PyErr_Occurred()) {
+        PyBuffer_Release(&mv);
+        return NULL;
+    }
     const char *b = mv.buf;
     int have = 0;               /* last point's (value, total) known */
     long long lv = 0, lt = 0;
@@ -1074,7 +1099,7 @@ points_moves(PyObject *self, PyObject *args)
         } else {
             continue;
         }
-        PyObject *p = Py_BuildValue("(LLL)", ts, v, total);
+        PyObject *p = triple(ts, v, total, total == rm ? rm_obj : NULL);
         if (p == NULL || PyList_Append(pts, p) < 0) {
             Py_XDECREF(p);
             goto fail;

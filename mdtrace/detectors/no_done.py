@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mdtrace.config import EngineConfig
 from mdtrace.detectors.base import Context, Verdict
 from mdtrace.engine.arrays import ArrayRec
 from mdtrace.engine.model import Finding, Severity
@@ -10,7 +11,7 @@ CODE = "F3"
 CODES = (CODE,)
 
 
-def wanted(arr: ArrayRec) -> bool:
+def wanted(arr: ArrayRec, config: EngineConfig) -> bool:
     """Worth a tick check (else every verdict would only close an inactive finding)."""
     return arr.exit_without_done is not None
 

@@ -3,6 +3,7 @@ because the array is suspended (F1, CVE-2024-26758) or read-only (F2, CVE-2024-2
 
 from __future__ import annotations
 
+from mdtrace.config import EngineConfig
 from mdtrace.detectors.base import Context, Verdict
 from mdtrace.engine.arrays import ArrayRec
 from mdtrace.engine.model import Finding, Severity
@@ -11,7 +12,7 @@ CODE = "F1"  # and F2 (same mechanism, read-only array)
 CODES = ("F1", "F2")
 
 
-def wanted(arr: ArrayRec) -> bool:
+def wanted(arr: ArrayRec, config: EngineConfig) -> bool:
     """Worth a tick check (else every verdict would only close an inactive finding)."""
     return arr.done_since is not None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mdtrace.config import EngineConfig
 from mdtrace.detectors.base import Context, Verdict
 from mdtrace.engine.arrays import ArrayRec
 from mdtrace.engine.iowait import blocked_reason, waited_ns
@@ -12,7 +13,7 @@ CODE = "F7"
 CODES = (CODE,)
 
 
-def wanted(arr: ArrayRec) -> bool:
+def wanted(arr: ArrayRec, config: EngineConfig) -> bool:
     """Worth a tick check (it judges only the blocked IO it tracks)."""
     return bool(arr.io_waits)
 

@@ -9,6 +9,7 @@ for another array sharing a disk) is not a stall.
 
 from __future__ import annotations
 
+from mdtrace.config import EngineConfig
 from mdtrace.detectors.base import Context, Verdict
 from mdtrace.engine.arrays import ArrayRec
 from mdtrace.engine.iowait import blocked_reason
@@ -19,9 +20,13 @@ CODE = "F10"
 CODES = (CODE,)
 
 
-def wanted(arr: ArrayRec) -> bool:
-    """Worth a tick check (else every verdict would only close an inactive finding)."""
-    return arr.lifecycle is Lifecycle.SYNCING
+def wanted(arr: ArrayRec, config: EngineConfig) -> bool:
+    """Worth a tick check: syncing with the position already unchanged for ``stall_s`` (else
+    every verdict would only close an inactive finding or wait for more evidence)."""
+    return arr.lifecycle is Lifecycle.SYNCING and \
+        arr.prog_seen_ns - max(arr.prog_changed_ns, arr.lifecycle_since) >= config.stall_s * 1e9
+
+
 _RUNNING, _DONE, _RESHAPE = int(Recovery.RUNNING), int(Recovery.DONE), int(Recovery.RESHAPE)
 
 

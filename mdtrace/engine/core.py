@@ -476,6 +476,7 @@ class Engine:
         new: list[Finding] = []
         active = {(f.array, f.code) for f in self._findings.values() if f.end_ns is None}
         flagged = {a for a, _ in active}
+        config = self.config
         for arr in self._arrays.values():
             if arr.lifecycle is _STOPPED:
                 continue
@@ -484,7 +485,7 @@ class Engine:
             for det in TICK_DETECTORS:
                 # with nothing pending for this array a detector would only close findings
                 # that are not open: skip it (ticks are a sixth of a long report's time)
-                if det.wanted(arr) or name in flagged and any((name, c) in active
+                if det.wanted(arr, config) or name in flagged and any((name, c) in active
                                                               for c in det.CODES):
                     if ctx is None:
                         ctx = Context(arr, None, now, self.config, self.kernel)
