@@ -53,7 +53,7 @@ def test_all_programs_compile_and_verify(release: str) -> None:
     try:
         names = {fn for s in SPECS for fn in (s.entry, s.exit) if fn}
         for fn in sorted(names):
-            b.load_func(fn, bcc.BPF.KPROBE)      # runs the kernel verifier
-        b.load_func("io_scan", bcc.BPF.PERF_EVENT)
+            b.load_func(fn.encode(), bcc.BPF.KPROBE)      # runs the kernel verifier
+        b.load_func(b"io_scan", bcc.BPF.PERF_EVENT)
     finally:
         b.cleanup()

@@ -85,7 +85,7 @@ def read_lost(bpf: Any, seen: dict[int, int]) -> list[tuple[str, int]]:
     from mdtrace.sources.bcc_decode import KIND_NAMES
 
     out = []
-    for k, v in bpf["lost_count"].items():
+    for k, v in bpf[b"lost_count"].items():
         idx, val = k.value, v.value
         delta = val - seen.get(idx, 0)
         if delta > 0:
@@ -104,7 +104,7 @@ class RingPoller:
         self.records = 0
         self.short = 0
         self._cb_ref = self._callback  # keep a reference: bcc stores a ctypes callback
-        bpf[map_name].open_ring_buffer(self._cb_ref)
+        bpf[map_name.encode()].open_ring_buffer(self._cb_ref)
 
     def _callback(self, _ctx: Any, data: Any, size: int) -> int:
         self.records += 1
@@ -180,9 +180,11 @@ class BccSource:
             if p.ok:
                 try:
                     if p.spec.entry:
-                        self.bpf.attach_kprobe(event=p.symbol, fn_name=p.spec.entry)
+                        self.bpf.attach_kprobe(event=p.symbol.encode(),
+                                               fn_name=p.spec.entry.encode())
                     if p.spec.exit:
-                        self.bpf.attach_kretprobe(event=p.symbol, fn_name=p.spec.exit,
+                        self.bpf.attach_kretprobe(event=p.symbol.encode(),
+                                                  fn_name=p.spec.exit.encode(),
                                                   maxactive=64)
                     st["attached"] = True
                     st["symbol"] = p.symbol
@@ -195,7 +197,7 @@ class BccSource:
             try:
                 self.bpf.attach_perf_event(
                     ev_type=bcc.PerfType.SOFTWARE, ev_config=bcc.PerfSWConfig.CPU_CLOCK,
-                    fn_name="io_scan", sample_freq=io_scan_hz, cpu=0)
+                    fn_name=b"io_scan", sample_freq=io_scan_hz, cpu=0)
                 st["attached"] = True
             except Exception as exc:
                 st["reason"] = (f"periodic scan not attached ({exc}); blocked IO is then "
