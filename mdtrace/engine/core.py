@@ -276,6 +276,11 @@ class Engine:
     def _observe(arr: ArrayRec, ts: int, curr: int, reshape: int, code: int,
                  done: int) -> None:
         """One progress observation (an ordinary event's; any int, unlike packed moves)."""
+        tok = arr.prog_token
+        if tok is not None and tok[0] == curr and tok[1] == reshape and (
+                code != _MOVE_SYSFS or tok[2] == done):
+            arr.prog_seen_ns = ts     # nothing moved (what fold_seq would conclude)
+            return
         (arr.prog_token, arr.speed_ref, arr.speed, arr.prog_changed_ns,
          arr.prog_seen_ns) = _fold_seq(((ts, curr, reshape, code, done, 0),), arr.prog_token,
                                        arr.speed_ref, arr.speed, arr.prog_changed_ns,
