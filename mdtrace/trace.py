@@ -170,9 +170,10 @@ class TraceReader:
         self._mdf_cache: dict[int, int] = {}
 
     # -- low level ------------------------------------------------------------------------
-    def _fill(self) -> bool:
+    def _read(self) -> bytes:
+        """The next chunk of the (decompressed) stream; b"" at its end."""
         if self._eof:
-            return False
+            return b""
         try:
             chunk = self._fh.read(_CHUNK)
         except (EOFError, zlib.error, zstandard.ZstdError, OSError) as exc:
@@ -182,6 +183,11 @@ class TraceReader:
                              self._lineno + 1, "events before this point were read") from None
         if not chunk:
             self._eof = True
+        return chunk
+
+    def _fill(self) -> bool:
+        chunk = self._read()
+        if not chunk:
             return False
         self._buf += chunk
         return True
@@ -311,18 +317,27 @@ class TraceReader:
 
     def _blocks(self) -> Iterator[tuple[int, bytes, TraceError | None]]:
         """Whole-line blocks as read: (line number before the block, block, read error)."""
+        cut = self._buf.rfind(b"\n")   # the header read may have buffered lines already
+        if cut >= 0:
+            block, self._buf = self._buf[:cut + 1], self._buf[cut + 1:]
+            yield self._lineno, block, None   # the consumer advances _lineno past it
         while True:
-            cut = self._buf.rfind(b"\n")   # the header read may have buffered lines already
-            if cut >= 0:
-                block, self._buf = self._buf[:cut + 1], self._buf[cut + 1:]
-                yield self._lineno, block, None   # the consumer advances _lineno past it
             try:
-                more = self._fill()
+                chunk = self._read()
             except TraceError as exc:
                 yield self._lineno, b"", exc
                 return
-            if not more:
+            if not chunk:
                 break
+            cut = chunk.rfind(b"\n")
+            if cut < 0:
+                self._buf += chunk
+                continue
+            # one copy: the partial line left over and the chunk's whole lines
+            block = b"".join((self._buf, memoryview(chunk)[:cut + 1])) if self._buf else (
+                chunk if cut == len(chunk) - 1 else chunk[:cut + 1])
+            self._buf = chunk[cut + 1:]
+            yield self._lineno, block, None
         yield self._lineno, b"", None
 
     def _decode_block(self, block: bytes, nlines: int) -> list[Event] | None:
