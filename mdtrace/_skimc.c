@@ -682,6 +682,17 @@ free_keys(Keys *ks)
     ks->n = 0;
 }
 
+/* A template list's bytes (borrowed), or NULL with TypeError set if it is malformed. */
+static PyObject *
+template_bytes(PyObject *t)
+{
+    if (!PyList_Check(t) || PyList_GET_SIZE(t) != 5 || !PyBytes_Check(PyList_GET_ITEM(t, 0))) {
+        PyErr_SetString(PyExc_TypeError, "scan: malformed template");
+        return NULL;
+    }
+    return PyList_GET_ITEM(t, 0);
+}
+
 static PyObject *
 scan(PyObject *self, PyObject *args)
 {
@@ -749,13 +760,11 @@ scan(PyObject *self, PyObject *args)
             int match = 0;
             long long pcr = 0, prp = -1;
             if (t != NULL) {
-                if (!PyList_Check(t) || PyList_GET_SIZE(t) != 5 ||
-                    !PyBytes_Check(PyList_GET_ITEM(t, 0))) {
+                PyObject *tb = template_bytes(t);
+                if (tb == NULL) {
                     Py_DECREF(key);
-                    PyErr_SetString(PyExc_TypeError, "scan: malformed template");
                     goto fail;
                 }
-                PyObject *tb = PyList_GET_ITEM(t, 0);
                 Pos q, ta;
                 if (PyBytes_GET_SIZE(tb) == rlen && memcmp(PyBytes_AS_STRING(tb), rest, rlen) == 0) {
                     match = 1;
@@ -807,13 +816,11 @@ scan(PyObject *self, PyObject *args)
             Py_ssize_t alen = 0;
             int f = 0;
             if (t != NULL && kt != NULL) {
-                if (!PyList_Check(t) || PyList_GET_SIZE(t) != 5 ||
-                    !PyBytes_Check(PyList_GET_ITEM(t, 0))) {
+                PyObject *tb = template_bytes(t);
+                if (tb == NULL) {
                     Py_DECREF(key);
-                    PyErr_SetString(PyExc_TypeError, "scan: malformed template");
                     goto fail;
                 }
-                PyObject *tb = PyList_GET_ITEM(t, 0);
                 f = fold(PyBytes_AS_STRING(tb), PyBytes_GET_SIZE(tb), kt, fk == 2, rest, rlen,
                          &fcr, &frp, &done, &total, &act, &alen);
             }
