@@ -1,8 +1,8 @@
 """Real-kernel checks of the BPF layer (issue 3) in the 6.1 and 6.12 guests, one boot each.
 
 tests/vm/guest/bpf_lifecycle.sh runs `mdtrace record --locks --io-threshold-ms 200` around a
-raid5 resync, a frozen reshape with a write across the reshape position, and an LVM raid1
-(dm-raid) with dm messages and suspend/resume.  Checked here: every probe the kernel has
+raid5 resync, an LVM raid1 (dm-raid) with dm messages and suspend/resume, and last a frozen
+reshape with a write across the reshape position.  Checked here: every probe the kernel has
 attaches; the resync's lifecycle NEEDED -> RUNNING -> md_do_sync -> DONE -> reap is decoded in
 order with the right flags; the F7 wait is seen in the kernel and reported as io_wait (sleep on
 6.1, requeue loop on 6.12) without per-bio events; dm names; no raw pointer in the trace; the
@@ -162,9 +162,8 @@ def test_reshape_io_wait_reported_in_kernel(guest) -> None:
 
 
 def test_dm_raid_names_and_hooks(guest) -> None:
-    _rel, out, events, _res = guest
-    if _oops(out):
-        pytest.skip(f"dm-raid part not run: the guest kernel oopsed before it: {_oops(out)}")
+    _rel, _out, events, _res = guest
+    # runs before the frozen-reshape IO step, whose 6.12.117 kernel oops cannot cost it
     sus = [e for e in events if e.kind == "dm_suspend_enter" and e.dm_name == "vgt-lvt"]
     assert sus and sus[0].array.startswith("dm-") and re.fullmatch(r"\d+:\d+",
                                                                    sus[0].args["dm_dev"])

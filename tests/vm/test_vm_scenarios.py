@@ -68,10 +68,13 @@ def test_guest_completed(kernel_run) -> None:
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_scenario(kernel_run, name: str) -> None:
-    from mdtrace.vm.scenarios import check_scenario
+    from mdtrace.vm.scenarios import check_scenario, kernel_hang_note
 
     r = kernel_run.results.get(name)
     assert r is not None, f"scenario {name} produced no result dir"
+    note = kernel_hang_note(r)
+    if note:
+        print(f"\n!! {kernel_run.kernel} {name}: {note}", file=sys.stderr)
     problems = check_scenario(r)
     assert not problems, f"{kernel_run.kernel} {name}: " + "; ".join(problems) + \
         f" (logs: {r.dir})"
