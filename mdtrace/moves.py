@@ -30,10 +30,6 @@ def pack(moves: Iterable[tuple[int, int, int, int, int, int]]) -> bytes:
     return b"".join(MOVE.pack(*m) for m in moves)
 
 
-def unpack(moves: bytes) -> list[tuple[int, ...]]:
-    return list(MOVE.iter_unpack(moves))
-
-
 def fold_py(moves: bytes, token: tuple[int, int, int] | None, ref: tuple[int, int] | None,
             speed: float, changed: int, seen: int) -> Progress:
     """:func:`fold_seq` over packed moves."""
@@ -83,11 +79,17 @@ def thin(points: list[Any]) -> None:
 
 
 def points_py(points: list[Any], moves: bytes, resync_max: int, max_points: int) -> None:
+    """:func:`points_seq` over packed moves."""
+    points_seq(points, MOVE.iter_unpack(moves), resync_max, max_points)
+
+
+def points_seq(points: list[Any], moves: Iterable[tuple[int, ...]], resync_max: int,
+               max_points: int) -> None:
     """Append the report's progress points for ``moves`` to ``points`` (ts, done, total):
     a re-read or state move's curr_resync (with the state's resync_max) when it differs from
     the last point's, a sysfs sample unless equal to the last point; thinned past
-    ``max_points``."""
-    for ts, cr, _, code, done, total in MOVE.iter_unpack(moves):
+    ``max_points``.  Values may be any int, as in :func:`fold_seq`."""
+    for ts, cr, _, code, done, total in moves:
         if code == MOVE_SYSFS:
             if points and points[-1][1] == done and points[-1][2] == total:
                 continue

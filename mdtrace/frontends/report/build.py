@@ -22,7 +22,10 @@ from mdtrace.engine.core import TICK_NS, Engine
 from mdtrace.engine.model import Finding, Snapshot
 from mdtrace.events import Event
 from mdtrace.kernel.flags import Recovery
+from mdtrace.moves import MOVE_STATE as _MOVE_STATE
+from mdtrace.moves import MOVE_SYSFS as _MOVE_SYSFS
 from mdtrace.moves import points as _points
+from mdtrace.moves import points_seq as _points_seq
 from mdtrace.moves import thin as _thin
 from mdtrace.skim import Repeat
 from mdtrace.trace import TraceHeader, TraceReader
@@ -204,13 +207,9 @@ class TimelineRecorder:
             if st.ro:
                 m |= READ_ONLY
             _add_point(tl, tl.mask, ts, m)
-            cr = st.curr_resync
-            if cr > 3 and st.resync_max:
-                pp = tl.progress
-                if not pp or pp[-1][1] != cr:
-                    pp.append((ts, cr, st.resync_max))
-                    if len(pp) > MAX_POINTS:
-                        _thin(pp)
+            if st.curr_resync > 3 and st.resync_max:
+                _points_seq(tl.progress, ((ts, st.curr_resync, 0, _MOVE_STATE, 0, 0),),
+                            st.resync_max, MAX_POINTS)
         if kind in _LIFECYCLE_KINDS:
             cur = self._lifecycle_of(name)
             if cur is not None and cur is not tl.last_lifecycle:
@@ -242,12 +241,7 @@ class TimelineRecorder:
             tl.last_state = self._last_state_of(name)
 
     def _progress(self, tl: ArrayTimeline, ts: int, done: int, total: int) -> None:
-        pts = tl.progress
-        if pts and pts[-1][1] == done and pts[-1][2] == total:
-            return
-        pts.append((ts, done, total))
-        if len(pts) > MAX_POINTS:
-            _thin(pts)
+        _points_seq(tl.progress, ((ts, 0, 0, _MOVE_SYSFS, done, total),), 0, MAX_POINTS)
 
     def _dm(self, tl: ArrayTimeline, ev: Event) -> None:
         kind = ev.kind
