@@ -3,10 +3,14 @@ findings on the 6.1 kernel (before them) and are absent on 6.12 (after them)."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
+from mdtrace.config import EngineConfig
 from mdtrace.engine.core import Engine
 from mdtrace.engine.model import Lifecycle
 from mdtrace.events import ArrayState, Event
@@ -17,9 +21,9 @@ GOLDEN = Path(__file__).parent / "data" / "golden"
 OLD, NEW = "6.1.0-56-amd64", "6.12.117+deb12-amd64"
 
 
-def _codes(kernel: str, name: str) -> set[str]:
+def _codes(kernel: str, name: str, config: EngineConfig | None = None) -> set[str]:
     reader = TraceReader(GOLDEN / kernel / f"{name}.jsonl.gz")
-    eng = Engine(kernel=reader.header.kernel)
+    eng = Engine(config, kernel=reader.header.kernel)
     for ev in reader:
         eng.feed(ev)
     eng.finish()
@@ -36,6 +40,26 @@ def test_dm_raid_reap_without_mutex_only_before_the_fix() -> None:
     # cd32b27a66db (6.9): raid_message no longer calls md_reap_sync_thread directly
     assert "F6" in _codes(OLD, "lvm_raid5_reshape")
     assert _codes(NEW, "lvm_raid5_reshape") == set()
+
+
+@pytest.mark.parametrize("grace", [0.1, 2.0, 10.0])
+def test_lvm_table_reload_is_not_f3_at_any_grace(grace: float) -> None:
+    # 6.1 lvm2 reshape: the reloaded table's reshape thread leaves md_do_sync without DONE
+    # (MD_RECOVERY_WAIT) around the replaced table's array_stop; the stop path reaps it
+    config = EngineConfig().with_overrides({"done_grace_s": grace})
+    assert "F3" not in _codes(OLD, "lvm_raid5_reshape", config)
+    assert _codes(OLD, "lvm_raid5_reshape", config) == _codes(OLD, "lvm_raid5_reshape")
+
+
+@pytest.mark.parametrize("grace", ["0.1", "10"])
+def test_lvm_table_reload_report_has_no_f3(grace: str) -> None:
+    res = subprocess.run([sys.executable, "-m", "mdtrace.cli", "report", "--format", "json",
+                          "--threshold", f"done_grace_s={grace}",
+                          str(GOLDEN / OLD / "lvm_raid5_reshape.jsonl.gz")],
+                         capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+    codes = {f["code"] for f in json.loads(res.stdout)["findings"]}
+    assert "F3" not in codes and "F6" in codes
 
 
 @pytest.mark.parametrize("kernel", [OLD, NEW])

@@ -49,6 +49,10 @@ MAY_BE_EMPTY = {"mdtrace_array_sync_eta_seconds", "mdtrace_lock_order_edge_obser
 
 
 _OPERATOR_COMMANDS = {"echo", "dmsetup", "mdadm", "lvchange", "fsck", "dmesg"}
+# what mdtrace.detectors.base's remedy helpers print for md and for dm-raid arrays
+_HELPER_FORMS = {"sync_action_cmd": ("/md/sync_action", "dmsetup message"),
+                 "resume_cmd": ("dmsetup resume", "echo active"),
+                 "readwrite_cmd": ("mdadm --readwrite", "lvchange -p rw")}
 
 
 def _free_port() -> int:
@@ -283,4 +287,11 @@ def test_alert_runbooks_match_detector_remedies() -> None:
                 continue  # docstring identifiers, not something the operator runs
             assert words in text, f"{det.name}: `{cmd}` not in the runbook of {sorted(codes)}"
             checked += 1
+        # commands built by the per-kind helpers of detectors/base.py: both kinds' forms
+        for helper, forms in _HELPER_FORMS.items():
+            if helper + "(" in src:
+                for words in forms:
+                    assert words in text, f"{det.name}: {helper} ({words}) not in the " \
+                                          f"runbook of {sorted(codes)}"
+                    checked += 1
     assert checked >= 6

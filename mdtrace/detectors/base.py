@@ -43,5 +43,64 @@ class Verdict:
     finding: Finding | None
 
 
-def sysfs_path(arr: ArrayRec) -> str:
-    return f"/sys/block/{arr.name}/md/sync_action"
+# -- remedies: the one place that knows which command works for which kind of array -------
+# dm-raid arrays have no /sys/block/dm-N/md directory (dm-raid's mddev has no gendisk of its
+# own, so md never creates its sysfs group): their sync actions go through the target's
+# message hook (dm-raid raid_message) instead.
+
+
+def is_dm(arr: ArrayRec) -> bool:
+    """A dm-raid array: the engine saw its dm name (kind dm-raid), or it is named dm-N."""
+    return arr.kind == "dm-raid" or bool(arr.dm_name) or arr.name.startswith("dm-")
+
+
+def lvm_name(dm_name: str) -> str | None:
+    """``VG/LV`` for an LVM dm name (``vg-lv``; a literal '-' in either is written '--'), or
+    None when the name is not one (no single dash, or a layer suffix such as ``-real``)."""
+    parts, cur, i = [], "", 0
+    while i < len(dm_name):
+        if dm_name.startswith("--", i):
+            cur, i = cur + "-", i + 2
+        elif dm_name[i] == "-":
+            parts.append(cur)
+            cur, i = "", i + 1
+        else:
+            cur, i = cur + dm_name[i], i + 1
+    parts.append(cur)
+    return f"{parts[0]}/{parts[1]}" if len(parts) == 2 and all(parts) else None
+
+
+def _dm_dev(arr: ArrayRec) -> str:
+    return arr.dm_name or f"/dev/{arr.name}"
+
+
+def sync_action_cmd(arr: ArrayRec, action: str) -> str:
+    """The command that requests sync ``action`` (idle, frozen, check, repair, reshape ...).
+
+    md: ``echo ACTION > /sys/block/mdX/md/sync_action``.  dm-raid: lvm2's ``lvchange
+    --syncaction`` accepts only check|repair, so the others are dm-raid target messages
+    (raid_message: idle, frozen, resync, recover, check, repair); it has no "reshape"
+    message: ``idle`` clears FROZEN and the md daemon continues an unfinished reshape.
+    """
+    if not is_dm(arr):
+        return f"echo {action} > /sys/block/{arr.name}/md/sync_action"
+    lv = lvm_name(arr.dm_name)
+    if lv and action in ("check", "repair"):
+        return f"lvchange --syncaction {action} {lv}"
+    return f"dmsetup message {_dm_dev(arr)} 0 {'idle' if action == 'reshape' else action}"
+
+
+def resume_cmd(arr: ArrayRec) -> str:
+    """The command that resumes a suspended array (dm: the LV's dm device; md: array_state)."""
+    if is_dm(arr):
+        return f"dmsetup resume {_dm_dev(arr)}"
+    return f"echo active > /sys/block/{arr.name}/md/array_state"
+
+
+def readwrite_cmd(arr: ArrayRec) -> str:
+    """The command that makes a read-only array writable.  dm-raid starts read-only and
+    raid_resume clears mddev->ro: an LV by its permission, another dm device by a resume."""
+    if not is_dm(arr):
+        return f"mdadm --readwrite /dev/{arr.name}"
+    lv = lvm_name(arr.dm_name)
+    return f"lvchange -p rw {lv}" if lv else resume_cmd(arr)

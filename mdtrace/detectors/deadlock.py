@@ -9,24 +9,36 @@ reshape stays frozen until the suspending task resumes the array.
 
 from __future__ import annotations
 
-from mdtrace.detectors.base import GraphContext, Verdict
+from mdtrace.detectors.base import (
+    GraphContext,
+    Verdict,
+    is_dm,
+    resume_cmd,
+    sync_action_cmd,
+)
+from mdtrace.engine.arrays import ArrayRec
 from mdtrace.engine.locks import Inversion
 from mdtrace.engine.model import Finding, Severity
 from mdtrace.engine.waitfor import Cycle
 
 CODE = "F9"
 
-_REMEDY = {
-    "reshape": "resume/unfreeze the reshape so the IO can pass: dm-raid has no safe way out "
-               "on this kernel except `dmsetup resume` from another shell (if the suspend "
-               "was not yet entered), or a reboot; md: `echo reshape > "
-               "/sys/block/{a}/md/sync_action`",
-    "lock": "the tasks hold mutexes each other needs: only a reboot frees them",
-    "thread": "the sync thread cannot stop while its stopper blocks it: `echo idle > "
-              "/sys/block/{a}/md/sync_action` from another shell may break the loop",
-    "io": "the IO cannot drain: see the IO waits above",
-    "suspend": "`dmsetup resume` (dm-raid) / `echo active > /sys/block/{a}/md/array_state`",
-}
+def _remedy(kind: str, arr: ArrayRec) -> str:
+    """What breaks a cycle through a resource of ``kind`` on ``arr``."""
+    if kind == "reshape":
+        if is_dm(arr):
+            return ("resume/unfreeze the reshape so the IO can pass: dm-raid has no safe way "
+                    f"out on this kernel except `{resume_cmd(arr)}` from another shell (if the "
+                    "suspend was not yet entered), or a reboot")
+        return ("resume/unfreeze the reshape so the IO can pass: "
+                f"`{sync_action_cmd(arr, 'reshape')}`")
+    if kind == "thread":
+        return ("the sync thread cannot stop while its stopper blocks it: "
+                f"`{sync_action_cmd(arr, 'idle')}` from another shell may break the loop")
+    if kind == "suspend":
+        return f"`{resume_cmd(arr)}`"
+    return {"lock": "the tasks hold mutexes each other needs: only a reboot frees them",
+            "io": "the IO cannot drain: see the IO waits above"}.get(kind, "")
 
 
 def _arrays(cyc: Cycle) -> list[str]:
@@ -59,8 +71,8 @@ def check(ctx: GraphContext) -> list[Verdict]:
         arrays = _arrays(cyc)
         array = arrays[0] if arrays else ""
         kinds = [w.resource.partition(":")[0] for w, _ in cyc.steps]
-        remedy = " ".join(dict.fromkeys(_REMEDY.get(k, "").format(a=array) for k in kinds
-                                        if k in _REMEDY))
+        rec = ctx.arrays.get(array) or ArrayRec(name=array)
+        remedy = " ".join(dict.fromkeys(r for r in (_remedy(k, rec) for k in kinds) if r))
         out.append(Verdict(key, Finding(
             code="F9", title=f"deadlock: {len(cyc.steps)} tasks wait for each other "
                              f"({' -> '.join(kinds)})",

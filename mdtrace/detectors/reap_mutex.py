@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mdtrace.detectors.base import Context, Verdict
+from mdtrace.detectors.base import Context, Verdict, sync_action_cmd
 from mdtrace.engine.model import Finding, Severity
 
 CODE = "F6"
@@ -21,6 +21,7 @@ def check(ctx: Context) -> list[Verdict]:
                      "mddev->reconfig_mutex, racing with the daemon and with reconfiguration "
                      "(seen with dm-raid's raid_message before the fix)."),
         fix="cd32b27a66db md/dm-raid: don't call md_reap_sync_thread() directly (6.9)",
-        remedy="avoid sending dm-raid sync-action messages (`lvchange --syncaction`) while "
-               "the array is being reconfigured; upgrade to a kernel with the fix.",
+        remedy=(f"avoid sync-action requests (`{sync_action_cmd(arr, 'idle')}` and the "
+                "like) while the array is being reconfigured; upgrade to a kernel with the "
+                "fix."),
         evidence=[ev], details={"caller": caller})), ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from mdtrace.config import EngineConfig
-from mdtrace.detectors.base import Context, Verdict
+from mdtrace.detectors.base import Context, Verdict, readwrite_cmd, resume_cmd, sync_action_cmd
 from mdtrace.engine.arrays import ArrayRec
 from mdtrace.engine.iowait import blocked_reason, waited_ns
 from mdtrace.engine.model import Finding, Severity
@@ -58,13 +58,13 @@ def check(ctx: Context) -> list[Verdict]:
 
 def _remedy(arr: ArrayRec, reason: str) -> str:
     name = arr.dm_name or arr.name
+    resume = resume_cmd(arr)
     return {
-        "read_only": f"make the array writable: `mdadm --readwrite /dev/{arr.name}` "
-                     f"(dm-raid: `lvchange -p rw`), so the reshape can continue",
-        "frozen": f"unfreeze the reshape: `echo reshape > /sys/block/{arr.name}/md/sync_action`"
-                  " (or `echo idle`; dm-raid: `lvchange --syncaction idle`)",
-        "wait": "MD_RECOVERY_WAIT is set (dm-raid): resume the LV (`dmsetup resume "
-                f"{name}`) so the reshape can start",
-        "dm_suspended": f"`dmsetup resume {name}`",
-        "suspended": f"resume the array (`dmsetup resume {name}` for dm-raid)",
-    }.get(reason, f"restart the reshape: `echo reshape > /sys/block/{arr.name}/md/sync_action`")
+        "read_only": f"make the array writable: `{readwrite_cmd(arr)}`, so the reshape can "
+                     "continue",
+        "frozen": f"unfreeze the reshape: `{sync_action_cmd(arr, 'reshape')}`",
+        "wait": f"MD_RECOVERY_WAIT is set (dm-raid): resume {name} (`{resume}`) so the "
+                "reshape can start",
+        "dm_suspended": f"`{resume}`",
+        "suspended": f"resume the array (`{resume}`)",
+    }.get(reason, f"restart the reshape: `{sync_action_cmd(arr, 'reshape')}`")

@@ -10,7 +10,7 @@ for another array sharing a disk) is not a stall.
 from __future__ import annotations
 
 from mdtrace.config import EngineConfig
-from mdtrace.detectors.base import Context, Verdict
+from mdtrace.detectors.base import Context, Verdict, is_dm, sync_action_cmd
 from mdtrace.engine.arrays import ArrayRec
 from mdtrace.engine.iowait import blocked_reason
 from mdtrace.engine.model import Finding, Lifecycle, Severity
@@ -58,8 +58,17 @@ def check(ctx: Context) -> list[Verdict]:
             f"for {still / 1e9:.0f}s of observations. Usual causes: a member disk that stopped "
             "answering (IO stuck below md), speed_limit_max throttled to nothing, or the sync "
             "thread blocked on a lock or on IO that needs it to move (see F9)."),
-        remedy=(f"check member disks (`dmesg`, `cat /sys/block/{arr.name}/md/dev-*/state`), "
-                "`cat /proc/sys/dev/raid/speed_limit_min` and `_max`, the sync thread's "
-                "kernel stack (`cat /proc/$(pgrep -f '" + arr.name + "_(resync|reshape)')/stack`)"
-                f"; `echo idle > /sys/block/{arr.name}/md/sync_action` interrupts it."),
+        remedy=_remedy(arr),
         details={"position": pos, "still_s": round(still / 1e9, 1), "action": action})), ]
+
+
+def _remedy(arr: ArrayRec) -> str:
+    # dm-raid: no md sysfs directory, member health in the target status; its md threads
+    # are named mdX_* (dm-raid's mddev has no md unit number)
+    disks = f"`dmsetup status {arr.dm_name or '/dev/' + arr.name}`" if is_dm(arr) else \
+        f"`cat /sys/block/{arr.name}/md/dev-*/state`"
+    thread = "mdX" if is_dm(arr) else arr.name
+    return (f"check member disks (`dmesg`, {disks}), `cat /proc/sys/dev/raid/speed_limit_min`"
+            " and `_max`, the sync thread's kernel stack (`cat /proc/$(pgrep -f '"
+            f"{thread}_(resync|reshape)')/stack`); `{sync_action_cmd(arr, 'idle')}` "
+            "interrupts it.")

@@ -50,6 +50,9 @@ class ArrayRec:
     done_since: int | None = None
     # md_do_sync returned without DONE at this time (F3 candidate)
     exit_without_done: int | None = None
+    # F3: the last array_stop under this *name* (any generation: a dm table reload stops the
+    # old mddev of the same dm device)
+    stop_ns: int | None = None
     io_waits: dict[str, IoWait] = field(default_factory=dict)
     counters: dict[str, int] = field(default_factory=dict)
     # tasks: the sync thread while md_do_sync runs, the md daemon (last md_check_recovery)

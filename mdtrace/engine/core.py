@@ -206,6 +206,8 @@ class Engine:
         if old is not None:
             self._close_array_findings(old.name, ev.ts)
         arr = ArrayRec(name=ev.array, generation=gen, mddev=ev.mddev, lifecycle_since=ev.ts)
+        if old is not None:
+            arr.stop_ns = old.stop_ns   # per name: the reloaded table's stop (F3)
         self._arrays[ev.array] = arr
         return arr
 
@@ -296,6 +298,7 @@ class Engine:
             arr.level = _LEVELS[lvl]
 
     def _h_stop(self, arr: ArrayRec, ev: Event) -> None:
+        arr.stop_ns = ev.ts
         self._close_array_findings(arr.name, ev.ts)
         for tid in list(arr.suspenders):
             self._waits.end(tid, f"susp:{arr.name}")

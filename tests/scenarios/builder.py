@@ -48,6 +48,8 @@ class Arr:
     resync_max: int = 1 << 20
     daemon: Task = Task(0, "")
     sync_task: Task | None = None
+    # the mddev's identity (hashed pointer): two tables of one dm device are two mddevs
+    ident: str = ""
 
     def __post_init__(self) -> None:
         mdname = "mdX" if self.kind == "dm-raid" else self.name
@@ -75,7 +77,8 @@ class Arr:
         """Append one event of ``ev_kind`` by ``task`` with the current state and ``args``."""
         ev = Event(ts=self.sim.now, kind=ev_kind, array=self.name, cpu=task.tid % 2,
                    pid=task.tid, tid=task.tid, comm=task.comm, dm_name=self.dm_name,
-                   mddev=self.sim.mddev(self.name), state=self.state(), args=args)
+                   mddev=self.sim.mddev(self.ident or self.name), state=self.state(),
+                   args=args)
         self.sim.events.append(ev)
         self.sim.tick()
         return ev
@@ -206,8 +209,9 @@ class Sim:
     def mddev(self, name: str) -> str:
         return "p:" + hashlib.sha256(f"mddev:{name}".encode()).hexdigest()[:12]
 
-    def array(self, name: str, level: int = 5, kind: str = "md", dm_name: str = "") -> Arr:
-        arr = Arr(self, name, level, kind, dm_name)
+    def array(self, name: str, level: int = 5, kind: str = "md", dm_name: str = "",
+              ident: str = "") -> Arr:
+        arr = Arr(self, name, level, kind, dm_name, ident=ident)
         self.arrays[name] = arr
         return arr
 

@@ -154,6 +154,79 @@ def _no_done(sim: Sim, *, sets_done: bool) -> None:
     sim.idle(lv, 6)
 
 
+def _reshape_reload(sim: Sim, *, fixed: bool) -> None:
+    """lvconvert --stripes on dm-raid, as the 6.1 golden lvm_raid5_reshape shows: lvm2 loads a
+    table (C) requesting the reshape next to the live one (B), resumes it (raid_preresume ->
+    rs_start_reshape: MD_RECOVERY_WAIT; 6.1's raid5_start_reshape registers the thread, F4),
+    B's raid_dtr -> md_stop (array_stop), then C's reshape thread leaves md_do_sync at once:
+    without DONE on 6.1 (the WAIT early return), with INTR|DONE and reaped on 6.12
+    (82ec0ae59d02).  Seconds later lvm2 reloads again: D's raid5_run re-registers the
+    interrupted reshape (6.1, F4), C's postsuspend -> __md_stop_writes unregisters and reaps
+    its thread without DONE, C stops, D resumes and reshapes.  Nothing waits for C's DONE."""
+    lvm = sim.task("lvconvert")
+    b = sim.array("dm-6", kind="dm-raid", dm_name="vg-r5", ident="b")
+    b.create(lvm)
+    sim.idle(b, 2)
+    c = sim.array("dm-6", kind="dm-raid", dm_name="vg-r5", ident="c")
+    c.create(lvm)
+    c.suspended = 1
+    c.emit("mddev_suspend", lvm, phase="exit", rc=0)
+    b.emit("raid_target", lvm, hook="postsuspend", phase="enter")
+    b.set("FROZEN")
+    b.suspended = 1
+    b.emit("raid_target", lvm, hook="postsuspend", phase="exit")
+    c.emit("raid_target", lvm, hook="preresume", phase="enter")
+    c.emit("start_reshape", lvm, caller="raid_preresume", phase="enter")
+    c.reshape_pos = 0
+    c.set("FROZEN", "WAIT", "RESHAPE")
+    if not fixed:
+        c.set("RUNNING")
+        c.register_sync("reshape", lvm, "raid5_start_reshape")
+    c.emit("start_reshape", lvm, caller="raid_preresume", phase="exit", rc=0)
+    c.emit("raid_target", lvm, hook="preresume", phase="exit", rc=0)
+    c.suspended = 0
+    c.clear("FROZEN")
+    c.emit("raid_target", lvm, hook="resume", phase="exit")
+    b.stop(lvm)                                   # the old table's raid_dtr -> md_stop
+    sim.sleep(0.0035)
+    if fixed:
+        c.start_sync("reshape")
+        c.emit("do_sync_enter", c.sync_task, thread="mdX_reshape", action="reshape")
+        c.end_sync("reshape", intr=True)          # 6.8+: the WAIT exit sets DONE
+        c.reap()
+    else:
+        c.emit("do_sync_enter", c.sync_task, thread="mdX_reshape", action="reshape")
+        c.end_sync("reshape", done=False)         # 6.1: `if (... WAIT) return;`
+    sim.idle(c, 6, every_s=0.5)                   # lvm2 prepares the next table (> grace)
+    d = sim.array("dm-6", kind="dm-raid", dm_name="vg-r5", ident="d")
+    d.create(lvm)
+    d.reshape_pos = 0
+    d.set("RESHAPE")
+    d.suspended = 1
+    d.emit("mddev_suspend", lvm, phase="exit", rc=0)
+    c.emit("raid_target", lvm, hook="postsuspend", phase="enter")
+    c.set("INTR", "FROZEN")
+    if not fixed:
+        c.emit("thread_unregister", lvm, name="mdX_reshape", caller="__md_stop_writes",
+               sync=True, run="md_do_sync")
+        c.reap(by=lvm, caller="__md_stop_writes")
+    c.suspended = 1
+    c.emit("raid_target", lvm, hook="postsuspend", phase="exit")
+    c.stop(lvm)
+    d.suspended = 0
+    d.emit("raid_target", lvm, hook="resume", phase="exit")
+    if fixed:
+        d.start_sync("reshape")
+    else:
+        d.set("RUNNING")
+        d.register_sync("reshape", lvm, "raid5_run.cold")
+    d.run_sync("reshape", 4, reshape=True)
+    d.end_sync("reshape")
+    d.reshape_pos = None
+    d.reap()
+    sim.idle(d, 2)
+
+
 
 
 # -- F4: sync thread registered outside the daemon --
@@ -412,6 +485,8 @@ ALL: list[Scenario] = [
        partial(_done_while, suspended=False, reaps=True)),
     _s("f3_do_sync_without_done_buggy", K67, {"F3"}, partial(_no_done, sets_done=False)),
     _s("f3_do_sync_without_done_fixed", K68, set(), partial(_no_done, sets_done=True)),
+    _s("f3_reload_stopped_array_buggy", K61, {"F4"}, partial(_reshape_reload, fixed=False)),
+    _s("f3_reload_stopped_array_fixed", K612, set(), partial(_reshape_reload, fixed=True)),
     _s("f4_register_outside_daemon_buggy", K61, {"F4"}, partial(_grow, direct=True)),
     _s("f4_register_outside_daemon_fixed", K612, set(), partial(_grow, direct=False)),
     _s("f5_restart_interrupted_reshape_buggy", K68, {"F5"}, f5_buggy),
