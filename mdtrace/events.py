@@ -52,6 +52,9 @@ sysfs_state            level, array_state, sync_action, degraded, raid_disks (sy
                        ro: int, reshape_position: int, kind ('dm-raid' from dmsetup status)
 probe_status           probe: str, attached: bool, reason: str, method ('kprobe','fentry',..)
 lost                   count: int, probe: str  (perf/ring buffer losses)
+kernel_log             class ('bug','oops','panic','warning','hung_task','soft_lockup','md'),
+                       text (first line), task, task_pid, rip, frames: list[str] (reliable
+                       call-trace frames, innermost first), kmsg_us (the log's own time)
 =====================  =====================================================================
 """
 
@@ -69,6 +72,7 @@ KINDS: tuple[str, ...] = (
     "dm_suspend_enter", "dm_suspend_exit", "dm_resume_enter", "dm_resume_exit", "raid_target",
     "mddev_suspend", "mddev_resume", "lock", "wait_begin", "wait_end", "array_create",
     "array_stop", "sync_action", "progress", "sysfs_state", "probe_status", "lost",
+    "kernel_log",
 )
 KIND_SET = frozenset(KINDS)
 

@@ -414,7 +414,7 @@ def test_scenarios_after_a_wedge_run_in_a_fresh_boot(tmp_path: Path,
 
     def fake_run(img, kernel, script, *, out_dir, args, **kw):  # noqa: ANN001, ANN003, ANN202
         calls.append(list(args))
-        for name in args or ["reshape_frozen_io", "resync_raid5"]:
+        for name in args or scenarios.all_scenarios():
             d = Path(out_dir) / "scenarios" / name
             d.mkdir(parents=True, exist_ok=True)
             wedged = not args and name == "resync_raid5"
@@ -432,3 +432,114 @@ def test_scenarios_after_a_wedge_run_in_a_fresh_boot(tmp_path: Path,
     assert calls == [[], ["resync_raid5"]]
     assert not run.results["resync_raid5"].skipped and run.results["resync_raid5"].rc == 0
     assert run.results["reshape_frozen_io"].rc == 0
+
+
+# -- wedged guests (issue 10): the host's watch, reruns, kernel failures checked -------------
+
+def test_console_kernel_failure_lines_only_from_the_kernel() -> None:
+    from mdtrace.vm.runner import kernel_failure
+
+    assert kernel_failure("[   88.1] kernel BUG at mm/slub.c:550!\n") == \
+        "kernel BUG at mm/slub.c:550!"
+    assert kernel_failure("ok\n[ 130.0] INFO: task dd:7 blocked for more than 120 seconds.\n")\
+        .startswith("INFO: task dd:7")
+    assert kernel_failure("Oops: invalid opcode: 0000 [#1]\n").startswith("Oops:")
+    # the guest script's own echoes (indented scenario logs, driver lines) are not the kernel
+    assert kernel_failure("  kernel BUG at x\nrun_scenarios: KERNEL FAILURE: kernel BUG\n") \
+        is None
+    assert kernel_failure("[ 1.0] dm-raid456: io across reshape position\n") is None
+
+
+def test_watch_stops_a_wedged_guest_within_the_grace() -> None:
+    from mdtrace.vm.runner import BOOT_LIMIT_S, FAILURE_GRACE_S, HEARTBEAT_LIMIT_S, Watch
+
+    w = Watch(timeout_s=1800)
+    w.update(10, "", "", started=False)
+    assert w.stop_reason(10, 0) == ""
+    assert "did not start" in w.stop_reason(BOOT_LIMIT_S + 1, 0)
+    w.update(30, "[ 20.0] kernel BUG at mm/slub.c:550!\n", "12.0 readonly: scenario", True)
+    assert w.stop_reason(30 + FAILURE_GRACE_S - 1, 0) == ""
+    assert w.stop_reason(30 + FAILURE_GRACE_S + 1, 0) == \
+        "kernel failure: kernel BUG at mm/slub.c:550!"
+    assert FAILURE_GRACE_S + 1 < 180        # the issue's bound: stopped within 3 minutes
+    h = Watch(timeout_s=1800)
+    h.update(5, "", "1.0 x: scenario", True)
+    h.update(100, "", "1.0 x: scenario", True)            # unchanged heartbeat
+    assert h.stop_reason(5 + HEARTBEAT_LIMIT_S - 1, 0) == ""
+    assert "no progress" in h.stop_reason(5 + HEARTBEAT_LIMIT_S + 1, 0)
+    h.update(5 + HEARTBEAT_LIMIT_S + 2, "", "2.0 x: record_stop", True)
+    assert h.stop_reason(5 + HEARTBEAT_LIMIT_S + 3, 0) == ""
+    assert Watch(timeout_s=60).stop_reason(61, 0).startswith("timed out")
+
+
+def test_a_boot_stopped_mid_scenario_reruns_it(tmp_path: Path,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """The host stopped boot 1 during readonly_reshape (no result.json): boot 2 runs it and
+    the rest again; its partial results are kept aside; at most MAX_BOOTS boots."""
+    import json
+
+    from mdtrace.vm import scenarios
+    from mdtrace.vm.runner import RunResult
+
+    calls: list[list[str]] = []
+    order = scenarios.all_scenarios()
+
+    def fake_run(img, kernel, script, *, out_dir, args, **kw):  # noqa: ANN001, ANN003, ANN202
+        calls.append(list(args))
+        for name in args or order:
+            d = Path(out_dir) / "scenarios" / name
+            d.mkdir(parents=True, exist_ok=True)
+            if not args and name == "readonly_reshape":
+                (d / "obs.jsonl").write_text('{"t": 1, "k": "readonly", "v": "ok"}\n')
+                return RunResult(kernel=kernel, rc=None, timed_out=False, output="",
+                                 out_dir=Path(out_dir), console_log=Path(out_dir) / "c.log",
+                                 wall_s=200.0, boot_s=1.0, wedged="kernel failure: kernel BUG",
+                                 kernel_failure="kernel BUG at mm/slub.c:550!",
+                                 failure_to_stop_s=121.0)
+            (d / "result.json").write_text(json.dumps({
+                "name": name, "kernel": kernel, "rc": 0, "time_s": 1, "recorded": False,
+                "record_attempted": False}))
+        return RunResult(kernel=kernel, rc=0, timed_out=False, output="", out_dir=Path(out_dir),
+                         console_log=Path(out_dir) / "c.log", wall_s=1.0, boot_s=1.0)
+
+    monkeypatch.setattr(scenarios, "ensure_image", lambda: tmp_path / "img")
+    monkeypatch.setattr(scenarios, "run_script", fake_run)
+    out = tmp_path / "out"
+    run = scenarios.run_scenarios("6.12.117+deb12-amd64", out)
+    rest = order[order.index("readonly_reshape"):]
+    assert calls == [[], rest]
+    assert len(run.boots) == 2 and run.run.ok and run.boots[0].wedged
+    assert sorted(run.results) == order and all(r.rc == 0 for r in run.results.values())
+    assert (out / "wedged-boot1" / "readonly_reshape" / "obs.jsonl").is_file()
+    assert any("kernel BUG" in ln for ln in scenarios.check_all(run) if ln.startswith("NOTE"))
+    saved = scenarios.load_run(out)
+    assert saved is not None and [b.wedged for b in saved.boots] == [
+        "kernel failure: kernel BUG", ""]
+
+
+def test_kernel_failure_in_a_scenario_is_checked_not_excused(tmp_path: Path) -> None:
+    """An oops that kills an md thread passes only with mdtrace's F11 for that thread; any
+    other kernel failure fails the scenario."""
+    from mdtrace.vm.scenarios import check_scenario, kernel_hang_note, load_results
+
+    obs = [("readonly", "ok ro=1 state=readonly"),
+           ("kernel_failure", "kernel BUG at mm/slub.c:550!"),
+           ("kernel_failure_task", "md0_raid5")]
+    f11 = {"code": "F11", "array": "md0", "details": {"thread": "md0_raid5"}}
+    f7 = {"code": "F7", "array": "md0", "details": {"reason": "read_only"}}
+    cases = {"good": ([f11, f7], True), "no_f11": ([f7], False),
+             "other_thread": ([{**f11, "details": {"thread": "md1_raid5"}}], False),
+             "extra": ([f11, {"code": "F3", "array": "md0"}], False)}
+    for label, (found, ok) in cases.items():
+        d = tmp_path / label
+        _scenario_dir(d, "readonly_reshape", obs, rc=125, recorded=True, attempted=True,
+                      report={"findings": found})
+        r = load_results(d)["readonly_reshape"]
+        probs = check_scenario(r)
+        assert (probs == []) == ok, (label, probs)
+    assert "kernel bug reproduced" in (kernel_hang_note(r) or "")
+    d = tmp_path / "hung"
+    _scenario_dir(d, "resync_raid5", [("kernel_failure", "INFO: task dd:1 blocked for more "
+                                       "than 120 seconds.")], rc=125)
+    probs = check_scenario(load_results(d)["resync_raid5"])
+    assert len(probs) == 1 and probs[0].startswith("kernel failure during the scenario")

@@ -27,12 +27,16 @@ from mdtrace.events import Event
 @click.option("--sysfs-progress-s", type=float, default=1.0, show_default=True,
               help="Also record md arrays' sysfs sync_completed every N s (stall evidence); "
                    "0 disables.")
+@click.option("--kernel-log/--no-kernel-log", default=True, show_default=True,
+              help="Also record kernel oopses, BUGs, hung-task reports and md/dm-raid "
+                   "messages from /dev/kmsg (how a dead md thread is diagnosed).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
 def command(output: str, duration: float | None, locks: bool, locks_full: bool,
             io_threshold_ms: float, io_stats_s: float, btf_dir: str, sysfs_progress_s: float,
-            quiet: bool) -> None:
+            kernel_log: bool, quiet: bool) -> None:
     """Trace md/dm-raid live with BPF into TRACE (stop with Ctrl-C)."""
     from mdtrace.sources.bcc_source import BccSource
+    from mdtrace.sources.kmsg import start_kmsg_reader
     from mdtrace.trace import TraceWriter
 
     def say(msg: str) -> None:
@@ -65,6 +69,8 @@ def command(output: str, duration: float | None, locks: bool, locks_full: bool,
 
             if sysfs_progress_s > 0:
                 start_progress_sampler(stop, write, sysfs_progress_s)
+            if kernel_log:
+                start_kmsg_reader(stop, write, warn=say)
             try:
                 for ev in src.events(stop):
                     write(ev)

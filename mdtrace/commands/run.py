@@ -21,6 +21,7 @@ from mdtrace.commands._live import (
     start_timer,
     stop_on_signals,
 )
+from mdtrace.sources.kmsg import start_kmsg_reader
 
 _END = object()
 
@@ -120,6 +121,7 @@ def command(duration: float | None, prefer: str, locks: bool, locks_full: bool,
         th.start()
         if getattr(src, "name", "") != "sysfs":
             start_progress_sampler(stop, q.put, interval, sysfs_root)
+        start_kmsg_reader(stop, q.put, warn=lambda m: click.echo(m, err=True))
         last_tick = time.monotonic()
         try:
             while True:

@@ -16,11 +16,13 @@ from mdtrace.detectors import (
     reshape_io,
     restart_reshape,
     stall,
+    thread_dead,
 )
 
-EVENT_DETECTORS = (register_outside, reap_mutex, restart_reshape, reshape_io)
-TRIGGER_KINDS = frozenset({"thread_register", "reap", "start_reshape", "io_wait"})
+EVENT_DETECTORS = (register_outside, reap_mutex, restart_reshape, reshape_io, thread_dead)
+TRIGGER_KINDS = frozenset({"thread_register", "reap", "start_reshape", "io_wait",
+                           "kernel_log"})
 TICK_DETECTORS = (not_reaped, no_done, reshape_io, stall)
 GRAPH_DETECTORS = (lock_order, deadlock)
 ALL = (not_reaped, no_done, register_outside, restart_reshape, reap_mutex, reshape_io,
-       lock_order, deadlock, stall)
+       lock_order, deadlock, stall, thread_dead)

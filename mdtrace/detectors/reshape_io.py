@@ -65,6 +65,8 @@ def _remedy(arr: ArrayRec, reason: str) -> str:
         "frozen": f"unfreeze the reshape: `{sync_action_cmd(arr, 'reshape')}`",
         "wait": f"MD_RECOVERY_WAIT is set (dm-raid): resume {name} (`{resume}`) so the "
                 "reshape can start",
+        "md_thread_dead": f"reboot: {name}'s md thread died in a kernel oops (see F11); "
+                          "nothing moves this IO any more",
         "dm_suspended": f"`{resume}`",
         "suspended": f"resume the array (`{resume}`)",
     }.get(reason, f"restart the reshape: `{sync_action_cmd(arr, 'reshape')}`")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mdtrace.engine.kernel_log import ThreadDeath
 from mdtrace.engine.model import Lifecycle
 from mdtrace.events import ArrayState
 
@@ -67,6 +68,8 @@ class ArrayRec:
     prog_seen_ns: int = 0
     # F5: a reshape's md_do_sync returned with the reshape unfinished (interrupted) at this time
     reshape_interrupted_ns: int | None = None
+    # F11: an md thread of this array killed by a kernel oops (never restarted)
+    thread_died: ThreadDeath | None = None
     # the state words of the last event that carried them (fast path for repeats)
     last_state: ArrayState | None = None
     # sync speed (sectors/s) over >= 1 s windows, and its reference sample (ts, position)

@@ -22,6 +22,7 @@ from mdtrace.detectors.base import Context, GraphContext, Verdict
 from mdtrace.engine import lifecycle
 from mdtrace.engine.arrays import ArrayRec
 from mdtrace.engine.iowait import blocked_reason, on_io_wait, waited_ns
+from mdtrace.engine.kernel_log import thread_death
 from mdtrace.engine.locks import Inversion, LockGraph
 from mdtrace.engine.model import (
     ArrayView,
@@ -96,6 +97,8 @@ class Engine:
                 return self._lock(None, ev) + self._maybe_tick()
             elif kind in ("wait_begin", "wait_end"):
                 self._explicit_wait(ev)
+            elif kind == "kernel_log":
+                return self._kernel_log(ev) + self._maybe_tick()
             return self._maybe_tick()
         arr = self._arrays.get(name)
         st = ev.state
@@ -200,6 +203,34 @@ class Engine:
     def clock(self) -> tuple[int, int]:
         """(trace time now, time of the last tick): what a skimmer needs to replay ticks."""
         return self._now, self._last_tick
+
+    def _kernel_log(self, ev: Event) -> list[Finding]:
+        """A kernel report: when it killed one of an array's md threads, mark the array
+        (F11) and run the event detectors on it.  The array is the one whose daemon or sync
+        thread has the task's pid, else the one the thread's name names (``md0_raid5``), else
+        the only live dm-raid array for a dm-raid thread (``mdX_raid5``)."""
+        death = thread_death(ev)
+        if death is None:
+            return []
+        mdname, d = death
+        live = [a for a in self._arrays.values() if a.lifecycle is not _STOPPED]
+        arr = next((a for a in live if d.pid and d.pid in (a.daemon_tid, a.sync_tid)), None)
+        if arr is None and mdname != "mdX":
+            arr = self._arrays.get(mdname)
+        if arr is None:
+            dm = [a for a in live if a.kind == "dm-raid"]
+            arr = dm[0] if len(dm) == 1 and mdname == "mdX" else None
+        if arr is None:
+            self._health.warnings.append(f"kernel {d.text!r} killed md thread {d.thread}, "
+                                         "whose array the trace does not show")
+            return []
+        arr.counters["kernel_log"] = arr.counters.get("kernel_log", 0) + 1
+        arr.thread_died = d
+        new: list[Finding] = []
+        for det in EVENT_DETECTORS:
+            new += self._verdicts(det.check(Context(arr, ev, ev.ts, self.config,
+                                                    self.kernel)), ev)
+        return new
 
     def _new_array(self, old: ArrayRec | None, ev: Event) -> ArrayRec:
         gen = old.generation + 1 if old is not None else 0

@@ -24,6 +24,8 @@ def blocked_reason(arr: ArrayRec) -> str:
     plus read-only and suspended arrays, which stop the sync thread in every version.
     """
     rec = arr.recovery
+    if arr.thread_died is not None and arr.thread_died.daemon:
+        return "md_thread_dead"      # no stripe is handled again (F11)
     if arr.ro:
         return "read_only"
     if rec & _FROZEN:

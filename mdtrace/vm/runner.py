@@ -13,6 +13,7 @@ that accepts the ioctls but cannot boot a kernel (see docs/vm.md).  MDTRACE_VM_A
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -32,6 +33,60 @@ ACCELS = {
 
 
 RC_GRACE_S = 45   # seconds a guest may take to power off after its script's exit code arrived
+# A kernel failure report on the console (the guest's own printk lines, optionally behind the
+# printk time stamp; the script's echoes are not anchored like that) wedges the boot: the guest
+# driver then ends its scenario and exits, and qemu is stopped FAILURE_GRACE_S after the report
+# whatever the guest does.  The same list is in tests/vm/guest/run_scenarios.sh (FAIL_RE).
+KERNEL_FAILURE = re.compile(
+    r"^(?:\[\s*\d+\.\d+\]\s*)?(kernel BUG at .*|BUG: .*|Oops: .*|general protection fault.*"
+    r"|Kernel panic - not syncing.*|INFO: task .* blocked for more than .*"
+    r"|rcu: INFO: rcu_[a-z]+ (?:self-)?detected stall.*)$", re.M)
+FAILURE_GRACE_S = 120
+# the guest driver's heartbeat ($MDTRACE_OUT/heartbeat) may stand still this long: its longest
+# bounded phase is one scenario (SCEN_TIMEOUT, 300 s); a script without a heartbeat is not timed
+HEARTBEAT_LIMIT_S = 420
+BOOT_LIMIT_S = 300        # qemu start to the job script's start (boots take 20-50 s under TCG)
+
+
+def kernel_failure(console: str) -> str | None:
+    """The first kernel failure report (oops, BUG, panic, hung task, RCU stall) in ``console``."""
+    m = KERNEL_FAILURE.search(console)
+    return m.group(1).strip() if m else None
+
+
+@dataclass
+class Watch:
+    """Why a running guest must be stopped now ('' while it may go on): pure, fed by the
+    runner's poll loop, so its rules are tested without qemu."""
+
+    timeout_s: float
+    failure: str = ""              # first kernel failure line seen on the console
+    failure_at: float | None = None
+    beat: str = ""
+    beat_at: float = 0.0
+    started_at: float | None = None  # the job script started (the guest booted)
+
+    def update(self, now: float, console: str, heartbeat: str, started: bool) -> None:
+        if not self.failure:
+            line = kernel_failure(console)
+            if line:
+                self.failure, self.failure_at = line, now
+        if started and self.started_at is None:
+            self.started_at = now
+        if heartbeat != self.beat or not self.beat_at:
+            self.beat, self.beat_at = heartbeat, now
+
+    def stop_reason(self, now: float, t0: float) -> str:
+        if now - t0 > self.timeout_s:
+            return f"timed out after {self.timeout_s:.0f} s"
+        if self.failure_at is not None and now - self.failure_at > FAILURE_GRACE_S:
+            return f"kernel failure: {self.failure}"
+        if self.started_at is None and now - t0 > BOOT_LIMIT_S:
+            return f"the guest did not start its job within {BOOT_LIMIT_S} s of boot"
+        if self.beat and now - self.beat_at > HEARTBEAT_LIMIT_S:
+            return (f"no progress for {HEARTBEAT_LIMIT_S} s (guest driver at: "
+                    f"{self.beat.strip()[:120]})")
+        return ""
 
 
 @dataclass
@@ -50,13 +105,20 @@ class RunResult:
     qemu_rc: int | None = None
     cmdline: list[str] = field(default_factory=list)
     forced_off: bool = False  # the script finished, the guest did not power off: qemu stopped
+    wedged: str = ""          # why the host stopped a guest that had not finished ('' if not)
+    kernel_failure: str = ""  # the first kernel oops/BUG/hung-task line on the console
+    failure_to_stop_s: float | None = None  # from that line to qemu stopped
 
     @property
     def ok(self) -> bool:
-        return self.rc == 0 and not self.timed_out
+        return self.rc == 0 and not self.timed_out and not self.wedged
 
     def summary(self) -> str:
         state = "timed out" if self.timed_out else f"rc={self.rc}"
+        if self.wedged and not self.timed_out:
+            state += f" (stopped: {self.wedged})"
+        elif self.kernel_failure:
+            state += f" (kernel failure: {self.kernel_failure})"
         if self.forced_off:
             state += " (guest did not power off: stopped)"
         boot = f"{self.boot_s:.1f}" if self.boot_s is not None else "?"
@@ -160,7 +222,8 @@ def run_script(image: GuestImage, kernel: str, script: str | os.PathLike[str], *
         raise MdtraceError(f"{script}: no such script")
     out = Path(out_dir) if out_dir else Path(tempfile.mkdtemp(prefix=f"mdtrace-vm-{rel[:4]}-"))
     out.mkdir(parents=True, exist_ok=True)
-    for stale in ("rc", "output.log", "boot_uptime", "uname_r", "console.log", "src_rev"):
+    for stale in ("rc", "output.log", "boot_uptime", "uname_r", "console.log", "src_rev",
+                  "heartbeat"):
         (out / stale).unlink(missing_ok=True)
     snap: Path | None = None
     if src:
@@ -190,27 +253,35 @@ def run_script(image: GuestImage, kernel: str, script: str | os.PathLike[str], *
                         accel=accel, console_log=console, append=append)
     t0 = time.monotonic()
     timed_out = forced_off = False
+    wedged = ""
     qemu_rc: int | None = None
     qemu_log = out / "qemu.log"
+    watch = Watch(timeout_s)
     try:
         with open(qemu_log, "wb") as qlog:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=qlog,
                                     stderr=subprocess.STDOUT, start_new_session=True)
         rc_seen: float | None = None
+        tail = _Tail(console)
         while proc.poll() is None:
             now = time.monotonic()
             if rc_seen is None and (out / "rc").exists():
                 rc_seen = now
-            if now - t0 > timeout_s:
-                timed_out = True
+            watch.update(now, tail.read(), _read(out / "heartbeat"),
+                         (out / "boot_uptime").exists())
+            why = watch.stop_reason(now, t0)
+            if why and rc_seen is None:
+                timed_out = why.startswith("timed out")
+                wedged = why
             elif rc_seen is not None and now - rc_seen > RC_GRACE_S:
                 forced_off = True    # the script finished; the guest cannot power off
-            if timed_out or forced_off:
+            if wedged or forced_off:
                 proc.kill()
                 proc.wait()
                 break
             time.sleep(0.5)
-        qemu_rc = None if timed_out or forced_off else proc.returncode
+        qemu_rc = None if wedged or forced_off else proc.returncode
+        watch.update(time.monotonic(), tail.read(), "", True)
     finally:
         for d in disk_paths:
             d.unlink(missing_ok=True)
@@ -221,6 +292,9 @@ def run_script(image: GuestImage, kernel: str, script: str | os.PathLike[str], *
         with open(console, "a") as fh:
             fh.write(f"\nmdtrace-vm host: the script exited but the guest was still up "
                      f"{RC_GRACE_S} s later: qemu stopped\n")
+    if wedged:
+        with open(console, "a") as fh:
+            fh.write(f"\nmdtrace-vm host: guest stopped after {wall:.0f} s: {wedged}\n")
     if qemu_rc not in (0, None) and not (out / "rc").exists():
         msg = _read(qemu_log).strip().splitlines()
         raise MdtraceError(f"qemu failed (exit {qemu_rc}): {msg[-1] if msg else 'no output'} "
@@ -229,7 +303,28 @@ def run_script(image: GuestImage, kernel: str, script: str | os.PathLike[str], *
                      output=_read(out / "output.log"), out_dir=out, console_log=console,
                      wall_s=wall, boot_s=_read_float(out / "boot_uptime"),
                      uname_r=_read(out / "uname_r").strip(), qemu_rc=qemu_rc, cmdline=cmd,
-                     forced_off=forced_off)
+                     forced_off=forced_off, wedged=wedged, kernel_failure=watch.failure,
+                     failure_to_stop_s=(None if watch.failure_at is None or not wedged
+                                        else round(time.monotonic() - watch.failure_at, 1)))
+
+
+class _Tail:
+    """New text of a growing file (the serial console), kept to whole lines."""
+
+    def __init__(self, path: Path) -> None:
+        self._path, self._pos, self._part = path, 0, ""
+
+    def read(self) -> str:
+        try:
+            with open(self._path, "rb") as fh:
+                fh.seek(self._pos)
+                data = fh.read(4 << 20)
+        except OSError:
+            return ""
+        self._pos += len(data)
+        text = self._part + data.decode("utf-8", "replace").replace("\r", "")
+        head, sep, self._part = text.rpartition("\n")
+        return head + sep
 
 
 def _shq(s: str) -> str:

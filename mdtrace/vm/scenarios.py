@@ -82,8 +82,13 @@ class ScenarioResult:
 @dataclass
 class ScenarioRun:
     kernel: str
-    run: RunResult
+    run: RunResult                      # the last boot
     results: dict[str, ScenarioResult]
+    boots: list[RunResult] = field(default_factory=list)   # every boot, in order
+
+    def wedges(self) -> list[str]:
+        """One line per boot the host had to stop (what wedged it), for NOTE lines."""
+        return [f"boot {i + 1}: {b.summary()}" for i, b in enumerate(self.boots) if b.wedged]
 
 
 def _iter_codes(report: Any) -> list[str]:
@@ -233,36 +238,61 @@ def golden_result(trace: Path) -> ScenarioResult:
                           replay=_decode_on_host(trace))
 
 
+MAX_BOOTS = 3   # per kernel: one kernel failure costs one boot; two more are the bound
+
+
+def all_scenarios() -> list[str]:
+    return sorted(p.stem for p in (default_src_dir() / GUEST_DIR / "scenarios").glob("*.sh"))
+
+
+def pending(results: dict[str, ScenarioResult], wanted: list[str]) -> list[str]:
+    """Scenarios still to run: never started, cut off by the host stopping the guest (no
+    result.json: ``rc`` None), or skipped by the guest because an earlier one wedged it."""
+    return [n for n in wanted if n not in results or results[n].rc is None
+            or results[n].skipped.startswith("guest wedged")]
+
+
 def run_scenarios(kernel: str, out_dir: Path, *, only: list[str] | None = None,
                   timeout_s: float = 1500, src: Path | None = None,
                   env: dict[str, str] | None = None) -> ScenarioRun:
-    """Boot ``kernel`` once and run the scenarios (default: all) under mdtrace record.
+    """Boot ``kernel`` and run the scenarios (default: all) under mdtrace record.
 
-    A scenario can leave the guest kernel wedged (an array it cannot stop: the hang class
-    mdtrace diagnoses, e.g. 6.12.117's frozen-reshape bug); the guest then skips the rest, and
-    they run in one more boot.  The run reported is the first boot's, or the retry's if that
-    one failed."""
+    A scenario can wedge the guest kernel (an oops that kills raid5d, an array that cannot be
+    stopped: the hang classes mdtrace diagnoses).  The guest then ends that scenario and skips
+    the rest, or the host stops it (runner.Watch: a kernel failure on the console, a heartbeat
+    standing still); what did not run then runs in a fresh boot, at most MAX_BOOTS in all.
+    A scenario cut off mid-way keeps what it left under ``wedged-boot<N>/`` and runs again."""
     img = ensure_image()
     out_dir.mkdir(parents=True, exist_ok=True)
-    stale = out_dir / "scenarios"
-    if stale.is_dir() and not only:
-        shutil.rmtree(stale)   # results of an earlier run must not pass for this one's
+    base = out_dir / "scenarios"
+    if not only:
+        for stale in [base, *out_dir.glob("wedged-boot*")]:
+            if stale.is_dir():
+                shutil.rmtree(stale)   # results of an earlier run must not pass for this one's
+    wanted = list(only) if only else all_scenarios()
     script = default_src_dir() / GUEST_DIR / "run_scenarios.sh"
-    # src None: the guest gets a snapshot of this checkout taken at boot (run_script)
-    run = run_script(img, kernel, script, out_dir=out_dir, src=src, disks=4, disk_mb=256,
-                     timeout_s=timeout_s, args=only or [], env=env)
-    results = load_results(out_dir, run.kernel)
-    again = sorted(n for n, r in results.items() if r.skipped.startswith("guest wedged"))
-    if again and not run.timed_out:
-        print(f"mdtrace vm: {kernel}: guest wedged ({results[again[0]].skipped}); running "
-              f"{', '.join(again)} in a fresh boot", file=sys.stderr)
-        retry = run_script(img, kernel, script, out_dir=out_dir, src=src, disks=4,
-                           disk_mb=256, timeout_s=timeout_s, args=again, env=env)
-        if retry.timed_out or retry.rc != 0:
-            run = retry
+    boots: list[RunResult] = []
+    todo = wanted
+    while todo and len(boots) < MAX_BOOTS:
+        if boots:
+            print(f"mdtrace vm: {kernel}: {boots[-1].summary()}; running {', '.join(todo)} "
+                  f"in a fresh boot ({len(boots) + 1} of at most {MAX_BOOTS})", file=sys.stderr)
+        # src None: the guest gets a snapshot of this checkout taken at boot (run_script);
+        # args: the first boot of a full run passes none (the guest runs all it has)
+        run = run_script(img, kernel, script, out_dir=out_dir, src=src, disks=4, disk_mb=256,
+                         timeout_s=timeout_s, args=todo if boots or only else [], env=env)
+        boots.append(run)
         results = load_results(out_dir, run.kernel)
-    save_run(run, only or [])
-    return ScenarioRun(run.kernel, run, results)
+        todo = pending(results, wanted)
+        for name in todo:     # keep what a cut-off scenario left; the guest reruns it afresh
+            r = results.get(name)
+            if r is not None and r.rc is None:
+                keep = out_dir / f"wedged-boot{len(boots)}"
+                keep.mkdir(exist_ok=True)
+                shutil.move(str(r.dir), str(keep / name))
+    results = load_results(out_dir, boots[-1].kernel)
+    save_run(boots[-1], only or [], boots)
+    return ScenarioRun(boots[-1].kernel, boots[-1], results, boots)
 
 
 RUN_FILE = "run.json"
@@ -280,7 +310,14 @@ def load_run(out_dir: Path) -> ScenarioRun | None:
                     console_log=out_dir / "console.log", wall_s=float(info.get("wall_s", 0)),
                     boot_s=info.get("boot_s"), uname_r=str(info.get("uname_r", "")),
                     qemu_rc=info.get("qemu_rc"), forced_off=bool(info.get("forced_off")))
-    return ScenarioRun(rel, run, load_results(out_dir, rel))
+    boots = [RunResult(kernel=rel, rc=b.get("rc"), timed_out=bool(b.get("timed_out")),
+                       output="", out_dir=out_dir, console_log=out_dir / "console.log",
+                       wall_s=float(b.get("wall_s", 0)), boot_s=b.get("boot_s"),
+                       wedged=str(b.get("wedged", "")),
+                       kernel_failure=str(b.get("kernel_failure", "")),
+                       failure_to_stop_s=b.get("failure_to_stop_s"))
+             for b in info.get("boots", []) if isinstance(b, dict)]
+    return ScenarioRun(rel, run, load_results(out_dir, rel), boots or [run])
 
 
 def _read_text(p: Path) -> str:
@@ -290,13 +327,17 @@ def _read_text(p: Path) -> str:
         return ""
 
 
-def save_run(run: RunResult, only: list[str]) -> None:
+def save_run(run: RunResult, only: list[str], boots: list[RunResult] | None = None) -> None:
     """Keep the boot's outcome beside its results, so a later re-check needs no boot."""
     info = {"kernel": run.kernel, "rc": run.rc, "timed_out": run.timed_out,
             "wall_s": round(run.wall_s, 1), "boot_s": run.boot_s, "uname_r": run.uname_r,
             "qemu_rc": run.qemu_rc, "forced_off": run.forced_off, "only": only,
             "finished_at": time.time(),
-            "src_rev": _read_text(run.out_dir / "src_rev").strip()}
+            "src_rev": _read_text(run.out_dir / "src_rev").strip(),
+            "boots": [{"rc": b.rc, "timed_out": b.timed_out, "wall_s": round(b.wall_s, 1),
+                       "boot_s": b.boot_s, "wedged": b.wedged,
+                       "kernel_failure": b.kernel_failure,
+                       "failure_to_stop_s": b.failure_to_stop_s} for b in boots or [run]]}
     (run.out_dir / RUN_FILE).write_text(json.dumps(info, indent=1) + "\n")
 
 
@@ -600,11 +641,39 @@ EXPECT: dict[str, Expect] = {
 }
 
 
+# Fatal kernel reports: the task they happen in is killed (runner.KERNEL_FAILURE has all the
+# failure lines the harness reacts to; these are the ones mdtrace must diagnose as F11).
+_FATAL = re.compile(r"^(kernel BUG at|BUG: (?!soft lockup)|Oops: |general protection fault"
+                    r"|Kernel panic)")
+_MD_THREAD = re.compile(r"^(md\d+|mdX)_\w+$")
+
+
+def kernel_failure_checks(r: ScenarioResult) -> tuple[Check, ...] | str:
+    """The checks of a scenario during which the guest kernel failed (``kernel_failure``
+    observed by the guest driver), or why such a failure cannot pass.
+
+    An oops that killed an md thread is a kernel bug mdtrace must diagnose: the recorded
+    trace's report holds F11 for that thread (what else it holds is what the array then
+    really shows: F7 for the IO it strands, F10 for the reshape that stops, and the kernel's
+    known F4/F6).  Any other kernel failure in a scenario is not a known outcome: it fails."""
+    line, task = r.obs.get("kernel_failure", ""), r.obs.get("kernel_failure_task", "")
+    if not _FATAL.match(line) or not _MD_THREAD.match(task):
+        return f"kernel failure during the scenario: {line!r} (task {task or '?'})"
+    if r.record_attempted and not r.recorded:
+        return f"kernel failure {line!r} in {task}, but mdtrace record left no trace"
+    return (guest_report_ok, findings(
+        required=(F("F11", thread=re.escape(task)),),
+        allowed=(F("F7"), F("F10"), F("F4"), F6_DM_MESSAGE)))
+
+
 def check_scenario(r: ScenarioResult) -> list[str]:
     """Problems of one scenario result (empty = it passed)."""
     problems = []
     if r.skipped:
         return [f"not run: {r.skipped}"]
+    if r.rc is None:
+        return ["cut off: the host stopped the guest during this scenario and it did not run "
+                "again (see run.json boots)"]
     if r.rc != 0:
         problems.append(f"scenario script exit code {r.rc} ({r.obs.get('error', 'see log.txt')})")
     if r.record_attempted and not r.recorded:
@@ -617,6 +686,13 @@ def check_scenario(r: ScenarioResult) -> list[str]:
         assert exp.hang is not None
         problems = [p for p in problems if not p.startswith("scenario script exit code")]
         checks = (guest_report_ok, *exp.hang.checks)
+    elif "kernel_failure" in r.obs:
+        got = kernel_failure_checks(r)
+        if isinstance(got, str):
+            return [got]
+        problems = [p for p in problems if not p.startswith(("scenario script exit code",
+                                                             "mdtrace record ran"))]
+        checks = got
     for check in checks:
         msg = check(r)
         if msg:
@@ -629,6 +705,8 @@ def check_all(run: ScenarioRun) -> list[str]:
     lines = []
     if run.run.timed_out or run.run.rc != 0:
         lines.append(f"FAIL {run.kernel} guest: {run.run.summary()}")
+    for w in run.wedges():
+        lines.append(f"NOTE {run.kernel} guest stopped, rest rerun in a fresh boot: {w}")
     for name, r in sorted(run.results.items()):
         probs = check_scenario(r)
         rec = "recorded" if r.recorded else "NOT recorded"
@@ -644,13 +722,18 @@ def check_all(run: ScenarioRun) -> list[str]:
 
 
 def kernel_hang_note(r: ScenarioResult) -> str | None:
-    """'kernel hang reproduced: ...' when the scenario met its known kernel failure."""
+    """'kernel hang reproduced: ...' / 'kernel bug reproduced: ...' when the scenario met a
+    known kernel failure (checked as such by check_scenario)."""
     exp = EXPECT.get(r.name)
-    if exp is None or not exp.hung(r):
-        return None
-    assert exp.hang is not None
-    return (f"kernel hang reproduced ({exp.hang.why}: {exp.hang.obs}={r.obs[exp.hang.obs]!r});"
-            " checked that mdtrace diagnoses it instead")
+    if exp is not None and exp.hung(r):
+        assert exp.hang is not None
+        return (f"kernel hang reproduced ({exp.hang.why}: "
+                f"{exp.hang.obs}={r.obs[exp.hang.obs]!r}); checked that mdtrace diagnoses it "
+                "instead")
+    if "kernel_failure" in r.obs and not isinstance(kernel_failure_checks(r), str):
+        return (f"kernel bug reproduced: {r.obs['kernel_failure']!r} killed "
+                f"{r.obs.get('kernel_failure_task')}; checked that mdtrace diagnoses it (F11)")
+    return None
 
 
 def report_drift(r: ScenarioResult) -> str | None:

@@ -143,8 +143,13 @@ def test_reshape_io_wait_reported_in_kernel(guest) -> None:
     assert blocked and max(e.args["wait_ns"] for e in waits) >= 2_000_000_000
     assert any("FROZEN" in e.state.recovery_names() for e in blocked)
     if _oops(out):
-        pytest.skip("the guest kernel oopsed after the blocked IO was reported (kernel bug, "
-                    f"not mdtrace): {_oops(out)}")
+        # a known 6.12.117 kernel bug (double free of the md clone bio, docs/kernels.md):
+        # the IO never ends, so its duration checks do not apply; instead mdtrace must have
+        # recorded the oops and diagnose md1's raid5d as dead (F11)
+        print(f"\nNOTE {rel}: kernel bug reproduced (raid5d oops): {_oops(out)[:200]!r}; "
+              "checking that mdtrace diagnoses it", file=sys.stderr)
+        _check_dead_raid5d(rel, events)
+        return
     # durations are sane (an unsigned underflow once showed up here as ~2**64 ns)
     assert all(0 < e.args["wait_ns"] < 600_000_000_000 for e in waits)
     mode = {e.args["mode"] for e in waits}
@@ -159,6 +164,23 @@ def test_reshape_io_wait_reported_in_kernel(guest) -> None:
     starts = [e for e in events if e.kind == "start_reshape"]
     assert {e.args["phase"] for e in starts} == {"enter", "exit"}
     assert all(e.args["caller"] != "arch_rethook_trampoline" for e in starts)
+
+
+def _check_dead_raid5d(rel: str, events: list) -> None:  # noqa: ANN001 - Events
+    from mdtrace.engine.core import Engine
+
+    logs = [e for e in events if e.kind == "kernel_log" and e.args.get("class") in
+            ("bug", "oops")]
+    assert logs, "the guest kernel oopsed but the trace holds no kernel_log report of it"
+    assert logs[0].args.get("task") == "md1_raid5", logs[0].args
+    eng = Engine(kernel=rel)
+    for ev in events:
+        eng.feed(ev)
+    eng.finish()
+    f11 = [f for f in eng.findings if f.code == "F11" and f.array == "md1"]
+    assert f11 and f11[0].details["thread"] == "md1_raid5", [
+        (f.code, f.array) for f in eng.findings]
+    assert "418b3e64e445" in f11[0].fix or "md_end_clone_io" not in f11[0].details["stack"]
 
 
 def test_dm_raid_names_and_hooks(guest) -> None:

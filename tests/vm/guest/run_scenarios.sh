@@ -5,7 +5,8 @@
 # $MDTRACE_OUT/scenarios/<name>/: result.json, obs.jsonl, timeline.txt, trace.jsonl.gz,
 # report.json, replay.json, record.log, log.txt.
 #   env: SCEN_TIMEOUT (s per scenario, default 300), MDTRACE_RECORD_ARGS (extra record args),
-#        MDTRACE_NO_RECORD=1 (md side only)
+#        MDTRACE_NO_RECORD=1 (md side only), CAPTURE_BTF=0, FAIL_SETTLE_S (10),
+#        MDTRACE_VM_INJECT_WEDGE=NAME (test only: wedge this driver at NAME, once per out dir)
 set -u
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # job_script.sh is a copy in the out share: find the tree via /mnt/src
@@ -21,10 +22,10 @@ source "$here/record.sh"
 can_record=0
 record_available && can_record=1
 echo "run_scenarios: kernel $(uname -r), record=$can_record, scenarios: ${names[*]}"
-# fresh BTF/kallsyms capture, compared on the host with the committed tests/data/btf/
-if [[ ${CAPTURE_BTF:-1} == 1 ]]; then
-    bash "$here/capture_btf.sh" > "$out/capture_btf.log" 2>&1 || echo "run_scenarios: capture_btf failed"
-fi
+# Every wait below is bounded, and the driver says where it is in $out/heartbeat: the host
+# (mdtrace/vm/runner.py) stops a guest whose heartbeat stands still for minutes, or that
+# logged a kernel oops/BUG and did not finish soon after, and reruns the rest in a fresh boot.
+beat() { echo "$(cut -d' ' -f1 /proc/uptime) $*" > "$out/heartbeat"; }
 
 # run_bounded SECONDS CMD...: like timeout(1), but never waits for an unkillable (D state)
 # command: after SECONDS it leaves it behind and returns 124.
@@ -37,6 +38,18 @@ run_bounded() {
     done
     return 124
 }
+
+# Kernel reports that mean the kernel itself failed (the same list as the host's console
+# watch, mdtrace/vm/runner.py KERNEL_FAILURE).  Counted before each scenario; a new one during
+# it ends the scenario (after FAIL_SETTLE_S, so the recorder sees the aftermath) and the boot.
+FAIL_RE='kernel BUG at|BUG: |Oops: |general protection fault|Kernel panic - not syncing|INFO: task .* blocked for more than|rcu: INFO: rcu_[a-z]+ (self-)?detected stall'
+fail_count() { dmesg 2>/dev/null | grep -cE "$FAIL_RE"; }
+
+# fresh BTF/kallsyms capture, compared on the host with the committed tests/data/btf/
+if [[ ${CAPTURE_BTF:-1} == 1 ]]; then
+    beat capture_btf
+    run_bounded 180 bash "$here/capture_btf.sh" > "$out/capture_btf.log" 2>&1 || echo "run_scenarios: capture_btf failed"
+fi
 
 # A scenario can leave the kernel unable to stop an array (the hang class mdtrace diagnoses).
 # Then nothing after it can use the disks: record the evidence once and skip the rest.
@@ -56,29 +69,72 @@ wedged() {
     echo "run_scenarios: WEDGED after $1: $2 (evidence in wedged.txt)"
 }
 
+# cleanup_step PREV LABEL CMD...: one bounded cleanup command; blocked > 60 s = wedged
+cleanup_step() {
+    local prev=$1 label=$2; shift 2
+    [[ -n $WEDGED ]] && return 1
+    beat "cleanup after $prev: $label"
+    run_bounded 60 "$@" >/dev/null 2>&1
+    [[ $? == 124 ]] && { wedged "$prev" "$label blocked > 60 s"; return 1; }
+    return 0
+}
+
 cleanup_disks() {
-    local prev=${1:-start} md
+    local prev=${1:-start} md d
+    [[ -n $WEDGED ]] && return
     pkill -x fio 2>/dev/null; pkill -x dd 2>/dev/null
     for d in $(dmsetup ls 2>/dev/null | awk '$1 != "No" {print $1}'); do
-        dmsetup resume "$d" 2>/dev/null
+        cleanup_step "$prev" "dmsetup resume $d" dmsetup resume "$d" || return
     done
-    vgchange -an -q 2>/dev/null >/dev/null
-    for vg in $(vgs --noheadings -o vg_name 2>/dev/null); do vgremove -ff -y "$vg" >/dev/null 2>&1; done
-    dmsetup remove_all --force 2>/dev/null
+    cleanup_step "$prev" "vgchange -an" vgchange -an -q || return
+    for vg in $(vgs --noheadings -o vg_name 2>/dev/null); do
+        cleanup_step "$prev" "vgremove $vg" vgremove -ff -y "$vg" || return
+    done
+    cleanup_step "$prev" "dmsetup remove_all" dmsetup remove_all --force || return
     for md in /dev/md[0-9]* /dev/md/*; do
         [[ -b $md ]] || continue
-        run_bounded 60 mdadm --stop "$md" >/dev/null 2>&1
-        [[ $? == 124 ]] && wedged "$prev" "mdadm --stop $md blocked > 60 s"
+        cleanup_step "$prev" "mdadm --stop $md" mdadm --stop "$md" || return
     done
     for d in /dev/vd[b-z]; do
         [[ -b $d ]] || continue
-        mdadm --zero-superblock "$d" >/dev/null 2>&1
-        wipefs -a -q "$d" >/dev/null 2>&1
-        dd if=/dev/zero of="$d" bs=1M count=4 oflag=direct status=none 2>/dev/null
+        cleanup_step "$prev" "wipe $d" sh -c "mdadm --zero-superblock $d; wipefs -a -q $d; dd if=/dev/zero of=$d bs=1M count=4 oflag=direct status=none" || return
     done
     echo 1000 > /proc/sys/dev/raid/speed_limit_min
     echo 200000 > /proc/sys/dev/raid/speed_limit_max
     udevadm settle -t 10 2>/dev/null || true
+}
+
+# run_scenario_bounded SDIR SCRIPT: the scenario in its own session, killed (the whole process
+# group) after SCEN_TIMEOUT or FAIL_SETTLE_S after a new kernel failure report; never waits
+# for what a kill leaves in D state.  -> SCEN_RC (124: timed out, 125: kernel failure)
+run_scenario_bounded() {
+    local sdir=$1 script=$2 base p end kill_at=0 line
+    base=$(fail_count)
+    SCEN=$name SDIR=$sdir LIB=$here/lib.sh setsid bash -c 'source "$LIB"; source "$0"' "$script" > "$sdir/log.txt" 2>&1 &
+    p=$!
+    end=$(( $(date +%s) + ${SCEN_TIMEOUT:-300} ))
+    SCEN_RC=
+    while kill -0 "$p" 2>/dev/null; do
+        if ((kill_at == 0)) && (( $(fail_count) > base )); then
+            line=$(dmesg | grep -E "$FAIL_RE" | sed -n "$((base + 1))p")
+            KFAIL_LINE=$line
+            KFAIL_TASK=$(dmesg | grep -A4 -F -- "$line" | grep -oE 'Comm: [^ ]+' | head -1 | cut -d' ' -f2)
+            SDIR=$sdir SCEN=$name bash -c 'source "$0"; obs kernel_failure "$1"; [[ -n $2 ]] && obs kernel_failure_task "$2"' "$here/lib.sh" "$line" "$KFAIL_TASK"
+            echo "run_scenarios: KERNEL FAILURE during $name: $line${KFAIL_TASK:+ (task $KFAIL_TASK)}"
+            kill_at=$(( $(date +%s) + ${FAIL_SETTLE_S:-10} ))
+        fi
+        if ((kill_at > 0 && $(date +%s) >= kill_at)) || (( $(date +%s) >= end )); then
+            [[ $kill_at == 0 ]] && SCEN_RC=124 || SCEN_RC=125
+            kill -KILL -- -"$p" 2>/dev/null
+            sleep 1
+            break
+        fi
+        sleep 1
+    done
+    if [[ -z $SCEN_RC ]]; then
+        wait "$p"; SCEN_RC=$?
+        if ((kill_at > 0)); then SCEN_RC=125; fi
+    fi
 }
 
 prev=start
@@ -92,6 +148,7 @@ for name in "${names[@]}"; do
     fi
     cleanup_disks "$prev"
     prev=$name
+    KFAIL_LINE=""
     if [[ -n $WEDGED ]]; then
         printf '{"name": "%s", "kernel": "%s", "rc": 125, "time_s": 0, "recorded": false, "record_attempted": false, "skipped": "guest wedged after scenario %s"}\n' \
             "$name" "$(uname -r)" "$WEDGED" > "$sdir/result.json"
@@ -99,17 +156,27 @@ for name in "${names[@]}"; do
         continue
     fi
     echo "== scenario $name ($(uname -r))"
+    if [[ ${MDTRACE_VM_INJECT_WEDGE:-} == "$name" && ! -e $out/inject_done ]]; then
+        # the harness's own test (tests/vm/test_vm_wedge.py): a kernel-failure line, then this
+        # driver blocks for good, as if stuck in the kernel; only the host can end the boot
+        touch "$out/inject_done"
+        beat "$name: injected wedge"
+        echo "kernel BUG at mdtrace/inject.c:1! (injected by the vm tier's wedge test)" > /dev/kmsg
+        while :; do sleep 3600; done
+    fi
     REC_PID=0
     if ((can_record)); then
+        beat "$name: record_start"
         record_start "$sdir/trace.jsonl.gz" "$sdir/record.log"
         echo "record_ready_s $REC_READY_S" >> "$sdir/record.meta"
     fi
     t0=$(cut -d' ' -f1 /proc/uptime)
-    SCEN=$name SDIR=$sdir LIB=$here/lib.sh timeout -k 10 "${SCEN_TIMEOUT:-300}" \
-        bash -c 'source "$LIB"; source "$0"' "$script" > "$sdir/log.txt" 2>&1
-    rc=$?
+    beat "$name: scenario"
+    run_scenario_bounded "$sdir" "$script"
+    rc=$SCEN_RC
     t1=$(cut -d' ' -f1 /proc/uptime)
     if ((can_record)); then
+        beat "$name: record_stop"
         record_stop
         echo "record_rc $REC_RC" >> "$sdir/record.meta"
     fi
@@ -117,16 +184,24 @@ for name in "${names[@]}"; do
     recorded=false
     if [[ -s $sdir/trace.jsonl.gz ]]; then
         recorded=true
-        mdtrace report --format json "$sdir/trace.jsonl.gz" > "$sdir/report.json" 2> "$sdir/report.err"
+        beat "$name: report"
+        run_bounded 120 sh -c 'mdtrace report --format json "$1" > "$2/report.json" 2> "$2/report.err"' _ "$sdir/trace.jsonl.gz" "$sdir"
         echo "report_rc $?" >> "$sdir/record.meta"
-        mdtrace replay --json "$sdir/trace.jsonl.gz" > "$sdir/replay.json" 2> "$sdir/replay.err"
-        echo "replay_rc $?" >> "$sdir/record.meta"
+        if [[ -z $KFAIL_LINE ]]; then   # after a kernel failure the host decodes it
+            beat "$name: replay"
+            run_bounded 120 sh -c 'mdtrace replay --json "$1" > "$2/replay.json" 2> "$2/replay.err"' _ "$sdir/trace.jsonl.gz" "$sdir"
+            echo "replay_rc $?" >> "$sdir/record.meta"
+        fi
     fi
     dur=$(awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.1f", b - a }')
     printf '{"name": "%s", "kernel": "%s", "rc": %d, "time_s": %s, "t0": %s, "t1": %s, "recorded": %s, "record_attempted": %s}\n' \
         "$name" "$(uname -r)" "$rc" "$dur" "$t0" "$t1" "$recorded" "$( ((can_record)) && echo true || echo false)" > "$sdir/result.json"
     echo "== scenario $name: rc=$rc in ${dur}s recorded=$recorded"
+    if [[ -n $KFAIL_LINE ]]; then
+        wedged "$name" "kernel failure: $KFAIL_LINE"
+    fi
 done
 cleanup_disks "$prev"
+beat done
 dmesg > "$out/dmesg.txt"
 exit 0
