@@ -1,14 +1,114 @@
-"""`mdtrace record -o TRACE`: live BPF events into a trace file until SIGINT/SIGTERM/--duration."""
+"""`mdtrace record -o TRACE`: live BPF events into a trace file until SIGINT/SIGTERM/--duration.
+
+SIGHUP reopens TRACE (logrotate's way), so one attach (a bcc compile: seconds on hardware,
+a minute or two in a TCG guest) can record many files back to back.
+"""
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any
 
 import click
 
 from mdtrace.commands._live import start_progress_sampler, start_timer, stop_on_signals
+from mdtrace.errors import MdtraceError
 from mdtrace.events import Event
+from mdtrace.trace import TraceHeader, TraceWriter
+
+
+class TraceOutput:
+    """The trace file being written, shared by the source loop and the sampler threads.
+
+    :meth:`reopen` closes the current file (flushed, gzip trailer written: it is complete)
+    and starts a new one at the same path that begins with ``seed()`` (probe status, arrays
+    sysfs shows), so every file reads on its own.
+    """
+
+    def __init__(self, path: str, header: TraceHeader,
+                 seed: Callable[[], list[Event]] = list) -> None:
+        self.path, self._header, self._seed = path, header, seed
+        self._lock = threading.Lock()
+        self._closed = False
+        self.count = 0
+        self.files = 1
+        self._writer = TraceWriter(path, header)
+
+    def write(self, ev: Event) -> None:
+        with self._lock:
+            if not self._closed:
+                self._writer.write(ev)
+                self.count += 1
+
+    def flush(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._writer.flush()
+
+    def reopen(self) -> None:
+        with self._lock:
+            if self._closed:
+                return
+            self._writer.close()
+            try:
+                self._writer = TraceWriter(self.path, self._header)
+            except MdtraceError:
+                self._closed = True
+                raise
+            self.files += 1
+            for ev in self._seed():
+                self._writer.write(ev)
+                self.count += 1
+
+    def close(self) -> None:
+        with self._lock:
+            if not self._closed:
+                self._closed = True
+                self._writer.close()
+
+
+def _seed_events(src: Any) -> list[Event]:
+    from mdtrace.sources.sysfs import SysfsSource
+
+    evs = list(src.probe_events())
+    try:
+        evs += SysfsSource().poll()
+    except OSError:
+        pass
+    return evs
+
+
+@contextmanager
+def _on_sighup(flag: threading.Event) -> Iterator[None]:
+    old = signal.signal(signal.SIGHUP, lambda _s, _f: flag.set())
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGHUP, old)
+
+
+def _start_reopener(stop: threading.Event, reopen: threading.Event, out: TraceOutput,
+                    say: Callable[[str], None]) -> threading.Thread:
+    def run() -> None:
+        while not stop.is_set():
+            if not reopen.wait(0.2):
+                continue
+            reopen.clear()
+            try:
+                out.reopen()
+            except (MdtraceError, OSError) as exc:
+                say(f"mdtrace: error: cannot reopen {out.path}: {exc}; stopping")
+                stop.set()
+                return
+            say(f"mdtrace: reopened {out.path} (file {out.files})")
+
+    th = threading.Thread(target=run, name="mdtrace-reopen", daemon=True)
+    th.start()
+    return th
 
 
 @click.command("record")
@@ -37,7 +137,6 @@ def command(output: str, duration: float | None, locks: bool, locks_full: bool,
     """Trace md/dm-raid live with BPF into TRACE (stop with Ctrl-C)."""
     from mdtrace.sources.bcc_source import BccSource
     from mdtrace.sources.kmsg import start_kmsg_reader
-    from mdtrace.trace import TraceWriter
 
     def say(msg: str) -> None:
         if not quiet:
@@ -46,44 +145,37 @@ def command(output: str, duration: float | None, locks: bool, locks_full: bool,
     src = BccSource(locks=locks, locks_full=locks_full, io_threshold_ms=io_threshold_ms,
                     io_stats_s=io_stats_s, btf_root=btf_dir)
     stop = threading.Event()
-    n = 0
+    reopen = threading.Event()
+    out: TraceOutput | None = None
     try:
         attached = [k for k, v in src.status.items() if v["attached"]]
         missing = [f"{k} ({v['reason']})" for k, v in src.status.items() if not v["attached"]]
-        with TraceWriter(output, src.header) as writer, stop_on_signals(stop):
+        out = TraceOutput(output, src.header, lambda: _seed_events(src))
+        with stop_on_signals(stop), _on_sighup(reopen):
             say(f"mdtrace: recording to {output}: {len(attached)} probes attached "
                 f"(compile {src.compile_s:.1f} s)")
             for m in missing:
                 say(f"mdtrace: not attached: {m}")
             start_timer(stop, duration)
+            _start_reopener(stop, reopen, out, say)
             last_flush = time.monotonic()
-            lock = threading.Lock()
-            closed = False
-
-            def write(ev: Event) -> None:
-                nonlocal n
-                with lock:
-                    if not closed:
-                        writer.write(ev)
-                        n += 1
-
             if sysfs_progress_s > 0:
-                start_progress_sampler(stop, write, sysfs_progress_s)
+                start_progress_sampler(stop, out.write, sysfs_progress_s)
             if kernel_log:
-                start_kmsg_reader(stop, write, warn=say)
+                start_kmsg_reader(stop, out.write, warn=say)
             try:
                 for ev in src.events(stop):
-                    write(ev)
+                    out.write(ev)
                     if time.monotonic() - last_flush > 1.0:
-                        with lock:
-                            writer.flush()
+                        out.flush()
                         last_flush = time.monotonic()
             finally:
                 stop.set()
-                with lock:
-                    closed = True   # the sampler must not write into a closing file
+                out.close()   # the sampler and kmsg threads must not write into a closed file
     finally:
         src.close()
+    n = out.count if out is not None else 0
     h = src.health()
-    say(f"mdtrace: stopped: {n} events written to {output}, {h['lost']} lost"
+    files = f" ({out.files} files: reopened on SIGHUP)" if out is not None and out.files > 1 else ""
+    say(f"mdtrace: stopped: {n} events written to {output}{files}, {h['lost']} lost"
         + (f", {h['undecodable']} undecodable" if h["undecodable"] else ""))

@@ -64,3 +64,39 @@ record_stop() {
     echo "record: stopped rc=$REC_RC after $(awk -v a="$t0" -v b="$(cut -d' ' -f1 /proc/uptime)" 'BEGIN { printf "%.1f", b - a }') s"
     REC_PID=0
 }
+
+# One recorder for the whole boot (one bcc compile per boot, not per scenario: 60-130 s each
+# under TCG), its trace cut per scenario with SIGHUP (mdtrace record reopens -o: the renamed
+# file is complete once it prints "reopened").  The current file lives on the guest's own disk.
+REC_DIR=/var/tmp/mdtrace-rec
+
+# rec_boot_start LOG -> REC_PID (0 if it died), REC_READY_S
+rec_boot_start() {
+    local RECORD_READY_TIMEOUT=${BOOT_RECORD_READY_TIMEOUT:-240} i
+    REC_LOG=$1
+    mkdir -p "$REC_DIR"; rm -f "$REC_DIR"/*.jsonl.gz
+    record_start "$REC_DIR/current.jsonl.gz" "$REC_LOG"
+    for ((i = 0; i < 150; i++)); do   # attached: the file follows at once
+        [[ -e $REC_DIR/current.jsonl.gz ]] && break
+        ((REC_PID > 0)) && kill -0 "$REC_PID" 2>/dev/null || break
+        sleep 0.2
+    done
+}
+
+# rec_rotate DEST: the events since the last rotation into DEST ('' = drop them), a new file
+# started.  At most 30 s; 1 when the recorder is gone or did not answer.
+rec_rotate() {
+    local dest=$1 n i
+    ((${REC_PID:-0} > 0)) && kill -0 "$REC_PID" 2>/dev/null || return 1
+    n=$(grep -c 'mdtrace: reopened' "$REC_LOG")
+    mv "$REC_DIR/current.jsonl.gz" "$REC_DIR/done.jsonl.gz" || return 1
+    kill -HUP "$REC_PID"
+    for ((i = 0; i < 150; i++)); do
+        (( $(grep -c 'mdtrace: reopened' "$REC_LOG") > n )) && break
+        kill -0 "$REC_PID" 2>/dev/null || break
+        sleep 0.2
+    done
+    (( $(grep -c 'mdtrace: reopened' "$REC_LOG") > n )) || return 1
+    [[ -n $dest ]] && cp "$REC_DIR/done.jsonl.gz" "$dest"
+    rm -f "$REC_DIR/done.jsonl.gz"
+}

@@ -1,6 +1,7 @@
 #!/bin/bash
 # Guest driver: run the named scenarios (default: all in scenarios/) one after another in this
-# boot, each under `mdtrace record` when that command exists, then decode each trace with
+# boot, each under `mdtrace record` when that command exists (one recorder for the boot, its
+# trace cut per scenario: record.sh rec_rotate), then decode each trace with
 # `mdtrace report --format json` (and `mdtrace replay --json`).  Results per scenario in
 # $MDTRACE_OUT/scenarios/<name>/: result.json, obs.jsonl, timeline.txt, trace.jsonl.gz,
 # report.json, replay.json, record.log, log.txt.
@@ -137,6 +138,17 @@ run_scenario_bounded() {
     fi
 }
 
+# one recorder for the boot (record.sh rec_boot_start), cut per scenario by rec_rotate
+rec_ok=0
+rec_ensure() {  # a live boot recorder, started (again) when there is none
+    ((can_record)) || return 1
+    if ((${REC_PID:-0} > 0)) && kill -0 "$REC_PID" 2>/dev/null; then return 0; fi
+    beat "recorder start"
+    rec_boot_start "$out/record.log"
+    echo "run_scenarios: mdtrace record ready after ${REC_READY_S} s (pid $REC_PID)"
+    ((${REC_PID:-0} > 0))
+}
+
 prev=start
 for name in "${names[@]}"; do
     script=$here/scenarios/$name.sh
@@ -164,21 +176,23 @@ for name in "${names[@]}"; do
         echo "kernel BUG at mdtrace/inject.c:1! (injected by the vm tier's wedge test)" > /dev/kmsg
         while :; do sleep 3600; done
     fi
-    REC_PID=0
+    rec_ok=0
     if ((can_record)); then
-        beat "$name: record_start"
-        record_start "$sdir/trace.jsonl.gz" "$sdir/record.log"
-        echo "record_ready_s $REC_READY_S" >> "$sdir/record.meta"
+        if rec_ensure; then
+            beat "$name: record rotate (start)"
+            rec_rotate "" && rec_ok=1    # the scenario's trace starts here
+        fi
+        echo "record_ok_at_start $rec_ok" >> "$sdir/record.meta"
     fi
     t0=$(cut -d' ' -f1 /proc/uptime)
     beat "$name: scenario"
     run_scenario_bounded "$sdir" "$script"
     rc=$SCEN_RC
     t1=$(cut -d' ' -f1 /proc/uptime)
-    if ((can_record)); then
-        beat "$name: record_stop"
-        record_stop
-        echo "record_rc $REC_RC" >> "$sdir/record.meta"
+    if ((rec_ok)); then
+        beat "$name: record rotate (end)"
+        rec_rotate "$sdir/trace.jsonl.gz"
+        echo "record_rotate_rc $?" >> "$sdir/record.meta"
     fi
     sed "s/^/  /" "$sdir/log.txt"
     recorded=false
@@ -202,6 +216,11 @@ for name in "${names[@]}"; do
     fi
 done
 cleanup_disks "$prev"
+if ((${REC_PID:-0} > 0)); then
+    beat "record stop"
+    record_stop
+    echo "run_scenarios: boot recorder stopped rc=$REC_RC"
+fi
 beat done
 dmesg > "$out/dmesg.txt"
 exit 0
