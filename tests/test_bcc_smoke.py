@@ -1,5 +1,5 @@
 """bcc smoke test on this host: a raw tracepoint (sys_enter; kprobes do not exist here) fills
-the SAME ring buffer (bpf/common.h: struct mdt_event, ev_new/read_state/ev_submit) and the
+the SAME ring buffer (mdtrace/bpf/common.h: struct mdt_event, ev_new/read_state/ev_submit) and the
 events come back through the SAME RingPoller + RawDecoder the md programs use."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
-"""Every bpf/*.c compiles with bcc against real kernel headers (Debian 6.12.117), with offsets
-computed from the REAL BTF captured in the 6.1 and 6.12 guests; the programs then pass this
-host kernel's verifier (load, not attach)."""
+"""Every mdtrace/bpf/*.c compiles with bcc against real kernel headers (Debian 6.12.117),
+with offsets computed from the REAL BTF captured in the 6.1 and 6.12 guests; the programs then
+pass this host kernel's verifier (load, not attach)."""
 
 from __future__ import annotations
 

@@ -174,7 +174,7 @@ class ProbePlan:
         return {p.spec.group for p in self.attachable()}
 
     def files(self) -> list[str]:
-        """bpf/*.c files to compile, in a fixed order."""
+        """mdtrace/bpf/*.c files to compile, in a fixed order."""
         want = {GROUP_FILES[g] for g in self.groups()}
         return [f for f in ("lifecycle.c", "reshape_io.c", "dm_suspend.c", "locks.c")
                 if f in want]

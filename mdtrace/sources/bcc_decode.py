@@ -1,4 +1,4 @@
-"""Raw ``struct mdt_event`` (bpf/common.h) -> :class:`mdtrace.events.Event`.
+"""Raw ``struct mdt_event`` (mdtrace/bpf/common.h) -> :class:`mdtrace.events.Event`.
 
 Pure Python, no bcc: the live source hands it the bytes of each ring-buffer record.  Kernel
 pointers (``mddev``, lock addresses) go through :class:`PointerHasher`; code addresses

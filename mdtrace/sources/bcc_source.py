@@ -1,5 +1,5 @@
-"""Live events from the kernel through bcc: compile bpf/*.c with BTF-derived ``-D`` constants,
-attach per the probe plan, poll the ONE ring buffer, decode, hash pointers.
+"""Live events from the kernel through bcc: compile mdtrace/bpf/*.c with BTF-derived ``-D``
+constants, attach per the probe plan, poll the ONE ring buffer, decode, hash pointers.
 
 ``import bcc`` happens only here (and lazily), so the rest of mdtrace runs without it.
 """
@@ -30,11 +30,12 @@ from mdtrace.pointers import PointerHasher
 from mdtrace.sources.bcc_decode import RAW_SIZE, RawDecoder
 from mdtrace.trace import TraceHeader
 
-BPF_DIR = Path(__file__).resolve().parent.parent.parent / "bpf"
+# inside the package (package data), so an installed wheel can trace
+BPF_DIR = Path(__file__).resolve().parent.parent / "bpf"
 
 
 def bpf_dir() -> Path:
-    """Where bpf/*.c live (source tree; MDTRACE_BPF_DIR overrides)."""
+    """Where the BPF C lives: mdtrace/bpf/ beside this package (MDTRACE_BPF_DIR overrides)."""
     env = os.environ.get("MDTRACE_BPF_DIR")
     return Path(env) if env else BPF_DIR
 
