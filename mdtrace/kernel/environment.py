@@ -205,12 +205,31 @@ def check_attach_method() -> Check:
     return Check("attach_method", True, FENTRY_NOTE, blocking=False)
 
 
+def check_stale_probes(paths: Paths) -> Check:
+    """kprobe events a killed mdtrace (or other bcc tool) left in tracefs: harmless but they
+    keep firing; mdtrace removes them when it attaches (mdtrace.kernel.tracefs)."""
+    from mdtrace.kernel.tracefs import find_stale
+
+    f, stale = find_stale(paths.sys)
+    if f is None:
+        return Check("stale_probes", True, "kprobe_events not readable (not root or no "
+                     "tracefs): stale probes not checked", blocking=False)
+    if stale:
+        more = f" (+{len(stale) - 3} more)" if len(stale) > 3 else ""
+        return Check("stale_probes", False, f"{len(stale)} kprobe event(s) of dead bcc "
+                     f"processes in {f}: {', '.join(stale[:3])}{more}",
+                     "mdtrace record/run remove them when they start; or echo "
+                     f"'-:{stale[0]}' >> {f}", blocking=False)
+    return Check("stale_probes", True, "no stale bcc kprobe events", blocking=False)
+
+
 def run_checks(paths: Paths | None = None) -> list[Check]:
     paths = paths or Paths()
     checks = [check_privileges(paths), check_bcc(), check_headers(paths),
               check_btf(paths, "vmlinux"), *check_modules(paths), check_btf(paths, "md_mod"),
               check_kprobes(paths), check_md_functions(paths), check_tracefs(paths),
-              check_lockdown(paths), check_unprivileged_bpf(paths), check_attach_method()]
+              check_lockdown(paths), check_unprivileged_bpf(paths), check_attach_method(),
+              check_stale_probes(paths)]
     return checks
 
 

@@ -175,6 +175,11 @@ class BccSource:
 
     # -- attach -------------------------------------------------------------------------
     def _attach(self, bcc: Any, io_scan_hz: int) -> None:
+        # kretprobes with maxactive are tracefs events (r64:kprobes/r_<fn>_bcc_<pid>) that a
+        # SIGKILLed recorder leaves behind: remove those of dead processes first
+        from mdtrace.kernel.tracefs import remove_stale
+
+        self.stale_removed, self.stale_failed = remove_stale()
         for p in self.plan.probes:
             st: dict[str, Any] = {"probe": p.spec.func, "attached": False, "method": p.method,
                                   "reason": p.reason, "group": p.spec.group}
