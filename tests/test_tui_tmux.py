@@ -94,3 +94,30 @@ def test_top_bad_trace_is_one_line_exit_2(tmp_path: Path) -> None:
     assert "Traceback" not in r.stderr
     lines = [ln for ln in r.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "nope.jsonl" in lines[0], r.stderr
+
+
+def test_top_sigterm_restores_the_terminal(tmp_path: Path) -> None:
+    """systemd or `kill` ends top like `q`: alternate screen left, cursor back, exit 0."""
+    trace = _trace()
+    sess = f"mdtrace-top-{uuid.uuid4().hex[:8]}"
+    done, pidf = tmp_path / "rc", tmp_path / "pid"
+    cmd = (f"sh -c 'echo $$ > {pidf}; exec {BIN} top --replay {trace}'; echo $? > {done}; "
+           "echo TOP-EXITED")
+    _tmux("new-session", "-d", "-s", sess, "-x", "160", "-y", "48", "bash", "--norc")
+    try:
+        _tmux("send-keys", "-t", sess, cmd, "Enter")
+
+        def screen() -> str:
+            return _tmux("capture-pane", "-p", "-t", sess)
+
+        assert _wait(lambda: "Quit" in screen() and pidf.exists()), screen()
+        assert _tmux("display", "-p", "-t", sess, "#{alternate_on}").strip() == "1"
+        subprocess.run(["kill", "-TERM", pidf.read_text().strip()], check=True)
+        assert _wait(done.exists), screen()
+        assert done.read_text().strip() == "0"
+        assert _wait(lambda: "TOP-EXITED" in screen())
+        assert _tmux("display", "-p", "-t", sess, "#{alternate_on}").strip() == "0"
+        assert _tmux("display", "-p", "-t", sess, "#{cursor_flag}").strip() == "1"
+        assert "Traceback" not in screen()
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", sess], capture_output=True)

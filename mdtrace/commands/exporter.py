@@ -115,11 +115,13 @@ def command(listen: str | None, replay: str | None, speed: float | None, loop: b
         if getattr(src, "name", "") == "sysfs":
             src.interval = interval
 
-        def make_live_engine(s: object) -> Engine:
-            return Engine(cfg, mode=str(getattr(s, "name", "live")),
-                          kernel=str(getattr(getattr(s, "header", None), "kernel", "") or ""))
+        from mdtrace.live import LiveSession
 
-        feeder = ExporterFeeder(lambda: src, make_live_engine, live=True, tick_s=interval)
+        engine = Engine(cfg, mode=str(getattr(src, "name", "live")),
+                        kernel=str(getattr(getattr(src, "header", None), "kernel", "") or ""))
+        # the same session as `mdtrace run`: monotonic ticks, sysfs progress, kernel log
+        feeder = LiveSession(src, engine, tick_s=interval, progress_s=interval,
+                             sysfs_root=sysfs_root, warn=lambda m: click.echo(m, err=True))
         what = f"live, {getattr(src, 'name', '?')} source"
 
     server.set_app(build_app(feeder, auth))
@@ -131,7 +133,7 @@ def command(listen: str | None, replay: str | None, speed: float | None, loop: b
         click.echo(f"mdtrace: exporter serving {server.url} ({what}); Ctrl-C to stop", err=True)
         try:
             while not stop.wait(0.2):
-                if feeder.error is not None:
+                if feeder.error is not None or (feeder.live and feeder.done.is_set()):
                     break
         finally:
             server.stop()

@@ -1,29 +1,21 @@
 """`mdtrace run`: the live daemon.  Source -> Engine -> one line per finding raised/cleared.
 
-The base for `mdtrace top` and the exporter: those render the same engine; this one prints.
+The same live session (mdtrace.live) as `mdtrace top` and the exporter: those render the
+engine; this one prints.
 Falls back to sysfs polling (with a warning) where BPF cannot attach.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
-import queue
 import sys
-import threading
-import time
 from typing import IO, Any
 
 import click
 
-from mdtrace.commands._live import (
-    open_live_source,
-    start_progress_sampler,
-    start_timer,
-    stop_on_signals,
-)
-from mdtrace.sources.kmsg import start_kmsg_reader
-
-_END = object()
+from mdtrace.commands._live import open_live_source, start_timer, stop_on_signals
+from mdtrace.errors import MdtraceError
+from mdtrace.live import LiveSession
 
 
 def finding_line(f: Any, state: str, wall: _dt.datetime | None = None) -> str:
@@ -100,54 +92,28 @@ def command(duration: float | None, prefer: str, locks: bool, locks_full: bool,
     if log_fh:
         outs.append(log_fh)
     printer = FindingPrinter(outs)
-    stop = threading.Event()
-    q: queue.Queue[Any] = queue.Queue(maxsize=100_000)
-
-    def produce() -> None:
-        try:
-            for ev in src.events(stop):
-                q.put(ev)
-        except Exception as exc:  # noqa: BLE001 - reported by the consumer, not a traceback
-            q.put(exc)
-        finally:
-            q.put(_END)
-
-    n = 0
+    session = LiveSession(src, engine, tick_s=interval, progress_s=interval,
+                          sysfs_root=sysfs_root, warn=lambda m: click.echo(m, err=True),
+                          on_findings=printer.update)
     click.echo(f"mdtrace: running ({src.name} source, kernel {src.header.kernel}); "
                "Ctrl-C to stop", err=True)
-    with stop_on_signals(stop):
-        start_timer(stop, duration)
-        th = threading.Thread(target=produce, name="mdtrace-source", daemon=True)
-        th.start()
-        if getattr(src, "name", "") != "sysfs":
-            start_progress_sampler(stop, q.put, interval, sysfs_root)
-        start_kmsg_reader(stop, q.put, warn=lambda m: click.echo(m, err=True))
-        last_tick = time.monotonic()
+    with stop_on_signals(session.stop):
+        start_timer(session.stop, duration)
+        session.start()
         try:
-            while True:
-                try:
-                    item = q.get(timeout=min(interval, 0.5))
-                except queue.Empty:
-                    item = None
-                if item is _END:
-                    break
-                if isinstance(item, Exception):
-                    raise item
-                if item is not None:
-                    n += 1
-                    printer.update(engine.feed(item))
-                if time.monotonic() - last_tick >= interval:
-                    last_tick = time.monotonic()
-                    printer.update(engine.advance(time.monotonic_ns()))
-                    printer.update(engine.findings)
+            while not session.done.wait(0.5):
+                pass
         finally:
-            stop.set()
-            th.join(timeout=5)
-            src.close()
-            printer.update(engine.finish())
-            printer.update(engine.findings)
+            session.close()
+            printer.update(session.findings())
             if log_fh:
                 log_fh.close()
+    if session.error is not None and not isinstance(session.error, KeyboardInterrupt):
+        err = session.error
+        if isinstance(err, MdtraceError):
+            raise err
+        raise MdtraceError(f"run: event source failed: {type(err).__name__}: {err}") from None
+    n = session.events
     h = src.health()
     active = sum(1 for f in engine.findings if f.active)
     click.echo(f"mdtrace: stopped: {n} events ({src.name}), {h.get('lost', 0)} lost, "

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import signal
+from typing import Any
+
 import click
 
 from mdtrace.errors import EnvironmentProblem, MdtraceError
@@ -52,19 +55,34 @@ def command(replay: str | None, speed: float | None) -> None:
         except ImportError:
             raise EnvironmentProblem("top: no live source available in this install; "
                                      "run 'mdtrace doctor', or use --replay TRACE") from None
+        from mdtrace.live import LiveSession
+
         _engine_class()
         warnings: list[str] = []
         source = open_live_source(warn=warnings.append)
-        engine = _engine(getattr(source, "name", "bcc"), "")
+        kernel = str(getattr(getattr(source, "header", None), "kernel", "") or "")
+        engine = _engine(getattr(source, "name", "bcc"), kernel)
         live = True
-        notes = [w.removeprefix("mdtrace: warning: ") for w in warnings]
-    feeder = Feeder(source, engine, live=live)
+    feeder: Any
+    if live:
+        # the same session as `mdtrace run`: ticks on monotonic time, sysfs progress, kmsg
+        feeder = LiveSession(source, engine, warn=warnings.append)
+    else:
+        feeder = Feeder(source, engine, live=False)
     feeder.start()
+    if live:
+        notes = [w.removeprefix("mdtrace: warning: ") for w in warnings]
     app = TopApp(feeder.poll, is_done=feeder.done.is_set, frame_lock=feeder.frame_lock,
                  notes=notes)
+    # SIGTERM/SIGHUP (systemd, a closed terminal) end the app like `q`: the terminal is
+    # restored and the probes detached in the finally below
+    old = {s: signal.signal(s, lambda _s, _f: app.exit()) for s in (signal.SIGTERM,
+                                                                    signal.SIGHUP)}
     try:
         app.run()
     finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
         feeder.close()
     if feeder.error is not None and not isinstance(feeder.error, KeyboardInterrupt):
         err = feeder.error
