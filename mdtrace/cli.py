@@ -18,6 +18,8 @@ from mdtrace.errors import MdtraceError
 # name -> (module, one-line help shown in `mdtrace --help`)
 COMMANDS: dict[str, tuple[str, str]] = {
     "report": ("mdtrace.commands.report", "Post-mortem report from a recorded trace."),
+    "diagnose": ("mdtrace.commands.diagnose",
+                 "Explain a hang happening now (sysfs, stacks, kernel log; no BPF)."),
     "replay": ("mdtrace.commands.replay", "Print the decoded event stream of a trace."),
     "record": ("mdtrace.commands.record", "Trace md/dm-raid live with BPF into a trace file."),
     "run": ("mdtrace.commands.run", "Live daemon: trace, diagnose, print findings."),

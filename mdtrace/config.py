@@ -23,6 +23,10 @@ class EngineConfig:
     stall_s: float = 60.0
     # F9: a wait-for cycle must persist this long before it is reported
     cycle_s: float = 1.0
+    # F12-F15 (snapshot stacks): a task seen blocked this long in md/dm code is reported even
+    # when no cause is visible (with a visible cause, such as a read-only or suspended array,
+    # at once)
+    task_blocked_s: float = 5.0
     # bounded memory: evidence events kept per finding, history points kept per array
     max_evidence: int = 32
     max_history: int = 2000

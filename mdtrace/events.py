@@ -49,12 +49,22 @@ sync_action            action ('idle','frozen','resync','recover','check','repai
                        source ('sysfs', 'dm_message', 'mdadm')
 progress               done: int (sectors), total: int, action: str, speed_kbs: int
 sysfs_state            level, array_state, sync_action, degraded, raid_disks (sysfs poller),
-                       ro: int, reshape_position: int, kind ('dm-raid' from dmsetup status)
+                       ro: int, reshape_position: int, kind ('dm-raid' from dmsetup status);
+                       from a snapshot also sync_completed (str: 'N / M', 'none',
+                       'delayed'), suspend_lo, suspend_hi, dm_suspended: bool, threads:
+                       {md thread name: tid} alive in /proc (the state's flags are the ones
+                       sync_action implies)
 probe_status           probe: str, attached: bool, reason: str, method ('kprobe','fentry',..)
 lost                   count: int, probe: str  (perf/ring buffer losses)
 kernel_log             class ('bug','oops','panic','warning','hung_task','soft_lockup','md'),
                        text (first line), task, task_pid, rip, frames: list[str] (reliable
                        call-trace frames, innermost first), kmsg_us (the log's own time)
+task_blocked           (a snapshot of /proc: ``mdtrace diagnose``) one task asleep in md/dm
+                       code or tied to an array; pid/tid/comm on the event, ``array`` the
+                       array it is tied to ('' unknown); state ('D','S','I','R'), wchan,
+                       frames: list[str] (kernel stack, innermost first, 'fn [module]'),
+                       stack_readable: bool, blocked_s: float | None (unknown), tie: str (how
+                       the array was found: md thread name, open device, argument), rw
 =====================  =====================================================================
 """
 
@@ -72,7 +82,7 @@ KINDS: tuple[str, ...] = (
     "dm_suspend_enter", "dm_suspend_exit", "dm_resume_enter", "dm_resume_exit", "raid_target",
     "mddev_suspend", "mddev_resume", "lock", "wait_begin", "wait_end", "array_create",
     "array_stop", "sync_action", "progress", "sysfs_state", "probe_status", "lost",
-    "kernel_log",
+    "kernel_log", "task_blocked",
 )
 KIND_SET = frozenset(KINDS)
 

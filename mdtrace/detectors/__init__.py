@@ -7,6 +7,7 @@
 """
 
 from mdtrace.detectors import (
+    barrier,
     deadlock,
     lock_order,
     no_done,
@@ -15,14 +16,18 @@ from mdtrace.detectors import (
     register_outside,
     reshape_io,
     restart_reshape,
+    sb_wait,
     stall,
+    suspended_io,
+    sync_stop,
     thread_dead,
 )
 
 EVENT_DETECTORS = (register_outside, reap_mutex, restart_reshape, reshape_io, thread_dead)
 TRIGGER_KINDS = frozenset({"thread_register", "reap", "start_reshape", "io_wait",
                            "kernel_log"})
-TICK_DETECTORS = (not_reaped, no_done, reshape_io, stall)
+TICK_DETECTORS = (not_reaped, no_done, reshape_io, stall, sync_stop, sb_wait, barrier,
+                  suspended_io)
 GRAPH_DETECTORS = (lock_order, deadlock)
 ALL = (not_reaped, no_done, register_outside, restart_reshape, reap_mutex, reshape_io,
-       lock_order, deadlock, stall, thread_dead)
+       lock_order, deadlock, stall, thread_dead, sync_stop, sb_wait, barrier, suspended_io)

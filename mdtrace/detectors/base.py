@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from mdtrace.config import EngineConfig
 from mdtrace.engine.arrays import ArrayRec
+from mdtrace.engine.blocked import BlockedTask
 from mdtrace.engine.locks import Inversion
 from mdtrace.engine.model import Finding
 from mdtrace.engine.waitfor import Cycle
@@ -104,3 +105,49 @@ def readwrite_cmd(arr: ArrayRec) -> str:
         return f"mdadm --readwrite /dev/{arr.name}"
     lv = lvm_name(arr.dm_name)
     return f"lvchange -p rw {lv}" if lv else resume_cmd(arr)
+
+
+# -- blocked tasks (snapshot stacks: mdtrace.engine.blocked) --------------------------------
+
+
+def blocked_with(arr: ArrayRec, *waits: str) -> list[BlockedTask]:
+    """The array's tasks blocked in one of ``waits`` (wait kinds), by tid."""
+    return sorted((b for b in arr.blocked.values() if b.wait in waits), key=lambda b: b.tid)
+
+
+def long_blocked(tasks: list[BlockedTask], config: EngineConfig) -> bool:
+    """Some task is known to be blocked for ``task_blocked_s`` or more."""
+    return any(b.blocked_s is not None and b.blocked_s >= config.task_blocked_s for b in tasks)
+
+
+def task_list(tasks: list[BlockedTask], n: int = 4) -> str:
+    """'dd (pid 812, D, blocked 300s) in raid5_make_request [raid456] <- ...; ...'."""
+    parts = [f"{b.label()} in {b.stack(3)}" for b in tasks[:n]]
+    more = f" and {len(tasks) - n} more" if len(tasks) > n else ""
+    return "; ".join(parts) + more
+
+
+def task_details(tasks: list[BlockedTask]) -> list[dict[str, object]]:
+    return [{"tid": b.tid, "comm": b.comm, "state": b.state, "blocked_s": b.blocked_s,
+             "wait": b.wait, "frame": b.wait_frame, "stack": b.stack(8)} for b in tasks]
+
+
+def daemon_dead(arr: ArrayRec) -> str:
+    """'' or why the array's md daemon (raid1d/raid5d/raid10d) cannot run: killed in an oops
+    (F11), or absent from /proc on a level that has one."""
+    d = arr.thread_died
+    if d is not None and d.daemon:
+        return f"its md daemon {d.thread} died in a kernel {d.text!r} (F11)"
+    if arr.threads is not None and arr.level in ("raid1", "raid4", "raid5", "raid6", "raid10") \
+            and not any(n.partition("_")[2].startswith("raid") for n in arr.threads):
+        return "no md daemon thread (mdX_raidN) is alive in /proc"
+    return ""
+
+
+def sync_thread_of(arr: ArrayRec) -> tuple[str, int] | None:
+    """(name, tid) of the array's sync thread alive in /proc, if seen."""
+    for name, tid in (arr.threads or {}).items():
+        if name.partition("_")[2] in ("resync", "reshape", "recovery", "recover", "check",
+                                      "repair"):
+            return name, tid
+    return None

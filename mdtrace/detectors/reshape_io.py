@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from mdtrace.config import EngineConfig
 from mdtrace.detectors.base import Context, Verdict, readwrite_cmd, resume_cmd, sync_action_cmd
-from mdtrace.engine.arrays import ArrayRec
+from mdtrace.engine.arrays import ArrayRec, IoWait
 from mdtrace.engine.iowait import blocked_reason, waited_ns
 from mdtrace.engine.model import Finding, Severity
 from mdtrace.kernel.flags import parse_release
@@ -42,10 +42,9 @@ def check(ctx: Context) -> list[Verdict]:
             code="F7", title=f"IO across the reshape position blocked ({reason})",
             array=arr.name, start_ns=w.first_ns, severity=Severity.CRITICAL,
             explanation=(
-                f"{w.comm or 'task'} (tid {w.tid}) {w.rw} of {w.sectors} sectors at sector "
-                f"{w.sector} crosses {arr.name}'s reshape position "
-                f"({arr.reshape_pos}) and has waited {waited / 1e9:.1f}s, but the reshape "
-                f"cannot progress ({reason}). Kernel behaviour: "
+                f"{w.comm or 'task'} (tid {w.tid}) {_io(w)} crosses {arr.name}'s reshape "
+                f"position ({_pos(arr)}) and has waited {_waited(w, waited)}, but the "
+                f"reshape cannot progress ({reason}). Kernel behaviour: "
                 f"{behaviour(ctx.kernel, w.mode)}."),
             fix="41425f96d7aa md/raid456: fix a deadlock for dm-raid456 while io concurrent "
                 "with reshape (6.9)",
@@ -54,6 +53,25 @@ def check(ctx: Context) -> list[Verdict]:
                      "sector": w.sector, "reshape_pos": arr.reshape_pos,
                      "kernel_behaviour": behaviour(ctx.kernel, w.mode)})))
     return out
+
+
+def _io(w: IoWait) -> str:
+    """'W of 8 sectors at sector 4000'; a task seen in raid5_make_request by its kernel stack
+    (mode 'stack', mdtrace diagnose) has no known sector: 'its IO (seen in its stack)'."""
+    if w.mode == "stack":
+        return "IO (its kernel stack is in raid5_make_request)"
+    return f"{w.rw} of {w.sectors} sectors at sector {w.sector}"
+
+
+def _pos(arr: ArrayRec) -> str:
+    # dm-raid publishes no reshape position (dmsetup status has none)
+    return "not visible" if arr.reshape_pos is None else str(arr.reshape_pos)
+
+
+def _waited(w: IoWait, waited: int) -> str:
+    if w.mode == "stack" and not waited:
+        return "an unknown time"
+    return f"{waited / 1e9:.1f}s"
 
 
 def _remedy(arr: ArrayRec, reason: str) -> str:

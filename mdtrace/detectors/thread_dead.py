@@ -58,6 +58,8 @@ def check(ctx: Context) -> list[Verdict]:
     else:
         effect = (f"its md_do_sync never returns or sets MD_RECOVERY_DONE, so the daemon "
                   f"never reaps it and the next sync action or stop of {name} waits forever")
+    if arr.threads is not None and d.thread not in arr.threads:
+        effect += f"; {d.thread} is gone from the process list"
     return [Verdict(f"F11:{arr.name}:{arr.generation}:{d.thread}", Finding(
         code="F11", title=f"md thread {d.thread} died in a kernel {_what(d.text)}",
         array=arr.name, start_ns=d.ts, severity=Severity.CRITICAL,

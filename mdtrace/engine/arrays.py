@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from mdtrace.engine.blocked import BlockedTask
 from mdtrace.engine.kernel_log import ThreadDeath
 from mdtrace.engine.model import Lifecycle
 from mdtrace.events import ArrayState
@@ -78,3 +79,9 @@ class ArrayRec:
     # from the sysfs poller (node_exporter parity)
     raid_disks: int | None = None
     degraded: int | None = None
+    # from a snapshot (mdtrace diagnose): md array_state, suspend_lo/hi, the md threads alive
+    # in /proc (name -> tid; None: not observed) and the tasks seen blocked on the array
+    array_state: str = ""
+    suspend_range: tuple[int, int] | None = None
+    threads: dict[str, int] | None = None
+    blocked: dict[int, BlockedTask] = field(default_factory=dict)

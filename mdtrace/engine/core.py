@@ -19,10 +19,10 @@ from mdtrace.detectors import (
     TRIGGER_KINDS,
 )
 from mdtrace.detectors.base import Context, GraphContext, Verdict
-from mdtrace.engine import lifecycle
+from mdtrace.engine import blocked, lifecycle
 from mdtrace.engine.arrays import ArrayRec
 from mdtrace.engine.iowait import blocked_reason, on_io_wait, waited_ns
-from mdtrace.engine.kernel_log import thread_death
+from mdtrace.engine.kernel_log import superseded, thread_death
 from mdtrace.engine.locks import Inversion, LockGraph
 from mdtrace.engine.model import (
     ArrayView,
@@ -72,6 +72,7 @@ class Engine:
         self._health = TracerHealth(mode=mode, kernel=kernel)
         self._locks = LockGraph()
         self._waits = WaitForGraph()
+        self._blocked: dict[int, blocked.BlockedTask] = {}   # task_blocked, by tid
         self._now = 0
         self._last_tick = 0
 
@@ -99,6 +100,8 @@ class Engine:
                 self._explicit_wait(ev)
             elif kind == "kernel_log":
                 return self._kernel_log(ev) + self._maybe_tick()
+            elif kind == "task_blocked":
+                self._h_task_blocked(None, ev)
             return self._maybe_tick()
         arr = self._arrays.get(name)
         st = ev.state
@@ -223,6 +226,10 @@ class Engine:
         if arr is None:
             self._health.warnings.append(f"kernel {d.text!r} killed md thread {d.thread}, "
                                          "whose array the trace does not show")
+            return []
+        if superseded(d, arr.threads):
+            self._health.warnings.append(f"kernel {d.text!r} killed {d.thread} (pid {d.pid}) "
+                                         f"of an earlier {arr.name}: it runs again now")
             return []
         arr.counters["kernel_log"] = arr.counters.get("kernel_log", 0) + 1
         arr.thread_died = d
@@ -431,6 +438,47 @@ class Engine:
                 arr.degraded = a["degraded"]
             if isinstance(a.get("level"), str) and a["level"].startswith("raid"):
                 arr.level = a["level"]
+            if a.get("source") == "snapshot":
+                self._snapshot_state(arr, a)
+
+    @staticmethod
+    def _snapshot_state(arr: ArrayRec, a: dict) -> None:
+        """A snapshot's extras: md array_state, suspend_lo/hi, dm suspended, md threads."""
+        arr.array_state = str(a.get("array_state", ""))
+        lo, hi = a.get("suspend_lo"), a.get("suspend_hi")
+        arr.suspend_range = (lo, hi) if isinstance(lo, int) and isinstance(hi, int) else None
+        if isinstance(a.get("dm_suspended"), bool):
+            arr.dm_suspended = a["dm_suspended"]
+        threads = a.get("threads")
+        if isinstance(threads, dict):
+            arr.threads = {str(k): int(v) for k, v in threads.items()}
+            for name, tid in arr.threads.items():
+                role = name.partition("_")[2]
+                if role.startswith("raid") or role == "multipath":
+                    arr.daemon_tid = tid
+                elif arr.sync_thread:
+                    arr.sync_tid = tid
+
+    def _h_task_blocked(self, arr: ArrayRec | None, ev: Event) -> None:
+        """A task seen blocked (snapshot): keep it, and enter the waits its stack shows into
+        the IO-wait table and the wait-for graph (engine/blocked.py), so F7 and F9 judge it
+        by their own rules."""
+        bt = blocked.from_event(ev)
+        self._blocked[bt.tid] = bt
+        if arr is None:
+            return
+        arr.blocked[bt.tid] = bt
+        name, since = arr.name, bt.since_ns
+        if bt.suspending:
+            arr.suspenders[bt.tid] = bt.suspending
+        if bt.wait == "reshape_io":
+            self._h_io_wait(arr, blocked.io_wait_event(bt))
+        elif bt.wait == "io_drain":
+            self._waits.begin(f"susp:{name}", f"io:{name}", ev, since)
+        elif bt.wait == "sync_stop":
+            self._waits.begin(f"unreg:{name}", f"thread:{name}", ev, since)
+        elif bt.wait == "suspended_io":
+            self._waits.begin(f"w:suspended:{name}", f"suspend:{name}", ev, since)
 
     def _h_progress(self, arr: ArrayRec, ev: Event) -> None:
         a = ev.args
@@ -626,7 +674,8 @@ class Engine:
         order = [LockEdgeView(e.first, e.second, e.count, e.tid)
                  for e in locks.edges.values()]
         return Snapshot(now_ns=self._now, arrays=arrays, findings=findings,
-                        health=self._health, lock_order=order)
+                        health=self._health, lock_order=order,
+                        blocked_tasks=list(self._blocked.values()))
 
 
 _HANDLERS = {
@@ -650,4 +699,5 @@ _HANDLERS = {
     "lock": Engine._h_lock,
     "wait_begin": Engine._h_wait,
     "wait_end": Engine._h_wait,
+    "task_blocked": Engine._h_task_blocked,
 }

@@ -65,3 +65,11 @@ def thread_death(ev: Event) -> tuple[str, ThreadDeath] | None:
         ts=ev.ts, thread=comm, role=named[1], pid=int(a.get("task_pid") or ev.pid or 0),
         text=str(a.get("text", "")), rip=str(a.get("rip", "")),
         frames=tuple(str(f) for f in frames) if isinstance(frames, list) else (), event=ev)
+
+
+def superseded(d: ThreadDeath, threads: dict[str, int] | None) -> bool:
+    """The dead thread's name runs again under another pid (a snapshot's /proc): the oops
+    killed an earlier array of that name (the log covers the whole boot)."""
+    if not threads or d.thread not in threads:
+        return False
+    return bool(d.pid) and threads[d.thread] != d.pid

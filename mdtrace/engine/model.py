@@ -10,6 +10,7 @@ import enum
 from dataclasses import dataclass, field
 from typing import Any
 
+from mdtrace.engine.blocked import BlockedTask
 from mdtrace.events import Event
 
 
@@ -132,6 +133,7 @@ class Snapshot:
     findings: list[Finding]           # all, active first
     health: TracerHealth
     lock_order: list[LockEdgeView] = field(default_factory=list)
+    blocked_tasks: list[BlockedTask] = field(default_factory=list)   # task_blocked events
 
     def active_findings(self) -> list[Finding]:
         return [f for f in self.findings if f.active]

@@ -15,7 +15,7 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from mdtrace.config import EngineConfig
 from mdtrace.engine.core import TICK_NS, Engine
@@ -29,6 +29,9 @@ from mdtrace.moves import points_seq as _points_seq
 from mdtrace.moves import thin as _thin
 from mdtrace.skim import Repeat
 from mdtrace.trace import TraceHeader, TraceReader
+
+if TYPE_CHECKING:
+    from mdtrace.sources.snapshot import Collected
 
 MAX_POINTS = 4096        # per series; thinned by half beyond this
 MAX_IOS = 512            # blocked IO intervals kept per array (longest kept when over)
@@ -143,6 +146,8 @@ class ReportModel:
     timelines: dict[str, ArrayTimeline]
     first_ns: int
     last_ns: int
+    kind: str = "report"              # report | diagnose (a one-shot snapshot of this host)
+    notes: list[str] = field(default_factory=list)   # what could not be read, and why
 
     @property
     def findings(self) -> list[Finding]:
@@ -380,3 +385,26 @@ def build_report(path: str | os.PathLike[str], *, config: EngineConfig | None = 
         bad_lines=reader.bad_lines, errors=list(reader.errors), snapshot=snap,
         timelines=recorder.timelines, first_ns=recorder.first_ns,
         last_ns=max(recorder.last_ns, snap.now_ns))
+
+
+def build_diagnosis(collected: Collected, *, config: EngineConfig | None = None) -> ReportModel:
+    """Run the engine over one snapshot (mdtrace.sources.snapshot) into a ReportModel.
+
+    A snapshot has no duration: a task blocked *now* while the reshape cannot move is the
+    evidence, so the IO-wait and wait-for-cycle persistence thresholds are 0 (blocked times
+    are shown where /proc tells them).
+    """
+    from mdtrace.sources.snapshot import SnapshotSource
+    cfg = config or EngineConfig(io_wait_s=0.0, cycle_s=0.0)
+    engine = Engine(cfg, mode="snapshot", kernel=collected.kernel)
+    for ev in collected.events:
+        engine.feed(ev)
+    engine.advance(collected.now_ns)
+    snap = engine.snapshot()
+    src = SnapshotSource(collected)
+    times = [e.ts for e in collected.events if e.ts > 0]
+    return ReportModel(
+        path=f"this host ({collected.kernel or 'unknown kernel'})", header=src.header,
+        events_read=len(collected.events), bad_lines=0, errors=[], snapshot=snap,
+        timelines={}, first_ns=min(times, default=collected.now_ns), last_ns=collected.now_ns,
+        kind="diagnose", notes=list(collected.notes))

@@ -105,3 +105,21 @@ def _fill(t0: int, t1: int, width: int, spans: list[tuple[int, int]], ch: str) -
 STRIP_LEGEND = ("lifecycle: . idle  n needed  r running  S syncing  D done  x reaped  "
                 "_ stopped  ? unknown;  # flag set;  digits: IOs blocked;  * finding start, "
                 "= finding active")
+
+
+BLOCKED_COLUMNS = ("pid", "comm", "state", "blocked", "array", "waits for", "stack")
+
+
+def blocked_rows(model: ReportModel) -> list[tuple[str, ...]]:
+    """The snapshot's blocked tasks (``task_blocked``) as table rows, longest blocked first;
+    the engine's reading of each stack ('not recognised' for stacks no rule knows)."""
+    rows = []
+    tasks = sorted(model.snapshot.blocked_tasks,
+                   key=lambda b: (-(b.blocked_s or 0.0), b.tid))
+    for b in tasks:
+        blocked = "?" if b.blocked_s is None else fmt_dur(b.blocked_s)
+        stack = " <- ".join(b.frames[:8]) if b.frames else (
+            f"wchan {b.wchan}" if b.wchan else "(stack unreadable)")
+        array = b.array + (f" ({b.tie})" if b.tie else "") if b.array else "?"
+        rows.append((str(b.tid), b.comm, b.state, blocked, array, b.what, stack))
+    return rows

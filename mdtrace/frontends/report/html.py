@@ -14,8 +14,10 @@ from html import escape
 from mdtrace.engine.model import Finding
 from mdtrace.frontends.report.build import ArrayTimeline, ReportModel
 from mdtrace.frontends.report.common import (
+    BLOCKED_COLUMNS,
     array_findings,
     array_label,
+    blocked_rows,
     finding_end,
     fmt_dur,
     rel_s,
@@ -228,9 +230,10 @@ def render(model: ReportModel) -> str:
     h = model.header
     e = escape
     out = ["<!DOCTYPE html>", '<html lang="en"><head><meta charset="utf-8">',
-           f"<title>mdtrace report: {e(model.path)}</title>",
+           f"<title>mdtrace {e(model.kind)}: {e(model.path)}</title>",
            f"<style>{CSS}</style></head><body>",
-           f"<h1>mdtrace report</h1><p><code>{e(model.path)}</code></p>",
+           f"<h1>mdtrace {e(model.kind)}</h1><p><code>{e(model.path)}</code></p>",
+           *[f'<p class="muted">note: {e(n)}</p>' for n in model.notes],
            "<table><tr><th>kernel</th><td>" + e(h.kernel) + "</td><th>source</th><td>"
            + e(h.source) + f"</td></tr><tr><th>events</th><td>{model.events_read}</td>"
            f"<th>duration</th><td>{e(fmt_dur(rel_s(model, model.last_ns)))}</td></tr>"
@@ -273,6 +276,13 @@ def render(model: ReportModel) -> str:
             out.append("</div>")
     else:
         out.append("<p>No findings.</p>")
+    rows = blocked_rows(model)
+    if rows:
+        out.append("<h2>Blocked tasks</h2><table><tr>"
+                   + "".join(f"<th>{e(c)}</th>" for c in BLOCKED_COLUMNS) + "</tr>")
+        out += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in r[:-1])
+                + f"<td><code>{e(r[-1])}</code></td></tr>" for r in rows]
+        out.append("</table>")
     out.append("<h2>Arrays</h2>" + _legend())
     for name in model.shown_arrays():
         a = snap.arrays[name]

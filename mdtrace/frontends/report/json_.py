@@ -71,6 +71,12 @@ def as_dict(model: ReportModel) -> dict[str, Any]:
         # additive
         "t0_ns": model.first_ns, "duration_s": _s(model, model.last_ns) if model.first_ns else 0,
         "timelines": timelines,
+        "kind": model.kind, "notes": list(model.notes),
+        "blocked_tasks": [{
+            "tid": b.tid, "pid": b.pid, "comm": b.comm, "state": b.state, "wchan": b.wchan,
+            "frames": list(b.frames), "blocked_s": b.blocked_s, "array": b.array,
+            "tie": b.tie, "wait": b.wait, "wait_frame": b.wait_frame, "what": b.what,
+            "suspending": b.suspending} for b in snap.blocked_tasks],
     }
 
 

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 from mdtrace.frontends.report.build import ReportModel
 from mdtrace.frontends.report.common import (
+    BLOCKED_COLUMNS,
     STRIP_LEGEND,
     array_findings,
     array_label,
+    blocked_rows,
     fmt_dur,
     rel_s,
     text_strip,
@@ -39,12 +41,13 @@ def _code(s: object) -> str:
 def render(model: ReportModel) -> str:
     snap = model.snapshot
     h = model.header
-    out = [f"# mdtrace report: {_code(model.path)}", "",
+    out = [f"# mdtrace {model.kind}: {_code(model.path)}", "",
            f"- kernel: {_code(h.kernel)}, source: {_code(h.source)}",
            f"- {model.events_read} events over "
            f"{fmt_dur(rel_s(model, model.last_ns))}, {len(snap.arrays)} arrays, "
            f"{len(snap.findings)} findings"
-           + (f", {model.bad_lines} bad lines skipped" if model.bad_lines else ""), ""]
+           + (f", {model.bad_lines} bad lines skipped" if model.bad_lines else ""),
+           *[f"- note: {_prose(n)}" for n in model.notes], ""]
     out += ["## Findings", ""]
     if snap.findings:
         out += ["| code | severity | state | array | start | title |",
@@ -65,6 +68,13 @@ def render(model: ReportModel) -> str:
                 out += [f"Evidence: {_prose(ev)}{more}", ""]
     else:
         out += ["No findings.", ""]
+    rows = blocked_rows(model)
+    if rows:
+        out += ["", "## Blocked tasks", "",
+                "| " + " | ".join(BLOCKED_COLUMNS) + " |",
+                "|" + "---|" * len(BLOCKED_COLUMNS)]
+        out += ["| " + " | ".join(_cell(c) for c in r[:-1]) + f" | {_code(r[-1])} |"
+                for r in rows]
     out += ["", "## Arrays", ""]
     for name in model.shown_arrays():
         a = snap.arrays[name]

@@ -3,22 +3,30 @@
 from __future__ import annotations
 
 from mdtrace.frontends.report.build import ReportModel
-from mdtrace.frontends.report.common import STRIP_LEGEND, array_label, text_strip
+from mdtrace.frontends.report.common import (
+    STRIP_LEGEND,
+    array_label,
+    blocked_rows,
+    text_strip,
+)
 
 
 def render(model: ReportModel, *, timelines: bool = True) -> str:
     snap = model.snapshot
-    out = [f"mdtrace report: {model.path}",
+    out = [f"mdtrace {model.kind}: {model.path}",
            f"kernel {model.header.kernel}, source {model.header.source}, "
            f"{model.events_read} events, {len(snap.arrays)} arrays, "
            f"{len(snap.findings)} findings"]
     if model.bad_lines:
         out.append(f"  ({model.bad_lines} bad lines skipped)")
+    out += [f"  note: {n}" for n in model.notes]
     shown = model.shown_arrays()
     for name in sorted(shown):
         a = snap.arrays[name]
+        extra = f" sync_action={a.sync_action}" if model.kind == "diagnose" and \
+            a.sync_action else ""
         out.append(f"  array {array_label(a, name)}: {a.kind} {a.level} "
-                   f"lifecycle={a.lifecycle} flags={','.join(a.recovery) or '-'}")
+                   f"lifecycle={a.lifecycle} flags={','.join(a.recovery) or '-'}{extra}")
     for f in snap.findings:
         state = "ACTIVE" if f.active else "cleared"
         out.append(f"\n[{f.code}] {f.severity.upper()} {state} {f.array}: {f.title}")
@@ -26,6 +34,14 @@ def render(model: ReportModel, *, timelines: bool = True) -> str:
         if f.fix:
             out.append(f"  fix:    {f.fix}")
         out.append(f"  do now: {f.remedy}")
+    rows = blocked_rows(model)
+    if rows:
+        out.append(f"\nblocked tasks ({len(rows)})")
+        for tid, comm, state, blocked, array, what, stack in rows:
+            out.append(f"  {tid} {comm} {state} blocked {blocked} array {array}: {what}")
+            out.append(f"      {stack}")
+    elif model.kind == "diagnose":
+        out.append("\nno task is blocked in md/dm code")
     if timelines:
         drawn = [n for n in shown if n in model.timelines and model.timelines[n].mask]
         if drawn:

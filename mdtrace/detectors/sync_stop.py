@@ -1,0 +1,94 @@
+"""F12: a task waits for the array's sync thread to stop, and it does not.
+
+Stopping a sync thread (writing idle or frozen to sync_action, mdadm --stop, a dm-raid
+suspend or table reload) sets MD_RECOVERY_INTR and waits: 6.1-6.6 in md_reap_sync_thread ->
+md_unregister_thread -> kthread_stop, holding reconfig_mutex (action_store, __md_stop_writes);
+6.7+ in stop_sync_thread (reached from idle/frozen_sync_thread, md_frozen_sync_thread for
+dm-raid's presuspend) until MD_RECOVERY_RUNNING is cleared by the daemon's reap.  The stop
+hangs when md_do_sync never reaches its next INTR check (blocked on IO, on a lock the stopper
+holds, on the reshape) or when no daemon runs to reap it.  Evidence: a ``task_blocked`` whose
+innermost md frame is one of those (mdtrace.engine.blocked).
+"""
+
+from __future__ import annotations
+
+from mdtrace.config import EngineConfig
+from mdtrace.detectors.base import (
+    Context,
+    Verdict,
+    blocked_with,
+    daemon_dead,
+    is_dm,
+    long_blocked,
+    sync_action_cmd,
+    sync_thread_of,
+    task_details,
+    task_list,
+)
+from mdtrace.engine.arrays import ArrayRec
+from mdtrace.engine.model import Finding, Severity
+from mdtrace.kernel.flags import parse_release
+
+CODE = "F12"
+CODES = (CODE,)
+
+
+def wanted(arr: ArrayRec, config: EngineConfig) -> bool:
+    return any(b.wait == "sync_stop" for b in arr.blocked.values())
+
+
+def _sync_state(arr: ArrayRec) -> tuple[str, bool]:
+    """What the sync thread is doing, and whether that alone proves the stop hangs."""
+    dead = daemon_dead(arr)
+    st = sync_thread_of(arr)
+    if st is None:
+        if arr.threads is None:
+            return "the sync thread's state is unknown", bool(dead)
+        return ("no sync thread is alive any more: md_do_sync returned and the stop waits for "
+                "the md daemon to reap it (clear MD_RECOVERY_RUNNING)"
+                + (f", but {dead}" if dead else ""), bool(dead))
+    name, tid = st
+    b = arr.blocked.get(tid)
+    if b is None:
+        return f"{name} (pid {tid}) is alive and not blocked in md code", False
+    if b.wait:
+        return f"{name} (pid {tid}) is itself blocked: {b.what} ({b.stack(3)})", True
+    return f"{name} (pid {tid}) is in state {b.state} in {b.stack(3)}", b.state == "D"
+
+
+def check(ctx: Context) -> list[Verdict]:
+    arr = ctx.arr
+    key = f"F12:{arr.name}:{arr.generation}"
+    waiters = blocked_with(arr, "sync_stop")
+    if not waiters:
+        return [Verdict(key, None)]
+    state, proven = _sync_state(arr)
+    if not proven and not long_blocked(waiters, ctx.config):
+        return []
+    name = arr.dm_name or arr.name
+    old = parse_release(ctx.kernel) < (6, 8) if ctx.kernel else False
+    dead = daemon_dead(arr)
+    if dead:
+        remedy = (f"reboot: {dead}, so nothing reaps the sync thread and the stop never "
+                  "returns; save the kernel log first (`dmesg > md-oops.txt`).")
+    else:
+        disks = f"`dmsetup status {name}`" if is_dm(arr) else f"`mdadm --detail /dev/{name}`"
+        remedy = (f"see what the sync thread waits for (its stack is under 'blocked tasks'): "
+                  f"a member disk that stopped answering shows in `dmesg` and {disks}; "
+                  "failing that member lets md_do_sync reach its stop check. Do not write "
+                  f"sync_action again (`{sync_action_cmd(arr, 'idle')}` would block the same "
+                  "way) or stop the array; if nothing moves, only a reboot ends the stop.")
+    return [Verdict(key, Finding(
+        code="F12", title=f"stopping {name}'s sync thread hangs ({waiters[0].wait_frame})",
+        array=arr.name, start_ns=min(b.since_ns for b in waiters), severity=Severity.CRITICAL,
+        explanation=(f"{task_list(waiters)} waits for {name}'s sync thread to stop; "
+                     f"{state}. Until md_do_sync returns and the daemon reaps it, the "
+                     "command that asked for the stop (sync_action write, mdadm --stop, "
+                     "lvchange/dmsetup suspend) does not return, and on 6.1-6.6 it holds "
+                     "reconfig_mutex meanwhile, so other mdadm/sysfs commands on the array "
+                     "block too."),
+        fix=("f52f5c71f3d4 md: fix stopping sync thread (6.8) reworked how sync threads are "
+             "stopped (older kernels stop them under reconfig_mutex)" if old else ""),
+        remedy=remedy,
+        evidence=[b.event for b in waiters],
+        details={"tasks": task_details(waiters), "sync_thread": state}))]

@@ -1,0 +1,277 @@
+"""The machine's state *now* as events: the source behind ``mdtrace diagnose``.
+
+A hang that is already happening left no probe hits to trace; what shows it is the arrays'
+sysfs / dmsetup state, the tasks asleep in md/dm code with their kernel stacks, and the kernel
+log since boot.  :func:`collect` reads those (roots and the dmsetup / kernel-log providers are
+injectable, so tests run on fixture trees) and turns them into ordinary events -- ``array_create``,
+``sysfs_state``, ``progress``, ``kernel_log`` and ``task_blocked`` -- for the engine, which
+classifies them like any other stream.  Nothing here decides what a hang *is*.
+
+Read-only: it opens files under sys_root / proc_root, reads /dev/kmsg, and runs
+``dmsetup status`` (an ioctl that reads).  Kernel-internal state (the mddev's recovery word,
+counters) is not read in this stage.
+"""
+
+from __future__ import annotations
+
+import platform
+import re
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mdtrace.detectors.base import lvm_name
+from mdtrace.engine.blocked import md_frames
+from mdtrace.events import ArrayState, Event
+from mdtrace.kernel.flags import FlagTable
+from mdtrace.sources.snapshot import klog
+from mdtrace.sources.snapshot.arrays import ArrayFacts, dm_raid_arrays, md_arrays, recovery_of
+from mdtrace.sources.snapshot.tasks import TaskFacts, TaskScan, scan
+from mdtrace.trace import TraceHeader
+
+DmsetupStatus = Callable[[], tuple[str, str]]          # (text, why not)
+KernelLog = Callable[[], tuple[klog.Records, str]]     # (records, why not)
+
+_SYNC_THREAD = re.compile(r"^(md\d+|mdX)_(resync|reshape|recovery|recover|check|repair)$")
+_DAEMON = re.compile(r"^(md\d+|mdX)_(raid\d+|multipath)$")
+_LEVEL_MODULE = {"raid1": ("raid1",), "raid10": ("raid10",),
+                 "raid4": ("raid456",), "raid5": ("raid456",), "raid6": ("raid456",)}
+_PERSONALITY = {"raid1": "raid1", "raid10": "raid10", "raid456": "raid5"}
+
+
+def run_dmsetup_status() -> tuple[str, str]:
+    """``dmsetup status --target raid`` (needs root: the dm ioctl), and why it failed."""
+    exe = shutil.which("dmsetup")
+    if exe is None:
+        return "", "dmsetup not installed"
+    try:
+        r = subprocess.run([exe, "status", "--target", "raid"], capture_output=True,
+                           text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return "", f"dmsetup status: {exc}"
+    if r.returncode != 0:
+        err = (r.stderr.strip().splitlines() or [f"exit {r.returncode}"])[-1]
+        return "", f"dmsetup status: {err}"
+    return r.stdout, ""
+
+
+@dataclass
+class Collected:
+    """One snapshot: events in the order the engine wants them, and what could not be read."""
+
+    now_ns: int
+    kernel: str
+    arrays: list[ArrayFacts]
+    tasks: list[TaskFacts]
+    events: list[Event]
+    notes: list[str] = field(default_factory=list)
+    stacks_readable: bool = True
+
+
+def _read(p: Path) -> str:
+    try:
+        return p.read_text().strip()
+    except (OSError, UnicodeDecodeError):
+        return ""
+
+
+def _now_s(proc_root: Path) -> float | None:
+    try:
+        return float(_read(proc_root / "uptime").split()[0])
+    except (IndexError, ValueError):
+        return None
+
+
+def _dev_names(a: ArrayFacts) -> set[str]:
+    names = {f"/dev/{a.name}"}
+    if a.dm_name:
+        names |= {f"/dev/mapper/{a.dm_name}", a.dm_name}
+        lv = lvm_name(a.dm_name)
+        if lv:
+            names |= {lv, f"/dev/{lv}"}
+    return names
+
+
+def tie(task: TaskFacts, arrays: list[ArrayFacts]) -> tuple[str, str]:
+    """(array name, how) a task belongs to, best effort, '' when nothing tells:
+
+    1. an md thread's name (``md0_raid5``; dm-raid's ``mdX_*`` only with one dm-raid array:
+       md names threads after mdname(), 'mdX' without a gendisk);
+    2. a block device it holds open (``/dev/md0``, ``/dev/dm-6``);
+    3. an argument naming the array (``dmsetup suspend vg-lv``, ``lvchange vg/lv``);
+    4. the only array its md frames can belong to (raid1 frames, one raid1 array).
+    """
+    m = re.match(r"^(md\d+|mdX)_", task.comm)
+    by_name = {a.name: a for a in arrays}
+    dm = [a for a in arrays if a.kind == "dm-raid"]
+    if m:
+        if m.group(1) in by_name:
+            return m.group(1), "md thread name"
+        if m.group(1) == "mdX" and len(dm) == 1:
+            return dm[0].name, "dm-raid md thread (the only dm-raid array)"
+        return "", ""
+    for a in arrays:
+        names = _dev_names(a)
+        if any(d in names for d in task.devices):
+            return a.name, f"holds {next(d for d in task.devices if d in names)} open"
+    for a in arrays:
+        names = _dev_names(a) | {a.name}
+        if any(arg in names for arg in task.argv[1:]):
+            return a.name, "named in its arguments"
+    mods = {f.partition(" [")[2].rstrip("]") for f in task.frames or ()}
+    cands = [a for a in arrays if a.kind == "md" and set(_LEVEL_MODULE.get(a.level, ())) & mods]
+    if len(cands) == 1:
+        return cands[0].name, f"the only {cands[0].level} array its stack can be in"
+    if "dm_raid" in mods and len(dm) == 1:
+        return dm[0].name, "the only dm-raid array its stack can be in"
+    if mods & {"md_mod", "raid456", "raid1", "raid10"} and len(arrays) == 1:
+        return arrays[0].name, "the only array"
+    return "", ""
+
+
+def _threads(a: ArrayFacts, tasks: list[TaskFacts], arrays: list[ArrayFacts]) -> dict[str, int]:
+    """md threads of ``a`` alive in /proc: name -> tid."""
+    out: dict[str, int] = {}
+    dm = [x for x in arrays if x.kind == "dm-raid"]
+    prefix = f"{a.name}_" if a.kind == "md" else ("mdX_" if len(dm) == 1 else None)
+    if prefix is None:
+        return out
+    for t in tasks:
+        if t.comm.startswith(prefix) and t.md_thread:
+            out.setdefault(t.comm, t.tid)
+    return out
+
+
+def _array_events(a: ArrayFacts, ts: int, threads: dict[str, int],
+                  sync_thread: bool) -> list[Event]:
+    reshape = a.reshape_position is not None
+    rec = recovery_of(a.sync_action, reshape)
+    st = ArrayState(ro=a.ro, sync_thread=sync_thread, reshape_pos=a.reshape_position,
+                    curr_resync=a.done or 0, resync_max=a.total or 0, rec=rec, mdf=0)
+    args: dict[str, Any] = {"level": a.level, "array_state": a.array_state,
+                            "sync_action": a.sync_action, "ro": a.ro, "kind": a.kind,
+                            "sync_completed": a.sync_completed, "threads": threads,
+                            "source": "snapshot"}
+    for k in ("degraded", "raid_disks", "reshape_position", "suspend_lo", "suspend_hi",
+              "dm_suspended"):
+        v = getattr(a, k)
+        if v is not None:
+            args[k] = v
+    evs = [Event(ts=ts, kind="array_create", array=a.name, dm_name=a.dm_name,
+                 args={"kind": a.kind, "level": a.level, "source": "snapshot"}),
+           Event(ts=ts, kind="sysfs_state", array=a.name, dm_name=a.dm_name, state=st,
+                 args=args)]
+    if a.done is not None and a.total is not None:
+        evs.append(Event(ts=ts, kind="progress", array=a.name, dm_name=a.dm_name, args={
+            "done": a.done, "total": a.total, "action": a.sync_action, "speed_kbs": 0}))
+    return evs
+
+
+def _rw(frames: tuple[str, ...]) -> str:
+    names = " ".join(frames)
+    if "write" in names:
+        return "W"
+    return "R" if "read" in names else ""
+
+
+def _task_event(t: TaskFacts, ts: int, array: str, how: str, dm_name: str) -> Event:
+    return Event(ts=ts, kind="task_blocked", array=array, dm_name=dm_name, pid=t.pid,
+                 tid=t.tid, comm=t.comm, args={
+                     "state": t.state, "wchan": t.wchan, "frames": list(t.frames or ()),
+                     "stack_readable": t.frames is not None, "blocked_s": t.blocked_s,
+                     "tie": how, "rw": _rw(t.frames or ()), "argv": list(t.argv[:8])})
+
+
+def collect(sys_root: Path | str = "/sys", proc_root: Path | str = "/proc", *,
+            dmsetup: DmsetupStatus | None = run_dmsetup_status,
+            kernel_log: KernelLog | None = klog.read_kmsg,
+            kernel: str | None = None) -> Collected:
+    """Read everything once, cheapest first (sysfs, dmsetup, /proc, then the kernel log)."""
+    sys_root, proc_root = Path(sys_root), Path(proc_root)
+    notes: list[str] = []
+    now_s = _now_s(proc_root)
+    live = proc_root == Path("/proc")
+    if now_s is None:
+        now_s = time.monotonic() if live else 0.0
+    ts = int(now_s * 1e9)
+    if kernel is None:
+        kernel = _read(proc_root / "sys" / "kernel" / "osrelease") or (
+            platform.release() if live else "")
+    arrays = md_arrays(sys_root)
+    if dmsetup is not None:
+        text, why = dmsetup()
+        has_dm = any((sys_root / "block").glob("dm-*")) if (sys_root / "block").is_dir() \
+            else False
+        if why and has_dm:
+            notes.append(f"dm-raid arrays not examined ({why})")
+        arrays += dm_raid_arrays(sys_root, text)
+    ts_scan: TaskScan = scan(proc_root, now_s)
+    tasks = ts_scan.tasks
+    stacks_readable = not (ts_scan.stacks_unreadable and ts_scan.seen)
+    if not stacks_readable:
+        notes.append(f"kernel stacks not readable ({ts_scan.stacks_unreadable} of "
+                     f"{ts_scan.seen} tasks; /proc/PID/stack needs root with CAP_SYS_ADMIN): "
+                     "blocked tasks are judged from their state and wchan only")
+    if tasks and ts_scan.sched_unreadable == len([t for t in tasks if t.state != "R"]):
+        notes.append("how long tasks have been blocked is unknown (no /proc/PID/sched)")
+    events: list[Event] = []
+    dm_of = {a.name: a.dm_name for a in arrays}
+    for a in arrays:
+        threads = _threads(a, tasks, arrays)
+        sync = any(_SYNC_THREAD.match(n) for n in threads)
+        if a.kind == "dm-raid" and not threads:
+            # mdX_* threads of several dm-raid arrays cannot be told apart: assume alive
+            sync = any(_SYNC_THREAD.match(t.comm) for t in tasks if t.comm.startswith("mdX_"))
+        events += _array_events(a, ts, threads, sync)
+    if kernel_log is not None:
+        records, why = kernel_log()
+        if why:
+            notes.append(f"kernel log not read ({why}): an md thread killed by an oops "
+                         "(F11) cannot be diagnosed")
+        events += klog.events(records)
+    for t in tasks:
+        if not t.blocked:
+            continue                 # an md/dm thread idle, kept only as alive
+        array, how = tie(t, arrays)
+        if not array and not md_frames(t.frames or (t.wchan,)):
+            continue                 # a D task outside md/dm that nothing ties to an array
+        events.append(_task_event(t, ts, array, how, dm_of.get(array, "")))
+    notes.append("kernel-internal state (the mddev's recovery flags, suspended count, "
+                 "active_io) was not read: this diagnosis is from sysfs, dmsetup, kernel "
+                 "stacks and the kernel log")
+    if not arrays:
+        notes.insert(0, "no md or dm-raid arrays on this host: nothing to diagnose")
+    return Collected(now_ns=ts, kernel=kernel, arrays=arrays, tasks=tasks, events=events,
+                     notes=notes, stacks_readable=stacks_readable)
+
+
+class SnapshotSource:
+    """:class:`mdtrace.sources.base.Source` over one :func:`collect` (it ends after it)."""
+
+    name = "snapshot"
+
+    def __init__(self, collected: Collected) -> None:
+        self.collected = collected
+        self.header = TraceHeader(kernel=collected.kernel or "unknown", source="snapshot",
+                                  flag_tables=FlagTable.for_release(collected.kernel or "6.1"),
+                                  meta={"mode": "one-shot snapshot (no BPF)"})
+
+    def events(self, stop: threading.Event) -> Iterator[Event]:
+        for ev in self.collected.events:
+            if stop.is_set():
+                return
+            yield ev
+
+    def health(self) -> dict[str, Any]:
+        return {"mode": "snapshot", "lost": 0, "probes": {}, "notes": self.collected.notes}
+
+    def close(self) -> None:
+        pass
+
+
+__all__ = ["Collected", "SnapshotSource", "collect", "run_dmsetup_status", "tie"]
