@@ -245,7 +245,9 @@ def collect(sys_root: Path | str = "/sys", proc_root: Path | str = "/proc", *,
                  "active_io) was not read: this diagnosis is from sysfs, dmsetup, kernel "
                  "stacks and the kernel log")
     if not arrays:
-        notes.insert(0, "no md or dm-raid arrays on this host: nothing to diagnose")
+        driver = "" if (proc_root / "mdstat").exists() else " (no md driver loaded: no " \
+            "/proc/mdstat)"
+        notes.insert(0, f"no md or dm-raid arrays on this host{driver}: nothing to diagnose")
     return Collected(now_ns=ts, kernel=kernel, arrays=arrays, tasks=tasks, events=events,
                      notes=notes, stacks_readable=stacks_readable)
 
