@@ -25,14 +25,16 @@ KERNELS: dict[str, str] = {
 BASE_PACKAGES: tuple[str, ...] = (
     "systemd-sysv", "udev", "kmod", "procps", "util-linux", "busybox", "initramfs-tools",
     "mdadm", "lvm2", "dmsetup", "fio", "e2fsprogs", "python3", "python3-bpfcc", "bpfcc-tools",
-    "bpftool", "zstd",
+    "bpftool", "zstd", "tmux",
 )
 
 # The guest runs mdtrace from the shared tree with these (bookworm lacks most of them, or has
 # older versions); installed on the host with `pip install --target` for CPython 3.11 x86_64,
-# the guest's python3.  textual is not needed in the guest.
+# the guest's python3.  textual: `mdtrace top` runs live in the guest (tests/vm/guest/
+# live_fronts.sh, in tmux).
 GUEST_PY_DEPS: tuple[str, ...] = (
     "msgspec==0.22.0", "zstandard==0.25.0", "click==8.5.1", "prometheus-client==0.26.0",
+    "textual==8.2.8",
 )
 
 GUEST_FILES_DIR = Path(__file__).with_name("guest")

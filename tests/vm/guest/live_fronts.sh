@@ -1,0 +1,192 @@
+#!/bin/bash
+# The live front ends on a real kernel (issue 17), from the wheel the host built: `mdtrace run`,
+# `mdtrace exporter` (scraped every second) and `mdtrace top` (in tmux) attach BEFORE a raid5
+# reshape is frozen and a write crosses its position; each must show F7 live, and it must end
+# after the remedy (`echo idle`).  Then each stops (run: SIGINT, exporter: SIGTERM, top: `q`)
+# and nothing of ours may stay in the kernel; a SIGKILLed recorder's leftovers are measured,
+# reported by `doctor` and removed by the next start.
+# Results: $MDTRACE_OUT/live/ (obs.txt "key value" lines, logs, scrapes, screens).
+set -u
+out=$MDTRACE_OUT/live
+rm -rf "$out"; mkdir -p "$out"
+now() { cut -d' ' -f1 /proc/uptime; }
+log() { echo "[live $(now)] $*"; }
+obs() { local k=$1; shift; printf '%s %s\n' "$k" "$*" >> "$out/obs.txt"; log "$k = $*"; }
+wait_for() {  # wait_for SECONDS CMD...: poll every 0.2 s
+    local end=$(( $(date +%s) + $1 )); shift
+    until "$@" >/dev/null 2>&1; do (( $(date +%s) >= end )) && return 1; sleep 0.2; done
+}
+modprobe raid456
+[[ -d /sys/kernel/debug/kprobes ]] || mount -t debugfs none /sys/kernel/debug 2>/dev/null
+[[ -f /sys/kernel/tracing/kprobe_events ]] || mount -t tracefs nodev /sys/kernel/tracing 2>/dev/null
+
+# mdtrace from the host-built wheel, not the shared tree (a packaging slip fails here)
+whl=$(ls "$MDTRACE_OUT"/wheel/mdtrace-*.whl 2>/dev/null | head -1)
+[[ -n $whl ]] || { obs error "no wheel in the out share"; exit 1; }
+inst=/opt/mdtrace-wheel
+rm -rf "$inst"; python3 -m zipfile -e "$whl" "$inst"
+cd /
+export PYTHONPATH=$inst:/opt/mdtrace-deps TERM=screen
+printf '#!/bin/sh\nexec python3 -c %s "$@"\n' \
+    "'import sys; sys.argv[0] = \"mdtrace\"; from mdtrace.cli import main; main()'" \
+    > /usr/local/bin/mdtw
+chmod +x /usr/local/bin/mdtw
+obs installed_from "$(python3 -c 'import mdtrace; print(mdtrace.__file__)')"
+
+leftovers() {  # kprobe_events of bcc, kprobes/list entries, kprobe/perf BPF progs, links
+    local ke kl pr li
+    ke=$(grep -c '_bcc_' /sys/kernel/tracing/kprobe_events 2>/dev/null)
+    kl=$(grep -cE 'md_|raid5_|raid_|dm_suspend|dm_resume|mddev_|mutex_lock' /sys/kernel/debug/kprobes/list 2>/dev/null)
+    pr=$(bpftool prog show 2>/dev/null | grep -cE ': (kprobe|perf_event|tracing) ')
+    li=$(bpftool link show 2>/dev/null | grep -cE ': (perf_event|kprobe_multi|tracing) ')
+    echo "kprobe_events=${ke:-0} kprobes_list=${kl:-0} progs=${pr:-0} links=${li:-0}"
+}
+obs leftovers_before "$(leftovers)"
+
+D=(/dev/vdb /dev/vdc /dev/vdd /dev/vde)
+for d in "${D[@]}"; do wipefs -aq "$d"; done
+mdadm --create /dev/md0 --run --level=5 --raid-devices=3 --size=64M --assume-clean \
+    "${D[@]:0:3}" > "$out/mdadm.log" 2>&1 || { obs error "mdadm --create failed"; exit 1; }
+mdadm /dev/md0 --add "${D[3]}" >> "$out/mdadm.log" 2>&1
+
+# -- the three front ends, attached before anything hangs ------------------------------------
+t_start=$(now)
+mdtw run --threshold io_wait_s=5 --interval 0.5 > "$out/run.out" 2> "$out/run.err" &
+RUN=$!
+mdtw exporter --threshold io_wait_s=5 --listen 127.0.0.1:10820 > "$out/exp.out" 2> "$out/exp.err" &
+EXP=$!
+tmux new-session -d -s top -x 200 -y 50 \
+    "sh -c 'echo \$\$ > $out/top.pid; exec mdtw top' 2> $out/top.err; echo \$? > $out/top.rc"
+tmux set-option -t top remain-on-exit on
+pane() { tmux capture-pane -p -t top 2>/dev/null; }
+attached() {
+    grep -q 'running (bcc source' "$out/run.err" && grep -q 'exporter serving' "$out/exp.err" &&
+        pane | grep -q 'mode bcc'
+}
+if ! wait_for 480 attached; then
+    obs error "front ends not attached in 480 s"
+    pane > "$out/top_attach.txt"; tail -3 "$out/run.err" "$out/exp.err"
+fi
+obs attached_after_s "$(awk -v a="$t_start" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')"
+
+python3 - "$out" <<'PY' &
+# scrape the exporter every second: F7/F11 active counts per scrape, two full scrapes kept
+import os, sys, time, urllib.request
+out = sys.argv[1]
+first = seen7 = False
+while not os.path.exists(os.path.join(out, "stop_scrape")):
+    t = float(open("/proc/uptime").read().split()[0])
+    try:
+        body = urllib.request.urlopen("http://127.0.0.1:10820/metrics", timeout=5).read().decode()
+    except Exception as exc:  # noqa: BLE001
+        with open(os.path.join(out, "scrape_errors.txt"), "a") as fh:
+            fh.write(f"{t:.1f} {exc}\n")
+        time.sleep(1)
+        continue
+    val = {c: 0 for c in ("F7", "F11")}
+    for ln in body.splitlines():
+        for c in val:
+            if ln.startswith(f'mdtrace_findings_active{{code="{c}"}}'):
+                val[c] = int(float(ln.split()[-1]))
+    with open(os.path.join(out, "scrapes.txt"), "a") as fh:
+        fh.write(f"{t:.1f} F7={val['F7']} F11={val['F11']}\n")
+    if not first:
+        open(os.path.join(out, "scrape_first.txt"), "w").write(body)
+        first = True
+    if val["F7"] and not seen7:
+        open(os.path.join(out, "scrape_f7.txt"), "w").write(body)
+        seen7 = True
+    time.sleep(1)
+PY
+SCRAPER=$!
+
+# -- the hang: a frozen reshape, a write across its position ---------------------------------
+echo 1000 > /proc/sys/dev/raid/speed_limit_min; echo 2000 > /proc/sys/dev/raid/speed_limit_max
+MDADM_NO_SYSTEMCTL=1 mdadm --grow /dev/md0 --raid-devices=4 >> "$out/mdadm.log" 2>&1
+wait_for 60 sh -c '[ "$(cat /sys/block/md0/md/reshape_position)" -gt 0 ] 2>/dev/null'
+wait_for 60 sh -c 'c=$(cut -d" " -f1 /sys/block/md0/md/sync_completed); [ "$c" -ge 8192 ] 2>/dev/null'
+echo frozen > /sys/block/md0/md/sync_action
+sleep 1
+pos=$(cat /sys/block/md0/md/reshape_position)
+obs frozen "$(cat /sys/block/md0/md/sync_action) pos=$pos"
+start_mb=$(( pos / 2048 > 4 ? pos / 2048 - 4 : 0 ))
+t_io=$(date +%s.%N)
+dd if=/dev/urandom of=/dev/md0 bs=1M seek=$start_mb count=8 oflag=direct status=none \
+    2> "$out/dd.err" &
+DD=$!
+if wait_for 60 grep -q ' F7 md0 .* RAISED' "$out/run.out"; then
+    obs f7_run_latency_s "$(awk -v a="$t_io" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')"
+else
+    obs f7_run_latency_s none
+fi
+wait_for 30 grep -q 'F7=1' "$out/scrapes.txt" && obs f7_scraped yes
+if wait_for 30 sh -c "tmux capture-pane -p -t top | grep -q F7"; then
+    sleep 1.5; obs f7_top yes
+fi
+pane > "$out/top_f7.txt"
+# the one-shot diagnosis of the hang as it stands (no BPF; issue 11), and the real stacks
+cat "/proc/$DD/stack" > "$out/dd.stack" 2>/dev/null
+cat "/proc/$DD/stat" > "$out/dd.stat" 2>/dev/null
+t0=$(date +%s.%N)
+mdtw diagnose --format json > "$out/diagnose_hung.json" 2> "$out/diagnose_hung.err"
+obs diagnose_hung "rc=$? in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')s"
+mdtw diagnose > "$out/diagnose_hung.txt" 2>&1
+
+# -- the remedy ---------------------------------------------------------------------------------
+echo idle > /sys/block/md0/md/sync_action
+echo 200000 > /proc/sys/dev/raid/speed_limit_max
+obs after_idle "$(cat /sys/block/md0/md/sync_action)"
+if wait_for 60 sh -c "! kill -0 $DD"; then
+    wait "$DD"; obs io_done "rc=$?"
+else
+    obs io_done blocked
+fi
+if dmesg | grep -qE 'kernel BUG at|Oops: |general protection fault'; then
+    obs kernel_oops "$(dmesg | grep -m1 -E 'kernel BUG at|Oops: |general protection fault')"
+    wait_for 30 grep -q ' F11 md0 .* RAISED' "$out/run.out" && obs f11_run yes
+    wait_for 30 grep -q 'F11=1' "$out/scrapes.txt" && obs f11_scraped yes
+else
+    wait_for 30 grep -q ' F7 md0 .* CLEARED' "$out/run.out" && obs f7_run_cleared yes
+    wait_for 30 sh -c "tail -1 $out/scrapes.txt | grep -q 'F7=0'" && obs f7_scrape_zero yes
+fi
+touch "$out/stop_scrape"; sleep 1.5; kill "$SCRAPER" 2>/dev/null
+mdtw diagnose --format json > "$out/diagnose_after.json" 2> "$out/diagnose_after.err"
+obs diagnose_after "rc=$?"
+
+# -- stopping: run SIGINT, exporter SIGTERM, top `q` ---------------------------------------------
+stopped() {  # stopped PID SECONDS -> STOPPED="rc=N after Xs" / "still running ..."
+    local p=$1 t0 rc; t0=$(now)
+    if wait_for "$2" sh -c "! kill -0 $p"; then
+        wait "$p" 2>/dev/null; rc=$?
+        STOPPED="rc=$rc after $(awk -v a="$t0" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')s"
+    else
+        STOPPED="still running after $2 s"
+    fi
+}
+kill -INT "$RUN"; stopped "$RUN" 60; obs run_sigint "$STOPPED"
+kill -TERM "$EXP"; stopped "$EXP" 60; obs exporter_sigterm "$STOPPED"
+tmux send-keys -t top q
+wait_for 60 test -f "$out/top.rc" && obs top_q "rc=$(cat "$out/top.rc")"
+obs top_alternate_after "$(tmux display -p -t top '#{alternate_on}' 2>/dev/null)"
+pane > "$out/top_after.txt"
+tmux kill-server 2>/dev/null
+sleep 1
+obs leftovers_after_stop "$(leftovers)"
+
+# -- SIGKILL: what a killed recorder leaves, doctor's word on it, the next start's cleanup --------
+mdtw record -o /tmp/killed.jsonl.gz > "$out/kill_record.log" 2>&1 &
+REC=$!
+if wait_for 300 grep -q 'recording to' "$out/kill_record.log"; then
+    kill -KILL "$REC"; wait "$REC" 2>/dev/null; sleep 1
+    obs leftovers_after_sigkill "$(leftovers)"
+    mdtw doctor --json > "$out/doctor.json" 2>&1
+    obs doctor_stale "$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print([c["detail"] for c in d["checks"] if c["name"] == "stale_probes"][0])' "$out/doctor.json" 2>&1 | head -c 300)"
+    mdtw record -o /tmp/next.jsonl.gz --duration 2 > "$out/next_record.log" 2>&1
+    obs next_record "rc=$?"
+    obs leftovers_after_next "$(leftovers)"
+else
+    obs error "the recorder to SIGKILL did not attach in 300 s"
+fi
+mdadm --stop /dev/md0 > /dev/null 2>&1 &
+obs done yes
+exit 0

@@ -1,0 +1,164 @@
+"""The live front ends on the 6.1 and 6.12 guest kernels (issue 17), from the built wheel.
+
+tests/vm/guest/live_fronts.sh attaches `mdtrace run`, `mdtrace exporter` (scraped every second)
+and `mdtrace top` (tmux) before a raid5 reshape is frozen and a write crosses its position;
+checked here: each shows F7 live (run's latency from the IO's start measured), it ends after
+`echo idle` (or, where the 6.12.117 raid5d double free strikes on the unfreeze, F11 is shown
+instead: a known kernel bug, checked), promtool accepts a live scrape, each front end stops
+on its signal/key with nothing of ours left in the kernel, and a SIGKILLed recorder's
+leftovers are reported by doctor and removed by the next start.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mdtrace.vm.recipe import KERNELS
+from mdtrace.vm.scenarios import F7_SLACK_S
+
+pytestmark = pytest.mark.vm
+
+ROOT = Path(__file__).resolve().parents[2]
+OUT = Path(os.environ.get("MDTRACE_VM_OUT", ROOT / "out" / "vm")) / "live"
+SCRIPT = ROOT / "tests/vm/guest/live_fronts.sh"
+THRESHOLD_S = 5.0
+ZERO = "kprobe_events=0 kprobes_list=0 progs=0 links=0"
+
+
+@pytest.fixture(scope="module", params=sorted(KERNELS))
+def live(request: pytest.FixtureRequest):  # -> (release, obs dict, result dir)
+    from mdtrace.vm import ensure_image, run_script
+    from mdtrace.vm.scenarios import tier_problem
+
+    why = tier_problem()
+    if why:
+        msg = f"!! live vm tests SKIPPED (real kernel NOT exercised): {why}"
+        print(msg, file=sys.stderr)
+        pytest.skip(msg)
+    rel = KERNELS[request.param]
+    out = OUT / rel
+    wheel_dir = out / "wheel"
+    shutil.rmtree(wheel_dir, ignore_errors=True)
+    wheel_dir.mkdir(parents=True)
+    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
+                        "-q", "-w", str(wheel_dir), str(ROOT)], capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stderr[-2000:]
+    res = run_script(ensure_image(), request.param, str(SCRIPT), disks=4, disk_mb=256,
+                     timeout_s=1500, out_dir=str(out))
+    print(f"\nmdtrace vm live: {res.summary()}", file=sys.stderr)
+    d = out / "live"
+    obs: dict[str, str] = {}
+    for line in (d / "obs.txt").read_text().splitlines() if (d / "obs.txt").exists() else []:
+        k, _, v = line.partition(" ")
+        obs.setdefault(k, v)
+    for k in ("attached_after_s", "f7_run_latency_s", "leftovers_after_sigkill", "kernel_oops"):
+        if k in obs:
+            print(f"  {rel} {k}: {obs[k]}", file=sys.stderr)
+    assert res.rc == 0 and not res.wedged, res.summary() + "\n" + res.output[-3000:]
+    assert "error" not in obs, obs["error"]
+    return rel, obs, d
+
+
+def test_runs_from_the_installed_wheel(live) -> None:
+    _rel, obs, _d = live
+    assert obs["installed_from"].startswith("/opt/mdtrace-wheel/mdtrace/"), obs
+
+
+def test_run_prints_f7_live_within_the_margin(live) -> None:
+    rel, obs, d = live
+    lat = obs.get("f7_run_latency_s", "none")
+    assert lat != "none", (d / "run.out").read_text()[-2000:]
+    # same derivation as the recorded-trace check (scenarios.F7_SLACK_S); issue 17's target
+    # is threshold + 1 s: the figure is printed, the note compares
+    assert float(lat) <= THRESHOLD_S + F7_SLACK_S, (rel, lat)
+    line = next(ln for ln in (d / "run.out").read_text().splitlines() if " F7 md0 " in ln)
+    assert "remedy:" in line and "sync_action" in line
+
+
+def test_f7_ends_after_the_remedy_or_the_oops_is_diagnosed(live) -> None:
+    rel, obs, d = live
+    if "kernel_oops" in obs:   # 6.12.117 raid5d double free on the unfreeze (docs/kernels.md)
+        print(f"\nNOTE {rel}: kernel bug reproduced live: {obs['kernel_oops']}; checking F11",
+              file=sys.stderr)
+        assert obs.get("f11_run") == "yes", (d / "run.out").read_text()[-2000:]
+        assert obs.get("f11_scraped") == "yes"
+        return
+    assert obs.get("f7_run_cleared") == "yes", (d / "run.out").read_text()[-2000:]
+    assert obs.get("f7_scrape_zero") == "yes", (d / "scrapes.txt").read_text()[-600:]
+
+
+def test_exporter_live_scrape(live) -> None:
+    _rel, obs, d = live
+    assert obs.get("f7_scraped") == "yes", (d / "scrapes.txt").read_text()[-600:]
+    body = (d / "scrape_f7.txt").read_text()
+    assert re.search(r'^mdtrace_finding_active\{code="F7",array="md0"', body, re.M), body[:800]
+    promtool = shutil.which("promtool")
+    if promtool is None:
+        pytest.skip("promtool not installed on the host (scripts/install-system-deps.sh)")
+    r = subprocess.run([promtool, "check", "metrics"], input=body, capture_output=True,
+                       text=True, timeout=60)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_top_shows_f7_and_quits_cleanly(live) -> None:
+    _rel, obs, d = live
+    assert obs.get("f7_top") == "yes", (d / "top_f7.txt").read_text()
+    screen = (d / "top_f7.txt").read_text()
+    assert "md0" in screen and "F7" in screen, screen
+    assert obs.get("top_q") == "rc=0", obs
+    assert obs.get("top_alternate_after") == "0", obs
+
+
+def test_nothing_left_in_the_kernel_after_clean_stops(live) -> None:
+    _rel, obs, _d = live
+    assert obs["leftovers_before"] == ZERO, obs
+    assert obs["run_sigint"].startswith("rc=0 "), obs
+    assert obs["exporter_sigterm"].startswith("rc=0 "), obs
+    assert obs["leftovers_after_stop"] == ZERO, obs
+
+
+def test_sigkill_leftovers_reported_and_removed(live) -> None:
+    _rel, obs, _d = live
+    assert "leftovers_after_sigkill" in obs, obs
+    m = re.match(r"kprobe_events=(\d+) ", obs["leftovers_after_sigkill"])
+    assert m, obs
+    if int(m.group(1)):          # kretprobes with maxactive stay as tracefs events
+        assert "kprobe event(s) of dead bcc processes" in obs.get("doctor_stale", ""), obs
+    assert obs.get("next_record") == "rc=0", obs
+    assert obs["leftovers_after_next"] == ZERO, obs
+
+
+def test_diagnose_explains_the_hang_then_is_clean(live) -> None:
+    """`mdtrace diagnose` started while the write is stuck across the frozen reshape (issue 11,
+    first stage: no BPF).  6.1: the write sleeps in raid5_make_request (D): F7 for md0 naming
+    dd; after `echo idle` clean.  6.12 busy-retries the write (R, no stable stack): what it
+    says is printed for the note, F11 is required when the raid5d oops struck."""
+    import json
+
+    rel, obs, d = live
+    rc_hung = obs.get("diagnose_hung", "")
+    print(f"\n  {rel} diagnose during the hang: {rc_hung}; after: {obs.get('diagnose_after')}",
+          file=sys.stderr)
+    hung = json.loads((d / "diagnose_hung.json").read_text())
+    codes = sorted((f["code"], f["array"]) for f in hung["findings"])
+    print(f"  {rel} diagnose findings during the hang: {codes}", file=sys.stderr)
+    assert rc_hung.startswith(("rc=0 ", "rc=1 ")), (d / "diagnose_hung.err").read_text()
+    after = json.loads((d / "diagnose_after.json").read_text())
+    after_codes = sorted((f["code"], f["array"]) for f in after["findings"] if f.get("active",
+                                                                                    True))
+    if "kernel_oops" in obs:
+        assert ("F11", "md0") in after_codes, after_codes
+        return
+    if rel.startswith("6.1."):
+        assert ("F7", "md0") in codes, (d / "diagnose_hung.txt").read_text()[-3000:]
+        f7 = next(f for f in hung["findings"] if f["code"] == "F7")
+        assert "dd" in f7["explanation"], f7
+        assert obs.get("diagnose_after") == "rc=0", after_codes
