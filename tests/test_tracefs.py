@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
 from mdtrace.kernel.environment import Paths, check_stale_probes
 from mdtrace.kernel.tracefs import remove_stale, stale_bcc_events
 
@@ -23,16 +25,32 @@ def test_stale_events_are_those_of_dead_pids() -> None:
     assert stale_bcc_events("", lambda pid: False) == []
 
 
-def test_remove_writes_one_delete_per_stale_event(tmp_path: Path) -> None:
+def test_remove_writes_one_delete_per_stale_event(tmp_path: Path,
+                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from mdtrace.kernel import tracefs
+
     tr = tmp_path / "sys" / "kernel" / "tracing"
     tr.mkdir(parents=True)
     (tr / "kprobe_events").write_text(EVENTS)
+    opened: list[int] = []
+    written: list[bytes] = []
+    real_open = os.open
+
+    def spy_open(path, flags, *a):  # noqa: ANN001, ANN002, ANN202
+        opened.append(flags)
+        return real_open(path, flags, *a)
+
+    monkeypatch.setattr(tracefs.os, "open", spy_open)
+    monkeypatch.setattr(tracefs.os, "write", lambda fd, b: written.append(b) or len(b))
     removed, failed = remove_stale(tmp_path / "sys", alive=lambda pid: pid == 77)
     assert failed == [] and len(removed) == 2
-    # tracefs deletes on "-:name"; a plain file keeps the appended commands, which we check
-    text = (tr / "kprobe_events").read_text()
-    assert text.endswith("-:kprobes/r_md_do_sync_bcc_4242\n"
-                         "-:kprobes/r_raid5_make_request_bcc_4242\n")
+    assert written == [b"-:kprobes/r_md_do_sync_bcc_4242\n",
+                       b"-:kprobes/r_raid5_make_request_bcc_4242\n"]
+    # never O_TRUNC (it would delete every kprobe event) nor append mode (tracefs refuses
+    # the seek to the end with EINVAL: seen on the 6.1 guest)
+    assert all(f & os.O_TRUNC == 0 and f & os.O_APPEND == 0 for f in opened)
 
 
 def test_doctor_reports_stale_events(tmp_path: Path) -> None:

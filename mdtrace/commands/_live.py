@@ -91,3 +91,16 @@ def start_progress_sampler(stop: threading.Event, sink: Callable[[Any], None],
     th.start()
     return th
 
+
+
+def stale_probe_lines(src: Any) -> list[str]:
+    """What the source did with kprobe events dead processes left (mdtrace.kernel.tracefs)."""
+    removed = list(getattr(src, "stale_removed", []) or [])
+    failed = list(getattr(src, "stale_failed", []) or [])
+    out = []
+    if removed:
+        out.append(f"mdtrace: removed {len(removed)} stale kprobe event(s) of dead processes "
+                   f"({removed[0]}{', ...' if len(removed) > 1 else ''})")
+    for f in failed:
+        out.append(f"mdtrace: warning: could not remove stale kprobe event {f}")
+    return out

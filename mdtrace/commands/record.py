@@ -15,7 +15,12 @@ from typing import Any
 
 import click
 
-from mdtrace.commands._live import start_progress_sampler, start_timer, stop_on_signals
+from mdtrace.commands._live import (
+    stale_probe_lines,
+    start_progress_sampler,
+    start_timer,
+    stop_on_signals,
+)
 from mdtrace.errors import MdtraceError
 from mdtrace.events import Event
 from mdtrace.trace import TraceHeader, TraceWriter
@@ -156,6 +161,8 @@ def command(output: str, duration: float | None, locks: bool, locks_full: bool,
                 f"(compile {src.compile_s:.1f} s)")
             for m in missing:
                 say(f"mdtrace: not attached: {m}")
+            for line in stale_probe_lines(src):
+                say(line)
             start_timer(stop, duration)
             _start_reopener(stop, reopen, out, say)
             last_flush = time.monotonic()

@@ -13,7 +13,12 @@ from typing import IO, Any
 
 import click
 
-from mdtrace.commands._live import open_live_source, start_timer, stop_on_signals
+from mdtrace.commands._live import (
+    open_live_source,
+    stale_probe_lines,
+    start_timer,
+    stop_on_signals,
+)
 from mdtrace.errors import MdtraceError
 from mdtrace.live import LiveSession
 
@@ -97,6 +102,8 @@ def command(duration: float | None, prefer: str, locks: bool, locks_full: bool,
                           on_findings=printer.update)
     click.echo(f"mdtrace: running ({src.name} source, kernel {src.header.kernel}); "
                "Ctrl-C to stop", err=True)
+    for line in stale_probe_lines(src):
+        click.echo(line, err=True)
     with stop_on_signals(session.stop):
         start_timer(session.stop, duration)
         session.start()

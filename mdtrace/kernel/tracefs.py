@@ -62,10 +62,15 @@ def remove_stale(sys_root: Path = Path("/sys"),
     f, stale = find_stale(sys_root, alive)
     removed, failed = [], []
     for ev in stale:
+        assert f is not None
+        # "-:group/name" deletes one event.  Plain O_WRONLY: O_TRUNC would delete every
+        # event, and Python's append mode seeks to the end, which tracefs refuses (EINVAL)
         try:
-            assert f is not None
-            with open(f, "a") as fh:        # "-:group/name" deletes one event
-                fh.write(f"-:{ev}\n")
+            fd = os.open(f, os.O_WRONLY)
+            try:
+                os.write(fd, f"-:{ev}\n".encode())
+            finally:
+                os.close(fd)
             removed.append(ev)
         except OSError as exc:
             failed.append(f"{ev}: {exc.strerror}")

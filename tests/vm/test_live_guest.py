@@ -99,7 +99,9 @@ def test_exporter_live_scrape(live) -> None:
     _rel, obs, d = live
     assert obs.get("f7_scraped") == "yes", (d / "scrapes.txt").read_text()[-600:]
     body = (d / "scrape_f7.txt").read_text()
-    assert re.search(r'^mdtrace_finding_active\{code="F7",array="md0"', body, re.M), body[:800]
+    f7 = [ln for ln in body.splitlines() if ln.startswith("mdtrace_finding_active{")
+          and 'code="F7"' in ln and 'array="md0"' in ln]
+    assert f7 and f7[0].endswith(" 1.0"), body[:800]
     promtool = shutil.which("promtool")
     if promtool is None:
         pytest.skip("promtool not installed on the host (scripts/install-system-deps.sh)")

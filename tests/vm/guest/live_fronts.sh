@@ -56,7 +56,7 @@ RUN=$!
 mdtw exporter --threshold io_wait_s=5 --listen 127.0.0.1:10820 > "$out/exp.out" 2> "$out/exp.err" &
 EXP=$!
 tmux new-session -d -s top -x 200 -y 50 \
-    "sh -c 'echo \$\$ > $out/top.pid; exec mdtw top' 2> $out/top.err; echo \$? > $out/top.rc"
+    "sh -c 'echo \$\$ > $out/top.pid; exec mdtw top'; echo \$? > $out/top.rc"
 tmux set-option -t top remain-on-exit on
 pane() { tmux capture-pane -p -t top 2>/dev/null; }
 attached() {
