@@ -47,6 +47,19 @@ def _wait(pred, timeout: float = 20.0) -> bool:  # noqa: ANN001
     return False
 
 
+def _assert_exited_and_restored(sess: str, done: Path) -> None:
+    """top exited 0 and left the terminal as it found it: main screen, cursor shown."""
+    def screen() -> str:
+        return _tmux("capture-pane", "-p", "-t", sess)
+
+    assert _wait(done.exists), screen()
+    assert done.read_text().strip() == "0"
+    assert _wait(lambda: "TOP-EXITED" in screen())
+    assert _tmux("display", "-p", "-t", sess, "#{alternate_on}").strip() == "0"
+    assert _tmux("display", "-p", "-t", sess, "#{cursor_flag}").strip() == "1"
+    assert "Traceback" not in screen()
+
+
 def test_top_replay_in_tmux_quits_cleanly(tmp_path: Path) -> None:
     if importlib.util.find_spec("mdtrace.engine.core") is None:
         pytest.skip("mdtrace.engine.core (the diagnosis engine) is not in this tree yet")
@@ -76,12 +89,7 @@ def test_top_replay_in_tmux_quits_cleanly(tmp_path: Path) -> None:
         assert "events " in shown and "Quit" in shown  # status line and footer bindings
         assert _tmux("display", "-p", "-t", sess, "#{alternate_on}").strip() == "1"
         _tmux("send-keys", "-t", sess, "q")
-        assert _wait(done.exists), screen()
-        assert done.read_text().strip() == "0"
-        assert _wait(lambda: "TOP-EXITED" in screen())
-        assert _tmux("display", "-p", "-t", sess, "#{alternate_on}").strip() == "0"
-        assert _tmux("display", "-p", "-t", sess, "#{cursor_flag}").strip() == "1"
-        assert "Traceback" not in screen()
+        _assert_exited_and_restored(sess, done)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", sess], capture_output=True)
 
@@ -113,11 +121,6 @@ def test_top_sigterm_restores_the_terminal(tmp_path: Path) -> None:
         assert _wait(lambda: "Quit" in screen() and pidf.exists()), screen()
         assert _tmux("display", "-p", "-t", sess, "#{alternate_on}").strip() == "1"
         subprocess.run(["kill", "-TERM", pidf.read_text().strip()], check=True)
-        assert _wait(done.exists), screen()
-        assert done.read_text().strip() == "0"
-        assert _wait(lambda: "TOP-EXITED" in screen())
-        assert _tmux("display", "-p", "-t", sess, "#{alternate_on}").strip() == "0"
-        assert _tmux("display", "-p", "-t", sess, "#{cursor_flag}").strip() == "1"
-        assert "Traceback" not in screen()
+        _assert_exited_and_restored(sess, done)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", sess], capture_output=True)

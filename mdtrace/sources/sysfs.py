@@ -45,14 +45,15 @@ class MdSnapshot:
     speed_kbs: int | None = None
 
 
-def _read(p: Path) -> str:
+def read_attr(p: Path) -> str:
+    """A sysfs/procfs value, stripped; '' when it cannot be read (gone, no access, binary)."""
     try:
         return p.read_text().strip()
-    except OSError:
+    except (OSError, UnicodeDecodeError):
         return ""
 
 
-def _int(s: str) -> int | None:
+def parse_int(s: str) -> int | None:
     try:
         return int(s)
     except ValueError:
@@ -60,19 +61,19 @@ def _int(s: str) -> int | None:
 
 
 def read_array(md_dir: Path, name: str) -> MdSnapshot:
-    vals = {a: _read(md_dir / a) for a in ATTRS}
+    vals = {a: read_attr(md_dir / a) for a in ATTRS}
     done = total = None
     sc = vals["sync_completed"]
     if "/" in sc:
         a, _, b = sc.partition("/")
-        done, total = _int(a.strip()), _int(b.strip())
+        done, total = parse_int(a.strip()), parse_int(b.strip())
     rp = vals["reshape_position"]
     return MdSnapshot(
         name=name, level=vals["level"], array_state=vals["array_state"],
         sync_action=vals["sync_action"], done=done, total=total,
-        degraded=_int(vals["degraded"]), raid_disks=_int(vals["raid_disks"]),
-        reshape_position=None if rp in ("", "none") else _int(rp),
-        speed_kbs=_int(vals["sync_speed"].split()[0]) if vals["sync_speed"] else None)
+        degraded=parse_int(vals["degraded"]), raid_disks=parse_int(vals["raid_disks"]),
+        reshape_position=None if rp in ("", "none") else parse_int(rp),
+        speed_kbs=parse_int(vals["sync_speed"].split()[0]) if vals["sync_speed"] else None)
 
 
 def parse_mdstat(text: str) -> dict[str, str]:
@@ -95,7 +96,7 @@ def scan(sys_root: Path, proc_root: Path) -> dict[str, MdSnapshot]:
         for d in sorted(block.glob("md*")):
             if (d / "md").is_dir():
                 arrays[d.name] = read_array(d / "md", d.name)
-    mdstat = _read(proc_root / "mdstat")
+    mdstat = read_attr(proc_root / "mdstat")
     for name, level in parse_mdstat(mdstat).items():
         if name not in arrays:
             arrays[name] = MdSnapshot(name=name, level=level)
@@ -115,10 +116,10 @@ def parse_dmsetup_status(text: str) -> dict[str, MdSnapshot]:
         done = total = None
         if "/" in f[6]:
             a, _, b = f[6].partition("/")
-            done, total = _int(a), _int(b)
+            done, total = parse_int(a), parse_int(b)
         out[name] = MdSnapshot(name=name, level=f[3], array_state="", sync_action=f[7],
                                done=done, total=total, degraded=f[5].count("D"),
-                               raid_disks=_int(f[4]))
+                               raid_disks=parse_int(f[4]))
     return out
 
 
@@ -139,7 +140,7 @@ def dm_disks(sys_root: Path) -> dict[str, str]:
     """dm name -> kernel disk name (``vg-lv`` -> ``dm-3``) from /sys/block/dm-*/dm/name."""
     out = {}
     for d in (sys_root / "block").glob("dm-*"):
-        name = _read(d / "dm" / "name")
+        name = read_attr(d / "dm" / "name")
         if name:
             out[name] = d.name
     return out

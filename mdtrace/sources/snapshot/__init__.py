@@ -32,6 +32,7 @@ from mdtrace.kernel.flags import FlagTable
 from mdtrace.sources.snapshot import klog
 from mdtrace.sources.snapshot.arrays import ArrayFacts, dm_raid_arrays, md_arrays, recovery_of
 from mdtrace.sources.snapshot.tasks import TaskFacts, TaskScan, scan
+from mdtrace.sources.sysfs import read_attr
 from mdtrace.trace import TraceHeader
 
 DmsetupStatus = Callable[[], tuple[str, str]]          # (text, why not)
@@ -73,16 +74,9 @@ class Collected:
     stacks_readable: bool = True
 
 
-def _read(p: Path) -> str:
-    try:
-        return p.read_text().strip()
-    except (OSError, UnicodeDecodeError):
-        return ""
-
-
 def _now_s(proc_root: Path) -> float | None:
     try:
-        return float(_read(proc_root / "uptime").split()[0])
+        return float(read_attr(proc_root / "uptime").split()[0])
     except (IndexError, ValueError):
         return None
 
@@ -200,7 +194,7 @@ def collect(sys_root: Path | str = "/sys", proc_root: Path | str = "/proc", *,
         now_s = time.monotonic() if live else 0.0
     ts = int(now_s * 1e9)
     if kernel is None:
-        kernel = _read(proc_root / "sys" / "kernel" / "osrelease") or (
+        kernel = read_attr(proc_root / "sys" / "kernel" / "osrelease") or (
             platform.release() if live else "")
     arrays = md_arrays(sys_root)
     if dmsetup is not None:

@@ -15,7 +15,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mdtrace.kernel.flags import Recovery
-from mdtrace.sources.sysfs import dm_disks, parse_dmsetup_status, read_array
+from mdtrace.sources.sysfs import (
+    dm_disks,
+    parse_dmsetup_status,
+    parse_int,
+    read_array,
+    read_attr,
+)
 
 _HIDDEN = re.compile(r"_r(image|meta)_\d+$")
 
@@ -40,20 +46,6 @@ class ArrayFacts:
     suspend_hi: int | None = None
     ro: int = 0                  # 0 rw, 1 read-only, 2 auto-read-only
     dm_suspended: bool | None = None
-
-
-def _read(p: Path) -> str:
-    try:
-        return p.read_text().strip()
-    except (OSError, UnicodeDecodeError):
-        return ""
-
-
-def _int(s: str) -> int | None:
-    try:
-        return int(s)
-    except ValueError:
-        return None
 
 
 def recovery_of(sync_action: str, reshape: bool) -> int:
@@ -88,14 +80,14 @@ def md_arrays(sys_root: Path) -> list[ArrayFacts]:
         if not md.is_dir():
             continue
         snap = read_array(md, d.name)
-        sc = _read(md / "sync_completed")
+        sc = read_attr(md / "sync_completed")
         out.append(ArrayFacts(
             name=d.name, kind="md", level=snap.level, array_state=snap.array_state,
             sync_action=snap.sync_action, sync_completed=sc, done=snap.done, total=snap.total,
             reshape_position=snap.reshape_position, degraded=snap.degraded,
-            raid_disks=snap.raid_disks, suspend_lo=_int(_read(md / "suspend_lo")),
-            suspend_hi=_int(_read(md / "suspend_hi")),
-            ro=ro_of(snap.array_state, _read(d / "ro"))))
+            raid_disks=snap.raid_disks, suspend_lo=parse_int(read_attr(md / "suspend_lo")),
+            suspend_hi=parse_int(read_attr(md / "suspend_hi")),
+            ro=ro_of(snap.array_state, read_attr(d / "ro"))))
     return out
 
 
@@ -107,7 +99,7 @@ def dm_raid_arrays(sys_root: Path, dmsetup_status: str) -> list[ArrayFacts]:
         if _HIDDEN.search(dm_name):
             continue
         disk = disks.get(dm_name, "")
-        susp = _read(sys_root / "block" / disk / "dm" / "suspended") if disk else ""
+        susp = read_attr(sys_root / "block" / disk / "dm" / "suspended") if disk else ""
         out.append(ArrayFacts(
             name=disk or dm_name, kind="dm-raid", dm_name=dm_name, level=snap.level,
             sync_action=snap.sync_action,
