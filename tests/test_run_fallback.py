@@ -30,6 +30,8 @@ def test_run_falls_back_to_sysfs() -> None:
     assert "falling back to sysfs" in r.stderr
     assert "running (sysfs source" in r.stderr
     assert "stopped:" in r.stderr and "0 lost" in r.stderr
+    # no md here: said plainly, not left to read as "0 findings"
+    assert "no md driver loaded here (no /proc/mdstat): nothing to watch" in r.stderr
 
 
 def test_run_source_bcc_forced_is_one_line_error() -> None:

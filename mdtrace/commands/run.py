@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import sys
+from pathlib import Path
 from typing import IO, Any
 
 import click
@@ -104,6 +105,11 @@ def command(duration: float | None, prefer: str, locks: bool, locks_full: bool,
                "Ctrl-C to stop", err=True)
     for line in stale_probe_lines(src):
         click.echo(line, err=True)
+    if not (Path(sysfs_root) / "proc" / "mdstat").exists():
+        # md_mod publishes /proc/mdstat once loaded: without it there is nothing to watch
+        # (yet), which must not read as a clean bill of health ("0 findings")
+        click.echo("mdtrace: no md driver loaded here (no /proc/mdstat): nothing to watch "
+                   "until md_mod is loaded (e.g. by the first mdadm --assemble)", err=True)
     with stop_on_signals(session.stop):
         start_timer(session.stop, duration)
         session.start()
