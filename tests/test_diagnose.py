@@ -374,3 +374,32 @@ def test_from_event_unknown_blocked_time() -> None:
     bt = from_event(Event(ts=5, kind="task_blocked", tid=3, comm="x",
                           args={"state": "D", "frames": [], "wchan": "", "blocked_s": None}))
     assert bt.blocked_s is None and bt.since_ns == 5 and bt.wait == ""
+
+
+# -- real /proc/PID/stack texts captured in the guests (tests/vm/guest/live_fronts.sh) -------
+REAL = Path(__file__).parent / "data" / "diagnose" / "real"
+
+
+def test_real_61_stack_of_a_write_across_a_frozen_reshape() -> None:
+    """6.1.0-56: dd's 1 MiB direct write sleeps (D) in raid5_make_request's wait_woken."""
+    from mdtrace.engine.blocked import wait_kind
+    from mdtrace.sources.snapshot.tasks import parse_stack
+
+    frames = parse_stack((REAL / "6.1.0-56-amd64-dd-write-across-frozen-reshape.stack")
+                         .read_text())
+    assert frames[:2] == ("wait_woken", "raid5_make_request [raid456]")
+    assert len(frames) == 12 and frames[-1].startswith("entry_SYSCALL_64")
+    assert wait_kind(frames) == ("reshape_io", "raid5_make_request")
+
+
+def test_real_612_stack_is_a_busy_retry_snapshot() -> None:
+    """6.12.117: the same write busy-retries (R state); its stack, caught mid-retry, is just
+    md_write_start <- raid5_make_request.  By frames alone it would read as a superblock
+    wait, which it is not: only the task state tells (stage 1 reports nothing there; the
+    kernel-state stage of issue 11 is what can tell)."""
+    from mdtrace.engine.blocked import wait_kind
+    from mdtrace.sources.snapshot.tasks import parse_stack
+
+    frames = parse_stack((REAL / "6.12.117-dd-write-across-frozen-reshape.stack").read_text())
+    assert frames == ("md_write_start [md_mod]", "raid5_make_request [raid456]")
+    assert wait_kind(frames) == ("sb_wait", "md_write_start")
