@@ -66,7 +66,8 @@ def check(ctx: Context) -> list[Verdict]:
     if not proven and not long_blocked(waiters, ctx.config):
         return []
     name = arr.dm_name or arr.name
-    old = parse_release(ctx.kernel) < (6, 8) if ctx.kernel else False
+    # f52f5c71f3d4 "md: fix stopping sync thread" is in 6.7 (the seed series' cover letter)
+    old = parse_release(ctx.kernel) < (6, 7) if ctx.kernel else False
     dead = daemon_dead(arr)
     if dead:
         remedy = (f"reboot: {dead}, so nothing reaps the sync thread and the stop never "
@@ -87,7 +88,7 @@ def check(ctx: Context) -> list[Verdict]:
                      "lvchange/dmsetup suspend) does not return, and on 6.1-6.6 it holds "
                      "reconfig_mutex meanwhile, so other mdadm/sysfs commands on the array "
                      "block too."),
-        fix=("f52f5c71f3d4 md: fix stopping sync thread (6.8) reworked how sync threads are "
+        fix=("f52f5c71f3d4 md: fix stopping sync thread (6.7) reworked how sync threads are "
              "stopped (older kernels stop them under reconfig_mutex)" if old else ""),
         remedy=remedy,
         evidence=[b.event for b in waiters],
