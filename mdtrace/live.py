@@ -151,11 +151,11 @@ class LiveSession:
 
     def poll(self, since: int) -> tuple[Snapshot, list[Event], int]:
         """The TUI's view: snapshot, events newer than sequence ``since``, new sequence."""
+        from mdtrace.frontends.tui.feed import events_since
+
         with self._lock:
-            snap = self.engine.snapshot()
-            n = min(self.events - since, len(self._recent))
-            new = list(self._recent)[-n:] if n > 0 else []
-            return snap, new, self.events
+            return self.engine.snapshot(), events_since(self._recent, self.events, since), \
+                self.events
 
     @property
     def frame_lock(self) -> threading.RLock:

@@ -15,6 +15,13 @@ from mdtrace.engine.model import Snapshot
 from mdtrace.events import Event
 
 
+def events_since(recent: deque[Event], seq: int, since: int) -> list[Event]:
+    """The events of ``recent`` (the last ones of ``seq`` fed) newer than sequence ``since``:
+    what the TUI's event log has not shown yet (bounded by what ``recent`` keeps)."""
+    n = min(seq - since, len(recent))
+    return list(recent)[-n:] if n > 0 else []
+
+
 class Feeder:
     """Feeds ``source.events()`` into ``engine``; keeps the last ``keep`` events for the log."""
 
@@ -66,10 +73,8 @@ class Feeder:
         self._ui_waiting.set()
         with self._lock:
             self._ui_waiting.clear()
-            snap = self.engine.snapshot()
-            n = min(self._seq - since, len(self._recent))
-            new = list(self._recent)[-n:] if n > 0 else []
-            return snap, new, self._seq
+            return self.engine.snapshot(), events_since(self._recent, self._seq, since), \
+                self._seq
 
     @property
     def frame_lock(self) -> threading.RLock:
