@@ -14,6 +14,7 @@ from mdtrace.engine.locks import Inversion
 from mdtrace.engine.model import Finding
 from mdtrace.engine.waitfor import Cycle
 from mdtrace.events import Event
+from mdtrace.kernel.flags import parse_release
 
 
 @dataclass
@@ -42,6 +43,18 @@ class Verdict:
 
     key: str
     finding: Finding | None
+
+
+# -- the kernel fix line: the one place that decides whether to name it ----------------------
+
+
+def fix_missing(kernel: str, fixed_in: tuple[int, int], text: str) -> str:
+    """``text`` (the fixing commit) only where ``kernel`` predates ``fixed_in`` (the upstream
+    release that has it) or is unknown: on a kernel that already has the fix, naming it
+    suggests an upgrade would help.  Upstream versions only: a distribution backport is not
+    seen here."""
+    ver = parse_release(kernel) if kernel else (0, 0)
+    return text if ver == (0, 0) or ver < fixed_in else ""
 
 
 # -- remedies: the one place that knows which command works for which kind of array -------

@@ -12,6 +12,7 @@ from __future__ import annotations
 from mdtrace.detectors.base import (
     GraphContext,
     Verdict,
+    fix_missing,
     is_dm,
     resume_cmd,
     sync_action_cmd,
@@ -80,8 +81,9 @@ def check(ctx: GraphContext) -> list[Verdict]:
             explanation=("A wait-for cycle: " + cyc.describe() + ". None of them can move "
                          "until another does, so all stay blocked (dm_suspend waits "
                          "interruptibly, so hung_task never reports it)."),
-            fix=("41425f96d7aa dm-raid456, md/raid456: fix a deadlock for dm-raid456 while io "
-                 "concurrent with reshape (6.9)" if "reshape" in kinds else ""),
+            fix=fix_missing(ctx.kernel, (6, 9), "41425f96d7aa dm-raid456, md/raid456: fix a "
+                            "deadlock for dm-raid456 while io concurrent with reshape (6.9)")
+            if "reshape" in kinds else "",
             remedy=remedy + "; upgrade to a kernel with the fix.",
             evidence=[w.ev for w, _ in cyc.steps],
             details={"arrays": arrays, "tasks": [w.tid for w, _ in cyc.steps],

@@ -23,7 +23,7 @@ the window, so whether an exit is a stop's does not depend on ``done_grace_s``.
 from __future__ import annotations
 
 from mdtrace.config import EngineConfig
-from mdtrace.detectors.base import Context, Verdict, is_dm, sync_action_cmd
+from mdtrace.detectors.base import Context, Verdict, fix_missing, is_dm, sync_action_cmd
 from mdtrace.engine.arrays import ArrayRec
 from mdtrace.engine.model import Finding, Severity
 
@@ -64,7 +64,8 @@ def check(ctx: Context) -> list[Verdict]:
                      "MD_RECOVERY_DONE while the array stays live (no stop or reload), so "
                      "the daemon never sees step 3 end: RUNNING stays set, the thread is "
                      "never reaped and later sync actions or stops hang."),
-        fix="82ec0ae59d02 md: make sure md_do_sync() will set MD_RECOVERY_DONE (6.8)",
+        fix=fix_missing(ctx.kernel, (6, 8), "82ec0ae59d02 md: make sure md_do_sync() will set "
+                        "MD_RECOVERY_DONE (6.8)"),
         remedy=(f"`{sync_action_cmd(arr, 'idle')}` to interrupt and reap; "
                 "upgrade to a kernel with the fix."),
     ))]

@@ -4,7 +4,13 @@ because the array is suspended (F1, CVE-2024-26758) or read-only (F2, CVE-2024-2
 from __future__ import annotations
 
 from mdtrace.config import EngineConfig
-from mdtrace.detectors.base import Context, Verdict, readwrite_cmd, resume_cmd
+from mdtrace.detectors.base import (
+    Context,
+    Verdict,
+    fix_missing,
+    readwrite_cmd,
+    resume_cmd,
+)
 from mdtrace.engine.arrays import ArrayRec
 from mdtrace.engine.model import Finding, Severity
 
@@ -36,7 +42,8 @@ def check(ctx: Context) -> list[Verdict]:
                     "returns early while the array is suspended, so step 4 (clear RUNNING, "
                     "reap the thread) never happens. Anything that waits for the sync thread "
                     "to stop (dm suspend/stop, mdadm --stop, a new sync) hangs."),
-                fix="1baae052cccd md: don't ignore suspended array in md_check_recovery() (6.8)",
+                fix=fix_missing(ctx.kernel, (6, 8), "1baae052cccd md: don't ignore suspended "
+                                "array in md_check_recovery() (6.8)"),
                 remedy=(f"resume the array (`{resume_cmd(arr)}`), then check the thread is "
                         "reaped; upgrade to a kernel with the fix."),
                 details={"suspended": arr.suspended, "dm_suspended": arr.dm_suspended})))
@@ -48,7 +55,8 @@ def check(ctx: Context) -> list[Verdict]:
                     f"{arr.name} is read-only (ro={arr.ro}); md_check_recovery skips "
                     "read-only arrays, so the finished sync thread is never reaped and "
                     "MD_RECOVERY_RUNNING stays set."),
-                fix="55a48ad2db64 md: don't ignore read-only array in md_check_recovery() (6.8)",
+                fix=fix_missing(ctx.kernel, (6, 8), "55a48ad2db64 md: don't ignore read-only "
+                                "array in md_check_recovery() (6.8)"),
                 remedy=(f"`{readwrite_cmd(arr)}` lets the daemon reap; upgrade to a kernel "
                         "with the fix."),
                 details={"ro": arr.ro})))

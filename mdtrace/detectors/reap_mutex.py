@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mdtrace.detectors.base import Context, Verdict, sync_action_cmd
+from mdtrace.detectors.base import Context, Verdict, fix_missing, sync_action_cmd
 from mdtrace.engine.model import Finding, Severity
 
 CODE = "F6"
@@ -20,7 +20,8 @@ def check(ctx: Context) -> list[Verdict]:
         explanation=(f"{caller} reaped {arr.name}'s sync thread without holding "
                      "mddev->reconfig_mutex, racing with the daemon and with reconfiguration "
                      "(seen with dm-raid's raid_message before the fix)."),
-        fix="cd32b27a66db md/dm-raid: don't call md_reap_sync_thread() directly (6.9)",
+        fix=fix_missing(ctx.kernel, (6, 9), "cd32b27a66db md/dm-raid: don't call "
+                        "md_reap_sync_thread() directly (6.9)"),
         remedy=(f"avoid sync-action requests (`{sync_action_cmd(arr, 'idle')}` and the "
                 "like) while the array is being reconfigured; upgrade to a kernel with the "
                 "fix."),

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from mdtrace.detectors.base import Context, Verdict
+from mdtrace.detectors.base import Context, Verdict, fix_missing
 from mdtrace.engine.model import Finding, Severity
 
 CODE = "F4"
@@ -24,11 +24,12 @@ def check(ctx: Context) -> list[Verdict]:
         code="F4", title=f"sync thread registered outside the md daemon (by {caller})",
         array=arr.name, start_ns=ev.ts, severity=Severity.WARNING,
         explanation=(f"{caller} registered {arr.name}'s sync thread and set "
-                     "MD_RECOVERY_RUNNING directly instead of setting NEEDED and letting the "
-                     "daemon start it (step 1-2 skipped). The daemon's bookkeeping can then "
-                     "race with the thread: stop/reap may hang or run twice."),
-        fix="ad39c08186f8 md: don't register sync_thread for reshape directly (6.8, "
-            "CVE-2024-26756)",
+                     "MD_RECOVERY_RUNNING itself, instead of setting MD_RECOVERY_NEEDED and "
+                     "leaving the start to the md daemon (md_check_recovery). The daemon's "
+                     "bookkeeping can then race with the thread: stopping or reaping it may "
+                     "hang or run twice."),
+        fix=fix_missing(ctx.kernel, (6, 8), "ad39c08186f8 md: don't register sync_thread "
+                        "for reshape directly (6.8, CVE-2024-26756)"),
         remedy="avoid stopping or reconfiguring the array while this reshape starts; upgrade to "
                "a kernel with the fix.",
         evidence=[ev], details={"caller": caller_raw})), ]

@@ -3,7 +3,15 @@
 from __future__ import annotations
 
 from mdtrace.config import EngineConfig
-from mdtrace.detectors.base import Context, Verdict, readwrite_cmd, resume_cmd, sync_action_cmd
+from mdtrace.detectors.base import (
+    Context,
+    Verdict,
+    fix_missing,
+    is_dm,
+    readwrite_cmd,
+    resume_cmd,
+    sync_action_cmd,
+)
 from mdtrace.engine.arrays import ArrayRec, IoWait
 from mdtrace.engine.iowait import blocked_reason, waited_ns
 from mdtrace.engine.model import Finding, Severity
@@ -19,13 +27,19 @@ def wanted(arr: ArrayRec, config: EngineConfig) -> bool:
 
 
 def behaviour(kernel: str, mode: str) -> str:
+    """What the running kernel does with such an IO (measured on 6.1 and 6.12, docs/kernels.md),
+    said only for the kernel of the trace."""
     ver = parse_release(kernel)
     if mode == "requeue" or ver >= (6, 9):
-        return "6.9+: raid5 returns STRIPE_WAIT_RESHAPE; dm requeues / md retries in a loop"
+        return ("6.9+: raid5 refuses the IO (STRIPE_WAIT_RESHAPE) and md re-submits it in a "
+                "loop (dm-raid requeues it) until the reshape moves")
+    sleeps = ("the IO sleeps uninterruptibly (state D, on wait_for_overlap) until the reshape "
+              "moves, then completes")
     if ver >= (6, 7):
-        return "6.7/6.8: the IO sleeps on wait_for_overlap, uninterruptibly, until reshape moves"
-    return "before 6.7: the IO sleeps until the reshape moves (older kernels did not wait and " \
-           "could read wrong data)"
+        return f"6.7/6.8: {sleeps}"
+    if ver == (0, 0):
+        return sleeps
+    return f"{ver[0]}.{ver[1]}: {sleeps}"
 
 
 def check(ctx: Context) -> list[Verdict]:
@@ -43,16 +57,24 @@ def check(ctx: Context) -> list[Verdict]:
             array=arr.name, start_ns=w.first_ns, severity=Severity.CRITICAL,
             explanation=(
                 f"{w.comm or 'task'} (tid {w.tid}) {_io(w)} crosses {arr.name}'s reshape "
-                f"position ({_pos(arr)}) and has waited {_waited(w, waited)}, but the "
-                f"reshape cannot progress ({reason}). Kernel behaviour: "
+                f"position ({_pos(arr)}) and had waited {_waited(w, waited)} when this was "
+                f"raised, but the reshape cannot progress ({reason}). Kernel behaviour: "
                 f"{behaviour(ctx.kernel, w.mode)}."),
-            fix="41425f96d7aa md/raid456: fix a deadlock for dm-raid456 while io concurrent "
-                "with reshape (6.9)",
+            fix=_fix(arr, ctx.kernel),
             remedy=_remedy(arr, reason),
             details={"reason": reason, "mode": w.mode, "wait_s": round(waited / 1e9, 3),
                      "sector": w.sector, "reshape_pos": arr.reshape_pos,
                      "kernel_behaviour": behaviour(ctx.kernel, w.mode)})))
     return out
+
+
+def _fix(arr: ArrayRec, kernel: str) -> str:
+    """41425f96d7aa is a dm-raid456 deadlock fix: on plain md an IO waiting for a frozen or
+    read-only reshape is the designed behaviour, and no kernel change makes it move."""
+    if not is_dm(arr):
+        return ""
+    return fix_missing(kernel, (6, 9), "41425f96d7aa md/raid456: fix a deadlock for "
+                       "dm-raid456 while io concurrent with reshape (6.9)")
 
 
 def _io(w: IoWait) -> str:

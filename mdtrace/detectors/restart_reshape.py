@@ -14,7 +14,7 @@ engine saw the earlier reshape's md_do_sync return unfinished.
 
 from __future__ import annotations
 
-from mdtrace.detectors.base import Context, Verdict
+from mdtrace.detectors.base import Context, Verdict, fix_missing
 from mdtrace.engine.model import Finding, Severity
 
 CODE = "F5"
@@ -42,8 +42,9 @@ def check(ctx: Context) -> list[Verdict]:
             "that were already moved: data on the array can be corrupted. Seen with dm-raid "
             "on kernels that set MD_RECOVERY_DONE on interruption but do not keep the sync "
             "thread frozen across suspend/resume."),
-        fix="16c4770c75b1 dm-raid: really frozen sync_thread during suspend (6.9); with "
-            "82ec0ae59d02 md: make sure md_do_sync() will set MD_RECOVERY_DONE (6.8)",
+        fix=fix_missing(ctx.kernel, (6, 9), "16c4770c75b1 dm-raid: really frozen sync_thread "
+                        "during suspend (6.9); with 82ec0ae59d02 md: make sure md_do_sync() "
+                        "will set MD_RECOVERY_DONE (6.8)"),
         remedy=(f"stop writing to {arr.dm_name or arr.name} now; once the reshape has ended, "
                 "check the filesystem read-only (`fsck -n`) and restore from backup if it is "
                 "damaged; do not suspend/resume dm-raid LVs during a reshape on this kernel; "
