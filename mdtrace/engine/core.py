@@ -19,7 +19,7 @@ from mdtrace.detectors import (
     TRIGGER_KINDS,
 )
 from mdtrace.detectors.base import Context, GraphContext, Verdict
-from mdtrace.engine import blocked, lifecycle
+from mdtrace.engine import blocked, dm_context, lifecycle
 from mdtrace.engine.arrays import ArrayRec
 from mdtrace.engine.iowait import blocked_reason, on_io_wait, waited_ns
 from mdtrace.engine.kernel_log import superseded, thread_death
@@ -73,6 +73,8 @@ class Engine:
         self._locks = LockGraph()
         self._waits = WaitForGraph()
         self._blocked: dict[int, blocked.BlockedTask] = {}   # task_blocked, by tid
+        # dm devices no md event named (sub-LVs): context, not arrays (engine/dm_context.py)
+        self._dm: dict[str, dm_context.DmDevice] = {}
         self._now = 0
         self._last_tick = 0
 
@@ -104,6 +106,12 @@ class Engine:
                 self._h_task_blocked(None, ev)
             return self._maybe_tick()
         arr = self._arrays.get(name)
+        if arr is None and kind in dm_context.DM_CORE_KINDS:
+            dev = self._dm.get(name)
+            if dev is None:
+                dev = self._dm[name] = dm_context.DmDevice(name)
+            dm_context.apply(dev, ev)
+            return self._maybe_tick()
         st = ev.state
         if kind in _CHECK_RECOVERY and arr is not None and st is not None and \
                 st == arr.last_state and arr.lifecycle is not _STOPPED and \
@@ -247,6 +255,12 @@ class Engine:
         if old is not None:
             arr.stop_ns = old.stop_ns   # per name: the reloaded table's stop (F3)
         self._arrays[ev.array] = arr
+        dev = self._dm.pop(ev.array, None)
+        if dev is not None:     # a raid target after all: its dm suspend state is the array's
+            arr.dm_name = arr.dm_name or dev.dm_name
+            arr.dm_suspended = dev.suspended
+            for entry in dev.suspending.values():
+                self._h_suspend_begin(arr, entry, "dm_suspend")
         return arr
 
     def _close_array_findings(self, name: str, ts: int) -> None:
@@ -642,6 +656,8 @@ class Engine:
         findings = self.findings
         arrays: dict[str, ArrayView] = {}
         locks = self._locks
+        lvs = [a.dm_name for a in self._arrays.values() if a.dm_name]
+        dm_devices = dm_context.views(self._dm, lvs)
         for name, arr in self._arrays.items():
             waits = [IoWaitView(w.io_id, w.tid, w.comm, w.sector, w.sectors, w.rw, w.first_ns,
                                 max(waited_ns(w), self._now - w.first_ns), w.mode, True)
@@ -670,12 +686,13 @@ class Engine:
                 findings_active=sorted({f.code for f in findings
                                         if f.active and f.array == name}),
                 history=[(ts, str(state)) for ts, state in arr.history],
-                counters=dict(arr.counters))
+                counters=dict(arr.counters),
+                dm_members=[d for d in dm_devices if arr.dm_name and d.owner == arr.dm_name])
         order = [LockEdgeView(e.first, e.second, e.count, e.tid)
                  for e in locks.edges.values()]
         return Snapshot(now_ns=self._now, arrays=arrays, findings=findings,
                         health=self._health, lock_order=order,
-                        blocked_tasks=list(self._blocked.values()))
+                        blocked_tasks=list(self._blocked.values()), dm_devices=dm_devices)
 
 
 _HANDLERS = {

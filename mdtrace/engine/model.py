@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from mdtrace.engine.blocked import BlockedTask
+from mdtrace.engine.dm_context import DmMemberView
 from mdtrace.events import Event
 
 
@@ -103,6 +104,8 @@ class ArrayView:
     findings_active: list[str] = field(default_factory=list)  # codes
     history: list[tuple[int, str]] = field(default_factory=list)  # (ts, lifecycle) bounded
     counters: dict[str, int] = field(default_factory=dict)       # events by kind
+    # dm-raid: the LV's hidden sub-LVs (rimage/rmeta...) lvm suspended with it; context only
+    dm_members: list[DmMemberView] = field(default_factory=list)
 
 
 @dataclass
@@ -134,6 +137,8 @@ class Snapshot:
     health: TracerHealth
     lock_order: list[LockEdgeView] = field(default_factory=list)
     blocked_tasks: list[BlockedTask] = field(default_factory=list)   # task_blocked events
+    # every dm device seen that is not a raid target (owner '' when no raid LV matches)
+    dm_devices: list[DmMemberView] = field(default_factory=list)
 
     def active_findings(self) -> list[Finding]:
         return [f for f in self.findings if f.active]

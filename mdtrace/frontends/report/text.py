@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from mdtrace.engine.dm_context import summary as dm_summary
 from mdtrace.frontends.report.build import ReportModel
 from mdtrace.frontends.report.common import (
     STRIP_LEGEND,
@@ -27,6 +28,8 @@ def render(model: ReportModel, *, timelines: bool = True) -> str:
             a.sync_action else ""
         out.append(f"  array {array_label(a, name)}: {a.kind} {a.level} "
                    f"lifecycle={a.lifecycle} flags={','.join(a.recovery) or '-'}{extra}")
+        if a.dm_members:
+            out.append("    " + dm_summary(a.dm_members))
     for f in snap.findings:
         state = "ACTIVE" if f.active else "cleared"
         out.append(f"\n[{f.code}] {f.severity.upper()} {state} {f.array}: {f.title}")
