@@ -85,7 +85,7 @@ def test_text_has_findings_and_timeline(example: ReportModel) -> None:
 def test_markdown_findings_table_and_sections(example: ReportModel) -> None:
     out = render(example, "markdown")
     lines = out.splitlines()
-    head = lines.index("| code | severity | state | array | start | title |")
+    head = lines.index("| code | severity | state | array | start | end | duration | title |")
     rows = [ln for ln in lines[head + 2:] if ln.startswith("| F")]
     assert {r.split("|")[1].strip() for r in rows} >= {"F7", "F4"}
     assert "### md0" in lines and "```text" in lines

@@ -15,6 +15,7 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from mdtrace.config import EngineConfig
@@ -144,7 +145,7 @@ class ReportModel:
     errors: list[str]
     snapshot: Snapshot
     timelines: dict[str, ArrayTimeline]
-    first_ns: int
+    first_ns: int                     # the trace's start (its first event): every time's origin
     last_ns: int
     kind: str = "report"              # report | diagnose (a one-shot snapshot of this host)
     notes: list[str] = field(default_factory=list)   # what could not be read, and why
@@ -165,10 +166,14 @@ class ReportModel:
             names.append(name)
         return sorted(names, key=lambda n: (n not in with_findings, n))
 
-    def legacy_t0(self) -> int:
-        """The time origin of schema-1 ``start_s`` (first lifecycle point of any array)."""
-        return min((a.history[0][0] for a in self.snapshot.arrays.values() if a.history),
-                   default=0)
+    def wall_t0(self) -> datetime | None:
+        """Wall-clock time of the trace start: the header's ``created`` (UTC, whole seconds,
+        written as recording began); None when the header has none."""
+        try:
+            t = datetime.fromisoformat(self.header.created.replace("Z", "+00:00"))
+        except ValueError:
+            return None
+        return t if t.tzinfo else t.replace(tzinfo=UTC)
 
 
 class TimelineRecorder:
@@ -187,14 +192,14 @@ class TimelineRecorder:
         ts = ev.ts
         if ts > self.last_ns:
             self.last_ns = ts
+            if not self.first_ns:
+                self.first_ns = ts      # the trace's start: the one time origin (replay's too)
         name = ev.array
         if not name:
             return
         tl = self.timelines.get(name)
         if tl is None:
             tl = self.timelines[name] = ArrayTimeline(name, ts, ts)
-            if not self.first_ns or ts < self.first_ns:
-                self.first_ns = ts
         tl.last_ns = ts
         tl.events += 1
         st = ev.state
@@ -285,6 +290,7 @@ class TimelineRecorder:
         if a.get("done"):
             if span is not None:
                 span.end_ns, span.done = ev.ts, True
+                span.comm = span.comm or ev.comm   # periodic scans carry no comm; completion does
             return
         if span is None:
             if len(tl.ios) >= MAX_IOS:
@@ -302,6 +308,7 @@ class TimelineRecorder:
         else:
             span.end_ns = max(span.end_ns, ev.ts)
             span.start_ns = min(span.start_ns, ev.ts - wait_ns)
+            span.comm = span.comm or ev.comm
 
     def finish(self, snap: Snapshot) -> None:
         """Fill lifecycle series the recorder could not see from the snapshot's history."""

@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from bisect import bisect_right
+from dataclasses import dataclass
+from datetime import timedelta
+
 from mdtrace.engine.model import ArrayView, Finding
-from mdtrace.frontends.report.build import ArrayTimeline, ReportModel
+from mdtrace.frontends.report.build import LANES, ArrayTimeline, IoSpan, ReportModel
 
 # One character per lifecycle state in the ASCII strip (legend printed with it).
 STATE_CHARS: dict[str, str] = {
@@ -21,8 +25,122 @@ def array_label(view: ArrayView | None, name: str) -> str:
 
 
 def rel_s(model: ReportModel, ns: int) -> float:
-    """Seconds since the first array event of the trace."""
+    """Seconds since the trace start (its first event): the one origin of every time shown,
+    the same as ``mdtrace replay`` and ``mdtrace top --replay``."""
     return (ns - model.first_ns) / 1e9 if model.first_ns else 0.0
+
+
+def wall(model: ReportModel, ns: int) -> str:
+    """``23:32:48`` UTC wall time of ``ns`` (trace start from the header + offset), or ''."""
+    t0 = model.wall_t0()
+    if t0 is None or not model.first_ns:
+        return ""
+    return (t0 + timedelta(seconds=rel_s(model, ns))).strftime("%H:%M:%S")
+
+
+def at(model: ReportModel, ns: int) -> str:
+    """'+5.379s' (and ' (23:32:48 UTC)' where the trace has a wall-clock start)."""
+    w = wall(model, ns)
+    return f"+{rel_s(model, ns):.3f}s" + (f" ({w} UTC)" if w else "")
+
+
+@dataclass
+class FindingFacts:
+    """When a finding held and what ended it, in the report's words (one rule for all
+    renderers)."""
+
+    start_ns: int
+    end_ns: int | None               # None: still active when the trace ended
+    duration_s: float
+    ended_by: str
+    task: str                        # 'dd (tid 3992)' for a finding about one task's IO
+    total_wait_s: float | None       # that IO's whole wait (not the wait when raised)
+    state_at_start: str              # 'lifecycle syncing; flags RESHAPE,FROZEN'
+
+
+def _io_of(model: ReportModel, f: Finding) -> IoSpan | None:
+    tl = model.timelines.get(f.array)
+    if tl is None:
+        return None
+    for io_id, io in tl.ios.items():
+        if f.key.endswith(":" + io.io_id) or f.key.endswith(":" + io_id):
+            return io
+    return None
+
+
+def state_at(tl: ArrayTimeline | None, ns: int) -> tuple[str, list[str]]:
+    """(lifecycle, flag lanes set) of the array at ``ns`` from its recorded change points."""
+    if tl is None:
+        return "", []
+    life = ""
+    i = bisect_right(tl.lifecycle, ns, key=lambda p: p[0])
+    if i:
+        life = tl.lifecycle[i - 1][1]
+    flags: list[str] = []
+    j = bisect_right(tl.mask, ns, key=lambda p: p[0])
+    if j:
+        m = tl.mask[j - 1][1]
+        flags = [name for name, bit in LANES if m & bit]
+    return life, flags
+
+
+def _state_words(life: str, flags: list[str]) -> str:
+    return f"lifecycle {life or '?'}; flags {','.join(flags) or '-'}"
+
+
+def _ended_by(model: ReportModel, f: Finding, io: IoSpan | None) -> str:
+    if f.end_ns is None:
+        return "still active when the trace ended" if model.kind == "report" else "active now"
+    end = f.end_ns
+    if io is not None and io.done and abs(io.end_ns - end) <= 1_000_000:
+        who = f"{io.comm or 'task'}, tid {io.tid}"
+        return f"the IO completed ({who}) after {fmt_dur((io.end_ns - io.start_ns) / 1e9)}"
+    tl = model.timelines.get(f.array)
+    for ts, state in (tl.lifecycle if tl is not None else []):
+        if ts == end and state == "stopped":
+            return f"the array {f.array} was stopped"
+    if end >= model.last_ns:
+        return "the trace ended (the condition no longer held at its last event)"
+    before, after = state_at(tl, end - 1), state_at(tl, end)
+    if after[0] == "unknown" and before[0] not in ("", "unknown"):
+        return f"{f.array} was created again (a new generation, e.g. a dm table reload)"
+    changes = []
+    if before[0] != after[0] and after[0]:
+        changes.append(f"lifecycle {before[0] or '?'} -> {after[0]}")
+    gone = [x for x in before[1] if x not in after[1]]
+    new = [x for x in after[1] if x not in before[1]]
+    changes += [f"{x} cleared" for x in gone] + [f"{x} set" for x in new]
+    if changes:
+        return "the condition went away: " + ", ".join(changes)
+    return "the condition went away (no state change of the array at that moment)"
+
+
+def finding_facts(model: ReportModel, f: Finding) -> FindingFacts:
+    io = _io_of(model, f)
+    end = f.end_ns if f.end_ns is not None else model.last_ns
+    task, total = "", None
+    if io is not None:
+        task = f"{io.comm or 'task'} (tid {io.tid})"
+        total = (io.end_ns - io.start_ns) / 1e9 if io.done else (model.last_ns - io.start_ns) / 1e9
+    return FindingFacts(
+        start_ns=f.start_ns, end_ns=f.end_ns, duration_s=max(0, end - f.start_ns) / 1e9,
+        ended_by=_ended_by(model, f, io), task=task, total_wait_s=total,
+        state_at_start=_state_words(*state_at(model.timelines.get(f.array), f.start_ns)))
+
+
+_SEVERITY = {"info": 0, "warning": 1, "critical": 2}
+
+
+def array_state_line(model: ReportModel, name: str) -> str:
+    """The array's state at the start of its most severe finding (the problem state; the
+    earliest of equals), or '' when it has none."""
+    tl = model.timelines.get(name)
+    mine = array_findings(model, name)
+    if mine and tl is not None:
+        f = min(mine, key=lambda x: (-_SEVERITY.get(str(x.severity), 0), x.start_ns))
+        return f"during {f.code} (from +{rel_s(model, f.start_ns):.3f}s): " + \
+            _state_words(*state_at(tl, f.start_ns))
+    return ""
 
 
 def fmt_dur(s: float) -> str:

@@ -17,8 +17,11 @@ from mdtrace.frontends.report.common import (
     BLOCKED_COLUMNS,
     array_findings,
     array_label,
+    array_state_line,
+    at,
     blocked_rows,
     finding_end,
+    finding_facts,
     fmt_dur,
     rel_s,
 )
@@ -42,7 +45,7 @@ SEV_COLOURS = {"critical": "#c0392b", "warning": "#e67e22", "info": "#2980b9"}
 
 CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;
-max-width:1040px;color:#222;padding:0 12px}
+max-width:1600px;color:#222;padding:0 12px}
 h1{font-size:22px}h2{font-size:18px;border-bottom:1px solid #ddd;padding-bottom:4px;margin-top:32px}
 h3{font-size:16px}table{border-collapse:collapse;margin:8px 0}
 td,th{border:1px solid #ddd;padding:3px 8px;text-align:left;vertical-align:top}
@@ -50,7 +53,8 @@ th{background:#f5f5f5}code{background:#f3f3f3;padding:0 3px;border-radius:3px}
 .sev-critical{color:#c0392b;font-weight:600}.sev-warning{color:#e67e22;font-weight:600}
 .sev-info{color:#2980b9}.finding{border-left:4px solid #c0392b;padding:4px 12px;margin:12px 0;
 background:#fdf6f5}.finding.cleared{border-color:#999;background:#f7f7f7}
-.muted{color:#777}svg{display:block;margin:6px 0 2px}svg text{font:11px sans-serif}
+.muted{color:#777}svg{display:block;margin:6px 0 2px;width:100%;height:auto}
+svg text{font:11px sans-serif}
 .legend span{display:inline-block;margin-right:10px;font-size:12px}
 .legend i{display:inline-block;width:12px;height:10px;margin-right:3px;vertical-align:middle}
 """
@@ -196,7 +200,7 @@ def _finding_row(model: ReportModel, axis: _Axis, f: Finding, y: int) -> list[st
     colour = SEV_COLOURS.get(str(f.severity), "#c0392b")
     fend = finding_end(model, f)
     x, w = axis.bar(f.start_ns, fend)
-    state = "active at end of trace" if f.active else f"cleared +{rel_s(model, fend):.3f}s"
+    state = "active at end of trace" if f.active else f"ended +{rel_s(model, fend):.3f}s"
     code = escape(f.code)
     out = [_label(y, f"{f.code} {f.severity}"),
            f'<g class="finding-marker" data-code="{code}">',
@@ -213,6 +217,16 @@ def _finding_row(model: ReportModel, axis: _Axis, f: Finding, y: int) -> list[st
                    f"{e.tid}</title></line>")
     out.append("</g>")
     return out
+
+
+def _rich(s: object) -> str:
+    """Escaped prose with `code spans` shown as <code> (remedies quote commands that way);
+    unbalanced backticks stay literal."""
+    parts = str(s).split("`")
+    if len(parts) % 2 == 0:
+        return escape(str(s))
+    return "".join(f"<code>{escape(p)}</code>" if i % 2 else escape(p)
+                   for i, p in enumerate(parts))
 
 
 def _legend() -> str:
@@ -244,23 +258,35 @@ def render(model: ReportModel) -> str:
            "<h2>Findings</h2>"]
     if snap.findings:
         out.append("<table><tr><th>code</th><th>severity</th><th>state</th><th>array</th>"
-                   "<th>start</th><th>title</th></tr>")
+                   "<th>start</th><th>end</th><th>duration</th><th>title</th></tr>")
         for i, f in enumerate(snap.findings, 1):
             sev = e(str(f.severity))
             out.append(f'<tr><td><a href="#finding-{i}">{e(f.code)}</a></td>'
                        f'<td class="sev-{sev}">{sev}</td>'
-                       f"<td>{'ACTIVE' if f.active else 'cleared'}</td>"
+                       f"<td>{'ACTIVE' if f.active else 'ended'}</td>"
                        f'<td><a href="#array-{e(f.array)}">{e(f.array)}</a></td>'
-                       f"<td>+{rel_s(model, f.start_ns):.3f}s</td><td>{e(f.title)}</td></tr>")
+                       f"<td>+{rel_s(model, f.start_ns):.3f}s</td><td>"
+                       + ("-" if f.end_ns is None else f"+{rel_s(model, f.end_ns):.3f}s")
+                       + f"</td><td>{e(fmt_dur(finding_facts(model, f).duration_s))}</td>"
+                       f"<td>{e(f.title)}</td></tr>")
         out.append("</table>")
         for i, f in enumerate(snap.findings, 1):
             cls = "finding" + ("" if f.active else " cleared")
             out.append(f'<div class="{cls}" id="finding-{i}"><h3>[{e(f.code)}] {e(f.title)} '
-                       f"on {e(f.array)}</h3>"
-                       f"<p><b>Why:</b> {e(f.explanation)}</p>")
+                       f"on {e(f.array)}</h3>")
+            x = finding_facts(model, f)
+            if model.kind == "report":
+                until = at(model, f.end_ns) if f.end_ns is not None else "the end of the trace"
+                out.append(f"<p><b>When:</b> {e(at(model, f.start_ns))} .. {e(until)}, "
+                           f"{e(fmt_dur(x.duration_s))}; <b>ended:</b> {_rich(x.ended_by)}</p>"
+                           f"<p><b>State at the start:</b> {e(x.state_at_start)}</p>")
+            if x.task:
+                wait = f", waited {fmt_dur(x.total_wait_s)} in all" if x.total_wait_s else ""
+                out.append(f"<p><b>Task:</b> {e(x.task + wait)}</p>")
+            out.append(f"<p><b>Why:</b> {_rich(f.explanation)}</p>")
             if f.fix:
-                out.append(f"<p><b>Kernel fix:</b> {e(f.fix)}</p>")
-            out.append(f"<p><b>Do now:</b> {e(f.remedy)}</p>")
+                out.append(f"<p><b>Kernel fix:</b> {_rich(f.fix)}</p>")
+            out.append(f"<p><b>Do now:</b> {_rich(f.remedy)}</p>")
             if f.details:
                 out.append("<p class=muted>" + ", ".join(
                     f"{e(str(k))}={e(str(v))}" for k, v in f.details.items()) + "</p>")
@@ -293,6 +319,9 @@ def render(model: ReportModel) -> str:
                    f"<td>{e(str(a.lifecycle))}</td><td>{e(', '.join(a.recovery) or '-')}</td>"
                    f"<td>{e(a.sync_action or '-')}</td><td>{len(a.blocked_io)}</td></tr>"
                    "</table>")
+        problem = array_state_line(model, name)
+        if problem:
+            out.append(f"<p>State {e(problem)}; the table shows the end.</p>")
         tl = model.timelines.get(name)
         if tl is not None:
             out.append(timeline_svg(model, tl))
@@ -300,6 +329,7 @@ def render(model: ReportModel) -> str:
                 out.append('<p class="muted">(long trace: series thinned to a bounded number'
                            " of points; short intervals may not show)</p>")
         out.append("</section>")
-    out.append('<p class="muted">Generated by mdtrace. Times are relative to the first array '
-               "event of the trace.</p></body></html>")
+    out.append('<p class="muted">Generated by mdtrace. Times are seconds since the trace '
+               f"start ({e(h.created or '?')}), as in <code>mdtrace replay</code>."
+               "</p></body></html>")
     return "\n".join(out) + "\n"

@@ -4,6 +4,10 @@ The keys of the first version (``findings[].code/title/array/severity/start_s/..
 ``arrays.<name>.kind/dm_name/level/lifecycle/history/recovery``, ``health``) are kept as they
 were: the vm tier and scripts read them.  Everything else is additive: ``duration_s``,
 ``t0_ns``, per-finding ``end_s``/``evidence``, and ``timelines`` (the series the HTML draws).
+
+Every ``*_s`` is seconds since the trace start (``t0_ns``, its first event: the origin of
+``mdtrace replay`` and of the other formats; before issue 16 ``start_s`` counted from the first
+lifecycle point, a different origin).  ``t0_wall`` is the header's wall-clock start.
 """
 
 from __future__ import annotations
@@ -12,7 +16,7 @@ import json
 from typing import Any
 
 from mdtrace.frontends.report.build import ReportModel
-from mdtrace.frontends.report.common import finding_end
+from mdtrace.frontends.report.common import finding_end, finding_facts
 
 SCHEMA_VERSION = 1
 
@@ -24,9 +28,10 @@ def _s(model: ReportModel, ns: int) -> float:
 def as_dict(model: ReportModel) -> dict[str, Any]:
     """The report as plain JSON-able data."""
     snap = model.snapshot
-    t0 = model.legacy_t0()
+    t0 = model.first_ns
     findings = []
     for f in snap.findings:
+        x = finding_facts(model, f)
         findings.append({
             "code": f.code, "title": f.title, "array": f.array, "severity": str(f.severity),
             "start_s": round((f.start_ns - t0) / 1e9, 3), "start_ns": f.start_ns,
@@ -34,6 +39,9 @@ def as_dict(model: ReportModel) -> dict[str, Any]:
             "fix": f.fix, "remedy": f.remedy, "details": f.details,
             # additive
             "end_s": round((finding_end(model, f) - t0) / 1e9, 3),
+            "duration_s": round(x.duration_s, 3), "ended_by": x.ended_by,
+            "task": x.task, "total_wait_s": None if x.total_wait_s is None
+            else round(x.total_wait_s, 3), "state_at_start": x.state_at_start,
             "evidence": [{"ts": e.ts, "kind": e.kind, "tid": e.tid, "comm": e.comm,
                           "recovery": e.state.recovery_names() if e.state else []}
                          for e in f.evidence],
@@ -69,7 +77,8 @@ def as_dict(model: ReportModel) -> dict[str, Any]:
         "health": {"events_by_kind": dict(sorted(snap.health.events_by_kind.items())),
                    "lost": snap.health.lost_total},
         # additive
-        "t0_ns": model.first_ns, "duration_s": _s(model, model.last_ns) if model.first_ns else 0,
+        "t0_ns": model.first_ns, "t0_wall": model.header.created,
+        "duration_s": _s(model, model.last_ns) if model.first_ns else 0,
         "timelines": timelines,
         "kind": model.kind, "notes": list(model.notes),
         "blocked_tasks": [{

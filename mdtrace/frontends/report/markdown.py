@@ -9,7 +9,10 @@ from mdtrace.frontends.report.common import (
     STRIP_LEGEND,
     array_findings,
     array_label,
+    array_state_line,
+    at,
     blocked_rows,
+    finding_facts,
     fmt_dur,
     rel_s,
     text_strip,
@@ -47,18 +50,31 @@ def render(model: ReportModel) -> str:
            f"{fmt_dur(rel_s(model, model.last_ns))}, {len(snap.arrays)} arrays, "
            f"{len(snap.findings)} findings"
            + (f", {model.bad_lines} bad lines skipped" if model.bad_lines else ""),
+           *([f"- trace start {_code(h.created or '?')}; times are seconds since the trace "
+              "start (as in `mdtrace replay`)"] if model.kind == "report" else []),
            *[f"- note: {_prose(n)}" for n in model.notes], ""]
     out += ["## Findings", ""]
     if snap.findings:
-        out += ["| code | severity | state | array | start | title |",
-                "|---|---|---|---|---|---|"]
+        out += ["| code | severity | state | array | start | end | duration | title |",
+                "|---|---|---|---|---|---|---|---|"]
         for f in snap.findings:
-            out.append(f"| {f.code} | {f.severity} | {'ACTIVE' if f.active else 'cleared'} | "
-                       f"{_cell(f.array)} | +{rel_s(model, f.start_ns):.3f}s | "
-                       f"{_cell(f.title)} |")
+            x = finding_facts(model, f)
+            end = "-" if f.end_ns is None else f"+{rel_s(model, f.end_ns):.3f}s"
+            out.append(f"| {f.code} | {f.severity} | {'ACTIVE' if f.active else 'ended'} | "
+                       f"{_cell(f.array)} | +{rel_s(model, f.start_ns):.3f}s | {end} | "
+                       f"{fmt_dur(x.duration_s)} | {_cell(f.title)} |")
         for i, f in enumerate(snap.findings, 1):
-            out += ["", f"### {i}. [{f.code}] {_cell(f.title)} on {_cell(f.array)}", "",
-                    f"**Why:** {_prose(f.explanation)}", ""]
+            x = finding_facts(model, f)
+            out += ["", f"### {i}. [{f.code}] {_cell(f.title)} on {_cell(f.array)}", ""]
+            if model.kind == "report":
+                until = at(model, f.end_ns) if f.end_ns is not None else "the end of the trace"
+                out += [f"**When:** {at(model, f.start_ns)} .. {until}, "
+                        f"{fmt_dur(x.duration_s)}; **ended:** {_prose(x.ended_by)}", "",
+                        f"**State at the start:** {_prose(x.state_at_start)}", ""]
+            if x.task:
+                wait = f", waited {fmt_dur(x.total_wait_s)} in all" if x.total_wait_s else ""
+                out += [f"**Task:** {_prose(x.task)}{wait}", ""]
+            out += [f"**Why:** {_prose(f.explanation)}", ""]
             if f.fix:
                 out += [f"**Kernel fix:** {_prose(f.fix)}", ""]
             out += [f"**Do now:** {_prose(f.remedy)}", ""]
@@ -79,7 +95,9 @@ def render(model: ReportModel) -> str:
     for name in model.shown_arrays():
         a = snap.arrays[name]
         codes = sorted({f.code for f in array_findings(model, name)})
+        problem = array_state_line(model, name)
         out += [f"### {_cell(array_label(a, name))}", "",
+                *([f"State {_prose(problem)}; the table shows the end.", ""] if problem else []),
                 "| kind | level | lifecycle | recovery flags | sync action | findings |",
                 "|---|---|---|---|---|---|",
                 f"| {_cell(a.kind)} | {_cell(a.level or '-')} | {a.lifecycle} | "
