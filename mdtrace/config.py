@@ -30,6 +30,9 @@ class EngineConfig:
     # bounded memory: evidence events kept per finding, history points kept per array
     max_evidence: int = 32
     max_history: int = 2000
+    # forgetting (engine/retention.py): a stopped array and a closed finding leave a live
+    # engine's memory (and the exporter's series) this long after the stop / close
+    retention_s: float = 300.0
 
     def with_overrides(self, overrides: dict[str, float]) -> EngineConfig:
         names = {f.name for f in dataclasses.fields(self)}

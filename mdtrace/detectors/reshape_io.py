@@ -13,12 +13,18 @@ from mdtrace.detectors.base import (
     sync_action_cmd,
 )
 from mdtrace.engine.arrays import ArrayRec, IoWait
-from mdtrace.engine.iowait import blocked_reason, waited_ns
+from mdtrace.engine.iowait import blocked_reason, io_key, waited_ns
 from mdtrace.engine.model import Finding, Severity
 from mdtrace.kernel.flags import parse_release
 
 CODE = "F7"
 CODES = (CODE,)
+
+
+def finding_key(array: str, generation: int, io_id: str) -> str:
+    """One F7 finding per blocked IO of an array generation (the engine closes it by this
+    key when the IO completes)."""
+    return f"F7:{array}:{generation}:{io_id}"
 
 
 def wanted(arr: ArrayRec, config: EngineConfig) -> bool:
@@ -43,28 +49,49 @@ def behaviour(kernel: str, mode: str) -> str:
 
 
 def check(ctx: Context) -> list[Verdict]:
+    """On an ``io_wait`` event: that IO only (its finding gets the event as evidence); on a
+    tick or another trigger (reap, register, kernel log): every tracked IO of the array.
+
+    Bounded work: the array-wide parts (why the reshape cannot move, remedy, fixing commit,
+    kernel behaviour per wait mode) are computed once per call, not once per IO, and an
+    ``io_wait`` costs O(1) however many IOs are blocked (it used to judge them all)."""
     arr = ctx.arr
-    out: list[Verdict] = []
+    reason = blocked_reason(arr)
+    if not reason:
+        return []
+    ev = ctx.ev
+    if ev is not None and ev.kind == "io_wait":
+        w = arr.io_waits.get(io_key(ev))
+        waits = [] if w is None else [w]
+    else:
+        waits = list(arr.io_waits.values())
     limit = ctx.config.io_wait_s * 1e9
-    for w in list(arr.io_waits.values()):
-        key = f"F7:{arr.name}:{arr.generation}:{w.io_id}"
-        reason = blocked_reason(arr)
+    out: list[Verdict] = []
+    shared: tuple[str, str, str, str] | None = None
+    behaviours: dict[str, str] = {}
+    for w in waits:
         waited = waited_ns(w)
-        if waited < limit or not reason:
+        if waited < limit:
             continue
-        out.append(Verdict(key, Finding(
-            code="F7", title=f"IO across the reshape position blocked ({reason})",
-            array=arr.name, start_ns=w.first_ns, severity=Severity.CRITICAL,
+        if shared is None:
+            shared = (f"IO across the reshape position blocked ({reason})", _pos(arr),
+                      _fix(arr, ctx.kernel), _remedy(arr, reason))
+        title, pos, fix, remedy = shared
+        kb = behaviours.get(w.mode)
+        if kb is None:
+            kb = behaviours[w.mode] = behaviour(ctx.kernel, w.mode)
+        out.append(Verdict(finding_key(arr.name, arr.generation, w.io_id), Finding(
+            code="F7", title=title, array=arr.name, start_ns=w.first_ns,
+            severity=Severity.CRITICAL,
             explanation=(
                 f"{w.comm or 'task'} (tid {w.tid}) {_io(w)} crosses {arr.name}'s reshape "
-                f"position ({_pos(arr)}) and had waited {_waited(w, waited)} when this was "
+                f"position ({pos}) and had waited {_waited(w, waited)} when this was "
                 f"raised, but the reshape cannot progress ({reason}). Kernel behaviour: "
-                f"{behaviour(ctx.kernel, w.mode)}."),
-            fix=_fix(arr, ctx.kernel),
-            remedy=_remedy(arr, reason),
+                f"{kb}."),
+            fix=fix, remedy=remedy,
             details={"reason": reason, "mode": w.mode, "wait_s": round(waited / 1e9, 3),
                      "sector": w.sector, "reshape_pos": arr.reshape_pos,
-                     "kernel_behaviour": behaviour(ctx.kernel, w.mode)})))
+                     "kernel_behaviour": kb})))
     return out
 
 

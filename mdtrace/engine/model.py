@@ -106,6 +106,9 @@ class ArrayView:
     counters: dict[str, int] = field(default_factory=dict)       # events by kind
     # dm-raid: the LV's hidden sub-LVs (rimage/rmeta...) lvm suspended with it; context only
     dm_members: list[DmMemberView] = field(default_factory=list)
+    # stopped longer than the retention window: kept only for a post-mortem report (live
+    # front ends such as the exporter leave it out; engine/retention.py)
+    retired: bool = False
 
 
 @dataclass
@@ -119,6 +122,29 @@ class TracerHealth:
     probes: dict[str, dict[str, Any]] = field(default_factory=dict)  # name -> {attached, reason}
     bad_lines: int = 0
     warnings: list[str] = field(default_factory=list)
+    # findings raised since the engine started, by class (a counter: forgetting closed
+    # findings does not lower it), and what retention forgot (engine/retention.py)
+    findings_raised: dict[str, int] = field(default_factory=dict)
+    arrays_retired: int = 0
+    findings_forgotten: int = 0
+
+    def lost_summary(self) -> str:
+        """'' or how many events were lost and why: ring-buffer overrun, missed probe hits
+        (lost_by_probe keys ``probe:cause``, sources/bcc_misses.py)."""
+        if not self.lost_total:
+            return ""
+        causes: dict[str, int] = {}
+        for key, n in self.lost_by_probe.items():
+            cause = key.partition(":")[2] or "ringbuf"
+            causes[cause] = causes.get(cause, 0) + n
+        words = {"ringbuf": "ring buffer overrun", "kretprobe_missed": "kretprobe misses",
+                 "io_untracked": "IOs not tracked (slot in use)",
+                 "stale_slot": "stale in-flight slots dropped"}
+        rest = self.lost_total - sum(causes.values())
+        if rest > 0:
+            causes["ringbuf"] = causes.get("ringbuf", 0) + rest
+        parts = [f"{words.get(c, c)} {n}" for c, n in sorted(causes.items()) if n]
+        return f"{self.lost_total} events lost ({', '.join(parts)})"
 
 
 @dataclass

@@ -57,48 +57,83 @@ class Cycle:
 
 @dataclass
 class WaitForGraph:
+    """Waits by task and by resource.  Every operation costs O(waits it touches), never
+    O(all waits): ``begin``/``end`` are O(1), ``end_resource`` O(waits on that resource), and
+    ``cycles`` looks only at tasks that both wait and provide a resource someone waits on
+    (only those can be on a cycle).  At most ``max_waits`` waits are kept; ``work`` counts
+    the wait entries each call visited (the scale tests assert linear growth on it)."""
+
     max_waits: int = 8192
     waits: dict[int, dict[str, Wait]] = field(default_factory=dict)  # tid -> key -> Wait
+    by_resource: dict[str, dict[tuple[int, str], None]] = field(default_factory=dict)
+    count: int = 0
+    dropped: int = 0      # waits refused at the cap
+    work: int = 0
 
     def begin(self, key: str, resource: str, ev: Event, since_ns: int | None = None) -> None:
-        per = self.waits.setdefault(ev.tid, {})
-        if key in per:
+        per = self.waits.get(ev.tid)
+        if per is not None and key in per:
             return
-        if sum(len(v) for v in self.waits.values()) >= self.max_waits:
+        if self.count >= self.max_waits:
+            self.dropped += 1
             return
+        if per is None:
+            per = self.waits[ev.tid] = {}
         per[key] = Wait(ev.tid, ev.comm, resource,
                         ev.ts if since_ns is None else since_ns, ev)
+        self.by_resource.setdefault(resource, {})[(ev.tid, key)] = None
+        self.count += 1
 
     def end(self, tid: int, key: str) -> None:
         per = self.waits.get(tid)
-        if per is not None and per.pop(key, None) is not None and not per:
+        if per is None:
+            return
+        w = per.pop(key, None)
+        if w is None:
+            return
+        self._unindex(w.resource, tid, key)
+        if not per:
             del self.waits[tid]
+
+    def _unindex(self, resource: str, tid: int, key: str) -> None:
+        self.count -= 1
+        idx = self.by_resource.get(resource)
+        if idx is not None:
+            idx.pop((tid, key), None)
+            if not idx:
+                del self.by_resource[resource]
 
     def end_resource(self, resource: str, key_prefix: str = "") -> None:
         """End every wait on ``resource`` (optionally only those whose key has a prefix)."""
-        for tid in list(self.waits):
-            per = self.waits[tid]
-            for key in [k for k, w in per.items()
-                        if w.resource == resource and k.startswith(key_prefix)]:
-                del per[key]
-            if not per:
-                del self.waits[tid]
+        idx = self.by_resource.get(resource)
+        if not idx:
+            return
+        for tid, key in [tk for tk in idx if tk[1].startswith(key_prefix)]:
+            self.work += 1
+            self.end(tid, key)
 
     def cycles(self, providers: Callable[[str], list[int]]) -> list[Cycle]:
-        """Every elementary task cycle reachable through current waits (small graphs)."""
+        """Every elementary task cycle through current waits.
+
+        A task on a cycle waits (it is in ``waits``) and provides a resource someone waits on,
+        so the search starts from those candidates only: with thousands of IOs blocked on a
+        reshape nobody waits for, a check is O(resources), not O(waits).  The result (cycles
+        and their order) is the same as searching every task."""
         if not self.waits:
             return []
-        succ: dict[int, list[tuple[Wait, int]]] = {}
         provided: dict[str, list[int]] = {}   # many waiters share a resource (blocked IO)
-        for tid, per in self.waits.items():
+        waits = self.waits
+        cand: set[int] = set()
+        for resource in self.by_resource:
+            self.work += 1
+            provs = provided[resource] = providers(resource)
+            cand.update(p for p in provs if p in waits)
+        succ: dict[int, list[tuple[Wait, int]]] = {}
+        for tid in cand:
             out = []
-            for w in per.values():
-                provs = provided.get(w.resource)
-                if provs is None:
-                    provs = provided[w.resource] = providers(w.resource)
-                for prov in provs:
-                    if prov in self.waits or prov == tid:
-                        out.append((w, prov))
+            for w in waits[tid].values():
+                self.work += 1
+                out.extend((w, prov) for prov in provided[w.resource] if prov in cand)
             if out:
                 succ[tid] = out
         found: dict[str, Cycle] = {}
