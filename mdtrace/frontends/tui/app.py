@@ -73,6 +73,7 @@ class TopApp(App[None]):
     CSS = """
     #status { height: 1; background: $primary-background; }
     #degraded { color: $error; text-style: bold; height: auto; }
+    #info { color: $text-muted; height: auto; }
     #arrays { height: auto; max-height: 40%; }
     #findings { height: auto; max-height: 35%; border-top: solid $secondary; }
     #log { height: 1fr; border-top: solid $secondary; }
@@ -113,11 +114,18 @@ class TopApp(App[None]):
         self.snapshot: Snapshot | None = None
         self.frame_times: list[float] = []
         self._row_names: list[str] = []
+        # One clock: seconds since the trace start.  A Feeder knows its first event (a fast
+        # replay may have dropped it from the log before the first frame); else the first
+        # event this UI sees (a live session: its start).
+        self._t0: int | None = None
+        feeder = getattr(poll, "__self__", None)
+        self._origin: Callable[[], int | None] = lambda: getattr(feeder, "first_ts", None)
 
     def compose(self) -> ComposeResult:
         with Vertical():
             yield Static("", id="status", markup=False)
             yield Static("", id="degraded", markup=False)
+            yield Static("", id="info", markup=False)
             yield DataTable(id="arrays", cursor_type="row", zebra_stripes=True)
             yield Static("", id="findings", markup=False)
             yield RichLog(id="log", max_lines=2000, markup=False, wrap=False)
@@ -128,6 +136,7 @@ class TopApp(App[None]):
         # Keep references: while a modal is up, App.query_one searches the modal, not us.
         self._w_status = self.query_one("#status", Static)
         self._w_degraded = self.query_one("#degraded", Static)
+        self._w_info = self.query_one("#info", Static)
         self._w_table = self.query_one("#arrays", DataTable)
         self._w_findings = self.query_one("#findings", Static)
         self._w_log = self.query_one("#log", RichLog)
@@ -146,6 +155,8 @@ class TopApp(App[None]):
         t0 = time.perf_counter()
         with self._frame_lock:
             snap, new, self._seq = self._poll(self._seq)
+            if self._t0 is None:
+                self._t0 = self._origin() or (new[0].ts if new else None)
             self.snapshot = snap
             self._draw(snap, new)
         self.frame_times.append(time.perf_counter() - t0)
@@ -161,6 +172,7 @@ class TopApp(App[None]):
             + (f" | log filter '{self._filter}'" if self._filter else ""))
         self._w_degraded.update(
             "\n".join(self._notes + render.degraded_notes(snap.health)))
+        self._w_info.update("\n".join(render.info_notes(snap.health)))
         table = self._w_table
         rows = [(n, render.array_row(a)) for n, a in sorted(snap.arrays.items())]
         rows = [(n, r) for n, r in rows if self._matches(" ".join(r))]
@@ -176,10 +188,11 @@ class TopApp(App[None]):
         else:
             for n, r in rows:
                 for col, val in zip(render.ARRAY_COLUMNS, r, strict=True):
-                    table.update_cell(n, col, val)
+                    # widen: a column sized while empty would cut '1 oldest 7.0s' to '1 oldest 7'
+                    table.update_cell(n, col, val, update_width=True)
         lines: list[str] = []
         for f in snap.findings:
-            fl = render.finding_lines(f)
+            fl = render.finding_lines(f, self._t0 or 0, snap.now_ns)
             if self._matches("\n".join(fl)):
                 lines.extend(fl)
         self._w_findings.update(
@@ -187,7 +200,7 @@ class TopApp(App[None]):
         log = self._w_log
         for ev in new[-LOG_PER_FRAME:]:
             self._events.append(ev)
-            line = render.event_line(ev)
+            line = render.event_line(ev, self._t0 or 0)
             if self._log_match(line):
                 log.write(line)
 
@@ -198,7 +211,7 @@ class TopApp(App[None]):
         log = self._w_log
         log.clear()
         for ev in self._events:
-            line = render.event_line(ev)
+            line = render.event_line(ev, self._t0 or 0)
             if self._log_match(line):
                 log.write(line)
 
@@ -259,7 +272,8 @@ class TopApp(App[None]):
         if name is None or self.snapshot is None:
             return
         a = self.snapshot.arrays[name]
-        self.push_screen(DetailScreen("\n".join(render.detail_lines(a, self.snapshot))))
+        lines = render.detail_lines(a, self.snapshot, self._t0 or 0)
+        self.push_screen(DetailScreen("\n".join(lines)))
 
     def on_data_table_row_selected(self, _msg: DataTable.RowSelected) -> None:
         self.action_detail()

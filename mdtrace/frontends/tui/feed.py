@@ -36,6 +36,7 @@ class Feeder:
         self._lock = threading.RLock()  # re-entrant: the UI holds it across poll + draw
         self._recent: deque[Event] = deque(maxlen=keep)
         self._seq = 0
+        self.first_ts: int | None = None   # the trace start: the TUI's time origin
         self._ui_waiting = threading.Event()
         self._thread = threading.Thread(target=self._run, name="mdtrace-feed", daemon=True)
 
@@ -46,6 +47,8 @@ class Feeder:
         try:
             last_tick = time.monotonic()
             for ev in self.source.events(self.stop):
+                if self.first_ts is None:
+                    self.first_ts = ev.ts
                 with self._lock:
                     self.engine.feed(ev)
                     self._recent.append(ev)

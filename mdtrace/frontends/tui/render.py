@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
 from mdtrace.engine.model import ArrayView, Finding, Snapshot, TracerHealth
 from mdtrace.events import Event
+from mdtrace.kernel.flags import parse_release
+from mdtrace.kernel.probes import SPECS
+
+# ProbeSpec.note "6.9+": the function exists only from that release on.
+_FROM = re.compile(r"^(\d+)\.(\d+)\+$")
 
 ARRAY_COLUMNS = ("array", "type", "level", "state", "recovery", "action", "progress",
                  "reshape", "blocked IO")
@@ -47,12 +54,26 @@ def array_row(a: ArrayView) -> tuple[str, ...]:
         blocked = f"{len(a.blocked_io)} oldest {a.oldest_wait_s:.1f}s"
     reshape = "" if a.reshape_pos is None else str(a.reshape_pos)
     return (name, a.kind, a.level or "?", str(a.lifecycle), ",".join(a.recovery) or "-",
-            a.sync_action or "-", fmt_progress(a), reshape, blocked)
+            sync_action(a), fmt_progress(a), reshape, blocked)
 
 
-def finding_lines(f: Finding) -> list[str]:
-    """Headline + explanation + remedy of one finding."""
-    state = "ACTIVE" if f.active else "resolved"
+def sync_action(a: ArrayView) -> str:
+    """What md's sync_action file would say: ``frozen`` whenever MD_RECOVERY_FROZEN is set
+    (md's action_show checks it first), else the action seen, else '-'."""
+    if "FROZEN" in a.recovery:
+        return "frozen"
+    return a.sync_action or "-"
+
+
+def finding_lines(f: Finding, t0_ns: int = 0, now_ns: int = 0) -> list[str]:
+    """Headline (with since when / when it ended, seconds since ``t0_ns``) + explanation +
+    remedy + the fix where the kernel lacks it."""
+    start = (f.start_ns - t0_ns) / 1e9
+    if f.end_ns is None:
+        held = f", {(now_ns - f.start_ns) / 1e9:.1f}s" if now_ns > f.start_ns else ""
+        state = f"ACTIVE since +{start:.3f}s{held}"
+    else:
+        state = f"ended +{(f.end_ns - t0_ns) / 1e9:.3f}s after {(f.end_ns - f.start_ns) / 1e9:.1f}s"
     out = [f"{f.code} {str(f.severity).upper()} {f.array}: {f.title} [{state}]"]
     if f.explanation:
         out.append(f"  why: {f.explanation}")
@@ -70,12 +91,34 @@ def degraded_notes(h: TracerHealth) -> list[str]:
         notes.append("DEGRADED: sysfs polling only (no kernel probes): names, sync action and "
                       "progress only; no lifecycle or hang detection")
     if h.lost_total:
-        notes.append(f"DEGRADED: {h.lost_total} events lost (ring buffer overrun)")
-    missing = sorted(n for n, p in h.probes.items() if not p.get("attached", True))
+        notes.append(f"DEGRADED: {h.lost_summary()}")
+    missing = sorted(n for n, p in h.probes.items()
+                     if not p.get("attached", True) and not absent_by_design(n, h.kernel))
     if missing:
         notes.append(f"DEGRADED: probes missing: {', '.join(missing)}")
     notes.extend(f"warning: {w}" for w in h.warnings)
     return notes
+
+
+def absent_by_design(probe: str, kernel: str) -> str:
+    """'6.9+' when ``probe`` is a function that first appeared in a later release than
+    ``kernel`` (its ProbeSpec note says so): missing there is expected, not a degraded trace."""
+    ver = parse_release(kernel) if kernel else (0, 0)
+    for spec in SPECS:
+        m = _FROM.match(spec.note) if spec.func == probe else None
+        if m and ver != (0, 0) and ver < (int(m[1]), int(m[2])):
+            return spec.note
+    return ""
+
+
+def info_notes(h: TracerHealth) -> list[str]:
+    """Not degraded, said once: probes this kernel cannot have."""
+    absent = sorted((n, absent_by_design(n, h.kernel)) for n, p in h.probes.items()
+                    if not p.get("attached", True) and absent_by_design(n, h.kernel))
+    if not absent:
+        return []
+    return [f"not in this kernel ({h.kernel}), as expected: "
+            + ", ".join(f"{n} ({since} only)" for n, since in absent)]
 
 
 def status_line(s: Snapshot, paused: bool) -> str:
@@ -86,24 +129,28 @@ def status_line(s: Snapshot, paused: bool) -> str:
             f"lost {h.lost_total} | arrays {len(s.arrays)} | active findings {act}")
 
 
-def event_line(ev: Event) -> str:
+def event_line(ev: Event, t0_ns: int = 0) -> str:
+    """One log line; the time is seconds since ``t0_ns`` (the trace start, as in `mdtrace
+    replay` and the report)."""
     args = " ".join(f"{k}={v}" for k, v in sorted(ev.args.items()))
     who = f"{ev.comm}[{ev.tid}]" if ev.comm else ""
-    return f"{ev.ts / 1e9:12.6f} {ev.array or '-':<8} {ev.kind:<18} {who} {args}".rstrip()
+    rel = (ev.ts - t0_ns) / 1e9
+    return f"{rel:12.6f} {ev.array or '-':<8} {ev.kind:<18} {who} {args}".rstrip()
 
 
-def detail_lines(a: ArrayView, s: Snapshot) -> list[str]:
-    """Per-array detail: state history timeline, locks, blocked IO, lock graph summary."""
+def detail_lines(a: ArrayView, s: Snapshot, t0_ns: int = 0) -> list[str]:
+    """Per-array detail: state history timeline, locks, blocked IO, lock graph summary; times
+    in seconds since ``t0_ns`` (the trace start)."""
     out = [f"Array {a.name}" + (f" ({a.dm_name})" if a.dm_name else "")
            + f"  {a.kind} {a.level}  generation {a.generation}",
-           f"lifecycle {a.lifecycle} since {a.lifecycle_since_ns / 1e9:.3f}s; "
+           f"lifecycle {a.lifecycle} since {(a.lifecycle_since_ns - t0_ns) / 1e9:.3f}s; "
            f"flags {','.join(a.flags) or '-'}; ro {a.ro}; suspended {a.suspended}"
            f"{' (dm suspended)' if a.dm_suspended else ''}",
            "", "State history:"]
     prev: int | None = None
     for ts, state in a.history:
         gap = "" if prev is None else f" (+{(ts - prev) / 1e9:.3f}s)"
-        out.append(f"  {ts / 1e9:12.6f} {state}{gap}")
+        out.append(f"  {(ts - t0_ns) / 1e9:12.6f} {state}{gap}")
         prev = ts
     if not a.history:
         out.append("  (none)")
@@ -122,7 +169,7 @@ def detail_lines(a: ArrayView, s: Snapshot) -> list[str]:
     out += ["", "Findings:"]
     mine = [f for f in s.findings if f.array == a.name]
     for f in mine:
-        out.extend(finding_lines(f))
+        out.extend(finding_lines(f, t0_ns, s.now_ns))
     if not mine:
         out.append("  (none)")
     if a.counters:
