@@ -20,6 +20,11 @@
 #ifndef IO_STATS_NS
 #define IO_STATS_NS 5000000000ULL
 #endif
+/* the engine's F7 threshold: a request still waiting is re-reported the moment its wait
+ * crosses it (not up to IO_THRESH_NS later), so live F7 latency is threshold + scan period */
+#ifndef IO_ALERT_NS
+#define IO_ALERT_NS 0ULL
+#endif
 #define IO_SLOTS 128              /* in-flight table; slot = tid % IO_SLOTS */
 
 struct io_slot {
@@ -77,6 +82,12 @@ static __always_inline void emit_io_wait(struct pt_regs *ctx, u64 mddev, u64 sec
     __builtin_memcpy(&e->str[8], &safe, 8);
 #endif
     ev_submit(ctx, e);
+}
+
+/* the wait (age) is past IO_ALERT_NS but was not when last reported (reported_age) */
+static __always_inline int crossed_alert(u64 age, u64 reported_age)
+{
+    return IO_ALERT_NS > IO_THRESH_NS && age >= IO_ALERT_NS && reported_age < IO_ALERT_NS;
 }
 
 static __always_inline void account(struct pt_regs *ctx, u64 mddev, u64 wait, int slow,
@@ -163,7 +174,9 @@ int raid5_make_request_exit(struct pt_regs *ctx)
             return 0;
         }
         rq->retries++;
-        if (now - rq->first >= IO_THRESH_NS && now - rq->last_report >= IO_THRESH_NS) {
+        u64 age = now - rq->first;
+        if (age >= IO_THRESH_NS && (now - rq->last_report >= IO_THRESH_NS ||
+                                    crossed_alert(age, rq->last_report - rq->first))) {
             rq->last_report = now;
             emit_io_wait(ctx, mddev, sector, so, now - rq->first, 0, 1, rq->retries, 0);
         }
@@ -199,7 +212,9 @@ int io_scan(struct bpf_perf_event_data *ctx)
         /* the owner may refill the slot on another CPU meanwhile (a 6.9+ requeue loop
          * re-enters raid5_make_request constantly): ts can be newer than now */
         u64 ts = s->ts;
-        if (ts >= now || now - ts < IO_THRESH_NS || now - s->last_report < IO_THRESH_NS)
+        if (ts >= now || now - ts < IO_THRESH_NS)
+            continue;
+        if (now - s->last_report < IO_THRESH_NS && !crossed_alert(now - ts, s->last_report - ts))
             continue;
         s->last_report = now;
         emit_io_wait((struct pt_regs *)ctx, s->mddev, s->sector,

@@ -108,7 +108,7 @@ def command(listen: str | None, replay: str | None, speed: float | None, loop: b
 
         try:
             src = open_live_source(prefer=prefer, locks=locks, io_threshold_ms=io_threshold_ms,
-                                   sysfs_root=sysfs_root)
+                                   io_alert_s=cfg.io_wait_s, sysfs_root=sysfs_root)
         except BaseException:
             server.stop()
             raise

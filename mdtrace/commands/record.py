@@ -136,9 +136,11 @@ def _start_reopener(stop: threading.Event, reopen: threading.Event, out: TraceOu
               help="Also record kernel oopses, BUGs, hung-task reports and md/dm-raid "
                    "messages from /dev/kmsg (how a dead md thread is diagnosed).")
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
+@click.option("--ringbuf-pages", type=click.IntRange(1, 1 << 16), default=256, hidden=True,
+              help="Ring buffer size in pages, a power of 2 (tests force loss with 1).")
 def command(output: str, duration: float | None, locks: bool, locks_full: bool,
             io_threshold_ms: float, io_stats_s: float, btf_dir: str, sysfs_progress_s: float,
-            kernel_log: bool, quiet: bool) -> None:
+            kernel_log: bool, quiet: bool, ringbuf_pages: int) -> None:
     """Trace md/dm-raid live with BPF into TRACE (stop with Ctrl-C)."""
     from mdtrace.sources.bcc_source import BccSource
     from mdtrace.sources.kmsg import start_kmsg_reader
@@ -147,8 +149,11 @@ def command(output: str, duration: float | None, locks: bool, locks_full: bool,
         if not quiet:
             click.echo(msg, err=True)
 
+    if ringbuf_pages & (ringbuf_pages - 1):
+        raise MdtraceError(f"record: --ringbuf-pages {ringbuf_pages} is not a power of 2 "
+                           "(the kernel's ring buffer needs one): give e.g. 1, 64 or 256")
     src = BccSource(locks=locks, locks_full=locks_full, io_threshold_ms=io_threshold_ms,
-                    io_stats_s=io_stats_s, btf_root=btf_dir)
+                    io_stats_s=io_stats_s, btf_root=btf_dir, ringbuf_pages=ringbuf_pages)
     stop = threading.Event()
     reopen = threading.Event()
     out: TraceOutput | None = None

@@ -89,7 +89,8 @@ def command(duration: float | None, prefer: str, locks: bool, locks_full: bool,
 
     cfg = load_config(config_path, thresholds)
     src = open_live_source(prefer=prefer, locks=locks, locks_full=locks_full,
-                           io_threshold_ms=io_threshold_ms, sysfs_root=sysfs_root)
+                           io_threshold_ms=io_threshold_ms, io_alert_s=cfg.io_wait_s,
+                           sysfs_root=sysfs_root)
     if getattr(src, "name", "") == "sysfs":
         src.interval = interval
     engine = Engine(cfg, mode="live", kernel=src.header.kernel)

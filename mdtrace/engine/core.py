@@ -92,6 +92,9 @@ class Engine:
             if kind == "lost":
                 n = int(ev.args.get("count", 0))
                 probe = str(ev.args.get("probe", ""))
+                cause = str(ev.args.get("cause", "") or "ringbuf")
+                if cause != "ringbuf":   # a missed probe hit (sources/bcc_misses.py)
+                    probe = f"{probe}:{cause}"
                 h.lost_total += n
                 h.lost_by_probe[probe] = h.lost_by_probe.get(probe, 0) + n
             elif kind == "probe_status":

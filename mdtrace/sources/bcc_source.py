@@ -28,6 +28,7 @@ from mdtrace.kernel.probes import (
 )
 from mdtrace.pointers import PointerHasher
 from mdtrace.sources.bcc_decode import RAW_SIZE, RawDecoder
+from mdtrace.sources.bcc_misses import MissCounter, SlotVerifier, clear_slot, untracked_count
 from mdtrace.trace import TraceHeader
 
 # inside the package (package data), so an installed wheel can trace
@@ -56,9 +57,10 @@ def program_text(files: list[str], root: Path | None = None) -> bytes:
 
 def cflags_for(offsets: KernelOffsets, *, locks: bool = False, locks_full: bool = False,
                io_threshold_ms: float = 1000.0, io_stats_s: float = 5.0,
-               ringbuf_pages: int = 256) -> list[str]:
+               ringbuf_pages: int = 256, io_alert_s: float = 0.0) -> list[str]:
     flags = offsets.cflags() + [
         f"-DIO_THRESH_NS={int(io_threshold_ms * 1e6)}ULL",
+        f"-DIO_ALERT_NS={int(io_alert_s * 1e9)}ULL",
         f"-DIO_STATS_NS={int(io_stats_s * 1e9)}ULL",
         f"-DRINGBUF_PAGES={ringbuf_pages}",
         "-Wno-unused-function",
@@ -132,7 +134,8 @@ class BccSource:
     def __init__(self, *, locks: bool = False, locks_full: bool = False,
                  io_threshold_ms: float = 1000.0, io_stats_s: float = 5.0,
                  btf_root: str | Path = SYS_BTF, hasher: PointerHasher | None = None,
-                 ringbuf_pages: int = 256, io_scan_hz: int = 2) -> None:
+                 ringbuf_pages: int = 256, io_scan_hz: int = 10,
+                 io_alert_s: float = 5.0) -> None:
         bcc = import_bcc()
         self.release = platform.release()
         self.offsets = offsets_for_running_kernel(btf_root)
@@ -151,7 +154,7 @@ class BccSource:
         text = program_text(self.plan.files())
         flags = cflags_for(self.offsets, locks=locks, locks_full=locks_full,
                            io_threshold_ms=io_threshold_ms, io_stats_s=io_stats_s,
-                           ringbuf_pages=ringbuf_pages)
+                           ringbuf_pages=ringbuf_pages, io_alert_s=io_alert_s)
         t0 = time.monotonic()
         try:
             self.bpf = bcc.BPF(text=text, cflags=flags)
@@ -165,6 +168,11 @@ class BccSource:
         self.poller = RingPoller(self.bpf, self.decoder)
         self._lost_seen: dict[int, int] = {}
         self.lost_total = 0
+        exits = {p.spec.func: p.symbol for p in self.plan.probes
+                 if p.spec.exit and self.status.get(p.spec.func, {}).get("attached")}
+        self.misses = MissCounter(exits, os.getpid())
+        self.slots = SlotVerifier(clear=lambda tid: clear_slot(self.bpf, tid))
+        self._stale_seen = 0
         self.header = TraceHeader(
             kernel=self.release, source="bcc", hash_key_id=self.hasher.key_id,
             flag_tables=self.offsets.flag_table,
@@ -177,9 +185,13 @@ class BccSource:
     def _attach(self, bcc: Any, io_scan_hz: int) -> None:
         # kretprobes with maxactive are tracefs events (r64:kprobes/r_<fn>_bcc_<pid>) that a
         # SIGKILLed recorder leaves behind: remove those of dead processes first
+        from mdtrace.kernel import reaper
         from mdtrace.kernel.tracefs import remove_stale
 
         self.stale_removed, self.stale_failed = remove_stale()
+        # ... and this process's own, whenever it dies (SIGKILL included): a watcher child
+        self._reaper = reaper.start() if any(p.ok and p.spec.exit for p in self.plan.probes) \
+            else None
         for p in self.plan.probes:
             st: dict[str, Any] = {"probe": p.spec.func, "attached": False, "method": p.method,
                                   "reason": p.reason, "group": p.spec.group}
@@ -229,7 +241,17 @@ class BccSource:
         out = []
         for kind, delta in read_lost(self.bpf, self._lost_seen):
             self.lost_total += delta
-            out.append(Event(ts=now, kind="lost", args={"count": delta, "probe": kind}))
+            out.append(Event(ts=now, kind="lost", args={"count": delta, "probe": kind,
+                                                        "cause": "ringbuf"}))
+        misses = self.misses.poll(untracked_count(self.bpf))
+        if self.slots.stale > self._stale_seen:
+            misses.append(("raid5_make_request", "stale_slot",
+                           self.slots.stale - self._stale_seen))
+            self._stale_seen = self.slots.stale
+        for probe, cause, delta in misses:
+            self.lost_total += delta
+            out.append(Event(ts=now, kind="lost", args={"count": delta, "probe": probe,
+                                                        "cause": cause}))
         return out
 
     def events(self, stop: threading.Event) -> Iterator[Event]:
@@ -239,8 +261,9 @@ class BccSource:
 
         yield from SysfsSource().poll()
         last_lost = time.monotonic()
+        keep = self.slots.keep
         while not stop.is_set():
-            yield from self.poller.poll(100)
+            yield from (ev for ev in self.poller.poll(100) if keep(ev))
             if time.monotonic() - last_lost >= 1.0:
                 last_lost = time.monotonic()
                 yield from self.lost_events()
@@ -260,3 +283,5 @@ class BccSource:
                 self.bpf.cleanup()
             except Exception:  # noqa: BLE001 - detaching is best effort at exit
                 pass
+            if self._reaper is not None:
+                self._reaper.release()

@@ -391,7 +391,13 @@ def build_report(path: str | os.PathLike[str], *, config: EngineConfig | None = 
         path=str(path), header=reader.header, events_read=reader.events_read,
         bad_lines=reader.bad_lines, errors=list(reader.errors), snapshot=snap,
         timelines=recorder.timelines, first_ns=recorder.first_ns,
-        last_ns=max(recorder.last_ns, snap.now_ns))
+        last_ns=max(recorder.last_ns, snap.now_ns), notes=_health_notes(snap))
+
+
+def _health_notes(snap: Snapshot) -> list[str]:
+    """What the recording missed, said in every format (lost events, missed probe hits)."""
+    lost = snap.health.lost_summary()
+    return [f"{lost}: the picture may be incomplete"] if lost else []
 
 
 def build_diagnosis(collected: Collected, *, config: EngineConfig | None = None) -> ReportModel:

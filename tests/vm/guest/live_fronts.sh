@@ -3,8 +3,8 @@
 # `mdtrace exporter` (scraped every second) and `mdtrace top` (in tmux) attach BEFORE a raid5
 # reshape is frozen and a write crosses its position; each must show F7 live, and it must end
 # after the remedy (`echo idle`).  Then each stops (run: SIGINT, exporter: SIGTERM, top: `q`)
-# and nothing of ours may stay in the kernel; a SIGKILLed recorder's leftovers are measured,
-# reported by `doctor` and removed by the next start.
+# and nothing of ours may stay in the kernel, not even after a SIGKILL (the recorder's watcher
+# removes its tracefs events); a 1-page ring stopped for 4 s must lose events, and say so.
 # Results: $MDTRACE_OUT/live/ (obs.txt "key value" lines, logs, scrapes, screens).
 set -u
 out=$MDTRACE_OUT/live
@@ -41,6 +41,7 @@ leftovers() {  # kprobe_events of bcc, kprobes/list entries, kprobe/perf BPF pro
     li=$(bpftool link show 2>/dev/null | grep -cE ': (perf_event|kprobe_multi|tracing) ')
     echo "kprobe_events=${ke:-0} kprobes_list=${kl:-0} progs=${pr:-0} links=${li:-0}"
 }
+clean_now() { [[ "$(leftovers)" == "kprobe_events=0 kprobes_list=0 progs=0 links=0" ]]; }
 obs leftovers_before "$(leftovers)"
 
 D=(/dev/vdb /dev/vdc /dev/vdd /dev/vde)
@@ -173,20 +174,42 @@ tmux kill-server 2>/dev/null
 sleep 1
 obs leftovers_after_stop "$(leftovers)"
 
-# -- SIGKILL: what a killed recorder leaves, doctor's word on it, the next start's cleanup --------
+# -- SIGKILL: the killed recorder's watcher (mdtrace/kernel/reaper.py) removes what it left -------
 mdtw record -o /tmp/killed.jsonl.gz > "$out/kill_record.log" 2>&1 &
 REC=$!
 if wait_for 300 grep -q 'recording to' "$out/kill_record.log"; then
-    kill -KILL "$REC"; wait "$REC" 2>/dev/null; sleep 1
+    obs leftovers_while_recording "$(leftovers)"
+    kill -KILL "$REC"; wait "$REC" 2>/dev/null; t_kill=$(now)
+    wait_for 30 clean_now || true
+    obs sigkill_clean_after_s "$(awk -v a="$t_kill" -v b="$(now)" 'BEGIN { printf "%.1f", b - a }')"
     obs leftovers_after_sigkill "$(leftovers)"
     mdtw doctor --json > "$out/doctor.json" 2>&1
     obs doctor_stale "$(python3 -c 'import json,sys; d=json.load(open(sys.argv[1])); print([c["detail"] for c in d["checks"] if c["name"] == "stale_probes"][0])' "$out/doctor.json" 2>&1 | head -c 300)"
-    mdtw record -o /tmp/next.jsonl.gz --duration 2 > "$out/next_record.log" 2>&1
-    obs next_record "rc=$?"
-    obs leftovers_after_next "$(leftovers)"
 else
     obs error "the recorder to SIGKILL did not attach in 300 s"
 fi
+
+# -- forced ring-buffer loss: a 1-page ring, the recorder stopped 4 s during a raid1 resync ------
+if dmesg | grep -qE 'kernel BUG at|Oops: |general protection fault'; then
+    obs burst "skipped: the kernel oopsed (md0 cannot be stopped)"
+else
+    timeout 60 mdadm --stop /dev/md0 > /dev/null 2>&1
+    for d in "${D[@]:0:2}"; do mdadm --zero-superblock "$d" 2>/dev/null; wipefs -aq "$d"; done
+    echo 1000 > /proc/sys/dev/raid/speed_limit_max
+    mdadm --create /dev/md1 --run --level=1 --raid-devices=2 --size=64M "${D[@]:0:2}" \
+        >> "$out/mdadm.log" 2>&1
+    mdtw record -o "$out/burst.jsonl.gz" --ringbuf-pages 1 --duration 40 \
+        > "$out/burst_record.log" 2>&1 &
+    BR=$!
+    if wait_for 300 grep -q 'recording to' "$out/burst_record.log"; then
+        sleep 3; kill -STOP "$BR"; sleep 4; kill -CONT "$BR"
+        wait "$BR"; obs burst "rc=$? $(grep -o 'stopped: .*' "$out/burst_record.log")"
+    else
+        kill "$BR" 2>/dev/null; obs burst "recorder not attached in 300 s"
+    fi
+    timeout 60 mdadm --stop /dev/md1 > /dev/null 2>&1
+fi
+obs leftovers_after_next "$(leftovers)"
 mdadm --stop /dev/md0 > /dev/null 2>&1 &
 obs done yes
 exit 0
