@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 
 import click
 
+from mdtrace.errors import MdtraceError
 from mdtrace.events import KINDS, describe
 from mdtrace.trace import TraceReader
 
@@ -19,14 +21,24 @@ from mdtrace.trace import TraceReader
 @click.option("--until", type=float, default=None, help="Seconds after the first event.")
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
 @click.option("--skip-bad", is_flag=True, help="Continue past corrupt lines (counted).")
+@click.option("--wall", is_flag=True,
+              help="Also print each event's UTC wall time (from the trace's start time).")
 def command(trace: str, arrays: tuple[str, ...], kinds: tuple[str, ...], since: float | None,
-            until: float | None, as_json: bool, skip_bad: bool) -> None:
-    """Print TRACE's events with decoded recovery flags, one per line."""
+            until: float | None, as_json: bool, skip_bad: bool, wall: bool) -> None:
+    """Print TRACE's events with decoded recovery flags, one per line.
+
+    Times are seconds since the trace start (its first event), the clock of `mdtrace report`
+    and `mdtrace top --replay` too."""
     reader = TraceReader(trace, skip_bad=skip_bad)
     t0: int | None = None
+    start = _wall_start(reader.header.created) if wall else None
+    seen: set[str] = set()
+    shown = 0
     for ev in reader:
         if t0 is None:
             t0 = ev.ts
+        if ev.array:
+            seen.add(ev.array)
         rel = (ev.ts - t0) / 1e9
         if since is not None and rel < since:
             continue
@@ -34,14 +46,36 @@ def command(trace: str, arrays: tuple[str, ...], kinds: tuple[str, ...], since: 
             break
         if (arrays and ev.array not in arrays) or (kinds and ev.kind not in kinds):
             continue
+        shown += 1
+        stamp = ""
+        if start is not None:
+            stamp = (start + timedelta(seconds=rel)).strftime("%H:%M:%S.%f ")
         if as_json:
             d = describe(ev)
             d["rel_s"] = round(rel, 6)
+            if stamp:
+                d["wall"] = stamp.strip()
             click.echo(json.dumps(d, default=str))
             continue
         flags = ",".join(ev.state.recovery_names()) if ev.state is not None else ""
         args = " ".join(f"{k}={v}" for k, v in ev.args.items())
-        click.echo(f"{rel:12.6f} cpu{ev.cpu} {ev.comm or '-'}/{ev.tid} {ev.array or '-':8} "
-                   f"{ev.kind:22} [{flags}] {args}")
+        click.echo(f"{stamp}{rel:12.6f} cpu{ev.cpu} {ev.comm or '-'}/{ev.tid} "
+                   f"{ev.array or '-':8} {ev.kind:22} [{flags}] {args}")
     if reader.bad_lines:
         click.echo(f"mdtrace: skipped {reader.bad_lines} bad lines", err=True)
+    missing = [a for a in arrays if a not in seen]
+    if missing and not shown:
+        names = ", ".join(sorted(seen)) or "none"
+        raise MdtraceError(f"replay: no array {', '.join(missing)} in {trace} (its arrays: "
+                           f"{names}); give one of those to --array")
+    if missing:
+        click.echo(f"mdtrace: note: no array {', '.join(missing)} in {trace}", err=True)
+
+
+def _wall_start(created: str) -> datetime | None:
+    """The trace's start as UTC (the header's ``created``); None when it has none."""
+    try:
+        t = datetime.fromisoformat(created.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
