@@ -19,8 +19,10 @@ from mdtrace.detectors import (
     TRIGGER_KINDS,
 )
 from mdtrace.detectors.base import Context, GraphContext, Verdict
+from mdtrace.detectors.reshape_io import finding_key as _f7_key
 from mdtrace.engine import blocked, dm_context, lifecycle
 from mdtrace.engine.arrays import ArrayRec
+from mdtrace.engine.findings import FindingStore
 from mdtrace.engine.iowait import blocked_reason, on_io_wait, waited_ns
 from mdtrace.engine.kernel_log import superseded, thread_death
 from mdtrace.engine.locks import Inversion, LockGraph
@@ -33,6 +35,7 @@ from mdtrace.engine.model import (
     Snapshot,
     TracerHealth,
 )
+from mdtrace.engine.retention import MAX_CLOSED, Retention
 from mdtrace.engine.waitfor import WaitForGraph
 from mdtrace.events import ArrayState, Event
 from mdtrace.kernel.flags import Recovery, mddev_names, parse_release, recovery_names
@@ -63,12 +66,19 @@ _WAIT_RESOURCE = {"sync_thread_stop": "thread", "io_drain": "io", "reshape_progr
 
 class Engine:
     def __init__(self, config: EngineConfig | None = None, *, mode: str = "replay",
-                 kernel: str = "") -> None:
+                 kernel: str = "", archive: bool | None = None) -> None:
+        """``archive``: keep every array and finding for a post-mortem report (default for
+        the replay and snapshot modes); a live engine forgets stopped arrays and closed
+        findings after ``retention_s`` (engine/retention.py)."""
         self.config = config or EngineConfig()
         self.kernel = kernel
         self._kver = parse_release(kernel) if kernel else (0, 0)
         self._arrays: dict[str, ArrayRec] = {}
-        self._findings: dict[str, Finding] = {}
+        if archive is None:
+            archive = mode in ("replay", "snapshot")
+        self._fs = FindingStore(forgettable=not archive)
+        self._ret = Retention(int(self.config.retention_s * 1e9), archive=archive)
+        self._order: dict[str, None] = {}   # archive: array names in first-seen order
         self._health = TracerHealth(mode=mode, kernel=kernel)
         self._locks = LockGraph()
         self._waits = WaitForGraph()
@@ -107,8 +117,12 @@ class Engine:
                 return self._kernel_log(ev) + self._maybe_tick()
             elif kind == "task_blocked":
                 self._h_task_blocked(None, ev)
+            elif kind == "task_unblocked":
+                self._h_task_unblocked(None, ev)
             return self._maybe_tick()
         arr = self._arrays.get(name)
+        if arr is None and name in self._ret.retired:
+            arr = self._arrays[name] = self._ret.revive(name)   # seen again: as it was
         if arr is None and kind in dm_context.DM_CORE_KINDS:
             dev = self._dm.get(name)
             if dev is None:
@@ -258,6 +272,8 @@ class Engine:
         if old is not None:
             arr.stop_ns = old.stop_ns   # per name: the reloaded table's stop (F3)
         self._arrays[ev.array] = arr
+        if self._ret.archive:
+            self._order.setdefault(ev.array)
         dev = self._dm.pop(ev.array, None)
         if dev is not None:     # a raid target after all: its dm suspend state is the array's
             arr.dm_name = arr.dm_name or dev.dm_name
@@ -267,9 +283,7 @@ class Engine:
         return arr
 
     def _close_array_findings(self, name: str, ts: int) -> None:
-        for f in self._findings.values():
-            if f.array == name and f.end_ns is None:
-                f.end_ns = ts
+        self._fs.close_array(name, ts)
 
     def _apply(self, arr: ArrayRec, ev: Event) -> list[Finding]:
         kind = ev.kind
@@ -355,6 +369,7 @@ class Engine:
     def _h_stop(self, arr: ArrayRec, ev: Event) -> None:
         arr.stop_ns = ev.ts
         self._close_array_findings(arr.name, ev.ts)
+        self._ret.array_stopped(arr, ev.ts)
         for tid in list(arr.suspenders):
             self._waits.end(tid, f"susp:{arr.name}")
         arr.suspenders.clear()
@@ -396,10 +411,9 @@ class Engine:
         key = f"io:{io_id}"
         if done:
             self._waits.end(ev.tid, key)
-            suffix = ":" + io_id
-            for k, f in self._findings.items():
-                if f.end_ns is None and k.endswith(suffix):
-                    f.end_ns = ev.ts
+            f = self._fs.get(_f7_key(arr.name, arr.generation, io_id))
+            if f is not None:
+                self._fs.close(f, ev.ts)
             return
         w = arr.io_waits.get(io_id)
         if w is not None:
@@ -489,13 +503,34 @@ class Engine:
         if bt.suspending:
             arr.suspenders[bt.tid] = bt.suspending
         if bt.wait == "reshape_io":
-            self._h_io_wait(arr, blocked.io_wait_event(bt))
+            # the BPF in-flight table's own report of this task's request says more (sector)
+            if not any(w.tid == bt.tid and w.mode != "stack" for w in arr.io_waits.values()):
+                self._h_io_wait(arr, blocked.io_wait_event(bt))
         elif bt.wait == "io_drain":
             self._waits.begin(f"susp:{name}", f"io:{name}", ev, since)
         elif bt.wait == "sync_stop":
             self._waits.begin(f"unreg:{name}", f"thread:{name}", ev, since)
         elif bt.wait == "suspended_io":
             self._waits.begin(f"w:suspended:{name}", f"suspend:{name}", ev, since)
+
+    def _h_task_unblocked(self, arr: ArrayRec | None, ev: Event) -> None:
+        """A task seen blocked before is not any more (a live re-scan,
+        sources/snapshot/watch.py): its waits end, and with them what rested on them."""
+        self._blocked.pop(ev.tid, None)
+        if arr is None:
+            return
+        bt = arr.blocked.pop(ev.tid, None)
+        if bt is not None and bt.suspending and arr.suspenders.get(ev.tid) == bt.suspending:
+            arr.suspenders.pop(ev.tid, None)
+        w = arr.io_waits.get(f"task:{ev.tid}")
+        if w is not None:
+            self._h_io_wait(arr, Event(ts=ev.ts, kind="io_wait", array=arr.name, pid=ev.pid,
+                                       tid=ev.tid, comm=ev.comm, args={
+                                           "io_id": w.io_id, "done": True, "mode": "stack",
+                                           "wait_ns": max(ev.ts - w.first_ns, 0)}))
+        name = arr.name
+        for key in (f"susp:{name}", f"unreg:{name}", f"w:suspended:{name}"):
+            self._waits.end(ev.tid, key)
 
     def _h_progress(self, arr: ArrayRec, ev: Event) -> None:
         a = ev.args
@@ -578,7 +613,7 @@ class Engine:
     def _tick(self, now: int) -> list[Finding]:
         self._last_tick = now
         new: list[Finding] = []
-        active = {(f.array, f.code) for f in self._findings.values() if f.end_ns is None}
+        active = {(f.array, f.code) for f in self._fs.open_findings()}
         flagged = {a for a, _ in active}
         config = self.config
         for arr in self._arrays.values():
@@ -595,12 +630,21 @@ class Engine:
                         ctx = Context(arr, None, now, self.config, self.kernel)
                     new += self._verdicts(det.check(ctx), None)
         cycles = self._waits.cycles(self._providers) if self._waits.waits else []
-        return new + self._graph(cycles=cycles)
+        new += self._graph(cycles=cycles)
+        self._forget(now)
+        return new
+
+    def _forget(self, now: int) -> None:
+        """Retention (engine/retention.py): stopped arrays and closed findings past it."""
+        h, ret = self._health, self._ret
+        h.arrays_retired += ret.expire(now, self._arrays)
+        if self._fs.forgettable:
+            h.findings_forgotten += self._fs.forget_closed(now - ret.retention_ns, MAX_CLOSED)
 
     def _graph(self, *, inversions: list[Inversion] | None = None,
                cycles: list | None = None) -> list[Finding]:
         new: list[Finding] = []
-        open_keys = [k for k, f in self._findings.items() if f.end_ns is None]
+        open_keys = [f.key for f in self._fs.open_findings()]
         for det in GRAPH_DETECTORS:
             prefix = det.CODE + ":"
             active = frozenset(k for k in open_keys if k.startswith(prefix))
@@ -621,10 +665,10 @@ class Engine:
     def _verdicts(self, verdicts: list[Verdict], ev: Event | None) -> list[Finding]:
         new: list[Finding] = []
         for v in verdicts:
-            cur = self._findings.get(v.key)
+            cur = self._fs.get(v.key)
             if v.finding is None:
                 if cur is not None and cur.end_ns is None:
-                    cur.end_ns = self._now
+                    self._fs.close(cur, self._now)
                 continue
             if cur is not None and cur.end_ns is None:
                 cur.last_ns = self._now
@@ -635,39 +679,62 @@ class Engine:
             f.key, f.last_ns = v.key, self._now
             if len(f.evidence) > self.config.max_evidence:
                 del f.evidence[self.config.max_evidence:]
-            self._findings[v.key] = f
+            self._fs.add(v.key, f)
             new.append(f)
         return new
 
     # -- output -----------------------------------------------------------------------------
     def last_state_of(self, name: str) -> ArrayState | None:
         """The state words of array ``name``'s last event that carried them (None if none)."""
-        arr = self._arrays.get(name)
+        arr = self._arrays.get(name) or self._ret.retired.get(name)
         return None if arr is None else arr.last_state
 
     def lifecycle_of(self, name: str) -> Lifecycle | None:
         """The current lifecycle state of array ``name`` (None if never seen); cheap enough
         to call after every event (the report's timeline recorder does)."""
-        arr = self._arrays.get(name)
+        arr = self._arrays.get(name) or self._ret.retired.get(name)
         return None if arr is None else arr.lifecycle
 
     @property
     def findings(self) -> list[Finding]:
-        return sorted(self._findings.values(), key=lambda f: (not f.active, f.start_ns))
+        return self._fs.sorted()
+
+    @property
+    def _findings(self) -> dict[str, Finding]:
+        """Findings kept, by key (tests compare engine states through it)."""
+        return self._fs.by_key
+
+    def _records(self) -> list[tuple[str, ArrayRec, bool]]:
+        """(name, record, retired) of every array a snapshot shows: the working set, and in
+        an archiving engine the retired ones too, in the order names first appeared."""
+        if not self._ret.archive:
+            return [(name, arr, False) for name, arr in self._arrays.items()]
+        live, retired = self._arrays, self._ret.retired
+        return [(name, live[name], False) if name in live else (name, retired[name], True)
+                for name in self._order if name in live or name in retired]
 
     def snapshot(self) -> Snapshot:
         findings = self.findings
         arrays: dict[str, ArrayView] = {}
         locks = self._locks
-        lvs = [a.dm_name for a in self._arrays.values() if a.dm_name]
+        recs = self._records()
+        lvs = [a.dm_name for _, a, _ in recs if a.dm_name]
         dm_devices = dm_context.views(self._dm, lvs)
-        for name, arr in self._arrays.items():
+        # per array, once (not once per array over everything): active codes, locks held
+        active: dict[str, set[str]] = {}
+        for f in self._fs.open_findings():
+            active.setdefault(f.array, set()).add(f.code)
+        held_by: dict[str, set[str]] = {}
+        for tid, stack in locks.held.items():
+            for h in stack:
+                held_by.setdefault(h.array, set()).add(f"{h.cls} ({h.lock_id[:8]}) by {tid}")
+        h = self._health
+        h.findings_raised = dict(self._fs.raised_by_code)
+        for name, arr, retired in recs:
             waits = [IoWaitView(w.io_id, w.tid, w.comm, w.sector, w.sectors, w.rw, w.first_ns,
                                 max(waited_ns(w), self._now - w.first_ns), w.mode, True)
                      for w in arr.io_waits.values()]
-            held = sorted({f"{h.cls} ({h.lock_id[:8]}) by {tid}"
-                           for tid, stack in locks.held.items() for h in stack
-                           if h.array == name})
+            held = sorted(held_by.get(name, ()))
             syncing = arr.lifecycle is _SYNCING and arr.speed > 0
             speed = arr.speed if syncing else 0.0
             done = arr.curr_resync if arr.curr_resync > 3 else (
@@ -686,11 +753,11 @@ class Engine:
                 degraded=arr.degraded, blocked_io=waits,
                 oldest_wait_s=max((w.wait_ns for w in waits), default=0) / 1e9,
                 locks_held=held, last_event_ns=arr.last_ns,
-                findings_active=sorted({f.code for f in findings
-                                        if f.active and f.array == name}),
+                findings_active=sorted(active.get(name, ())),
                 history=[(ts, str(state)) for ts, state in arr.history],
                 counters=dict(arr.counters),
-                dm_members=[d for d in dm_devices if arr.dm_name and d.owner == arr.dm_name])
+                dm_members=[d for d in dm_devices if arr.dm_name and d.owner == arr.dm_name],
+                retired=retired)
         order = [LockEdgeView(e.first, e.second, e.count, e.tid)
                  for e in locks.edges.values()]
         return Snapshot(now_ns=self._now, arrays=arrays, findings=findings,
@@ -720,4 +787,5 @@ _HANDLERS = {
     "wait_begin": Engine._h_wait,
     "wait_end": Engine._h_wait,
     "task_blocked": Engine._h_task_blocked,
+    "task_unblocked": Engine._h_task_unblocked,
 }
