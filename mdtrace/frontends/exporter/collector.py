@@ -5,6 +5,13 @@ copying it into long-lived metric objects would need bookkeeping to drop series 
 arrays and cleared findings.  Rendering each scrape straight from one snapshot is exact and
 stateless (except the sync-speed derivation below).  Only values the snapshot really carries
 are exported; nothing is invented (see docs/exporter.md for the node_exporter mapping).
+
+Bounded series: arrays the engine retired (stopped longer than ``retention_s``, or beyond
+its cap of stopped arrays: engine/retention.py) are not exported, and every label whose
+values come from the traced data (event kinds, probe names, lock classes) keeps at most
+:data:`MAX_LABEL_VALUES` values per metric, in order of first appearance, the rest summed
+under ``other``; label values are cut to :data:`MAX_LABEL_LEN` characters.  Array and
+finding labels are bounded by the engine (live arrays plus at most 64 stopped ones).
 """
 
 from __future__ import annotations
@@ -36,6 +43,19 @@ ARRAY_STATES: tuple[str, ...] = ("active", "inactive", "readonly", "recovering",
 SYNC_ACTIONS: tuple[str, ...] = ("idle", "frozen", "resync", "recover", "check", "repair",
                                  "reshape")
 _SYNCING = (Lifecycle.RUNNING, Lifecycle.SYNCING)
+MAX_LABEL_VALUES = 64
+MAX_LABEL_LEN = 128
+OTHER = "other"
+
+
+def bounded(counts: dict[str, int], cap: int = MAX_LABEL_VALUES) -> dict[str, int]:
+    """At most ``cap`` label values (the first seen: a new value never displaces a series
+    that exists), the rest summed under ``other``; each value cut to MAX_LABEL_LEN."""
+    out: dict[str, int] = {}
+    for i, (name, n) in enumerate(counts.items()):
+        key = name[:MAX_LABEL_LEN] if i < cap else OTHER
+        out[key] = out.get(key, 0) + n
+    return out
 
 
 def sync_action(arr: ArrayView) -> str:
@@ -201,6 +221,8 @@ class SnapshotCollector(Collector):
                                   "generation, by event kind.", labels=lab + ["event"])
         for name in sorted(snap.arrays):
             a = snap.arrays[name]
+            if getattr(a, "retired", False):
+                continue
             lv = [name, a.dm_name or name]
             info.add_metric(lv + [a.level or "unknown", a.kind or "md"], {})
             st = array_state(a)
@@ -240,8 +262,9 @@ class SnapshotCollector(Collector):
             active = set(a.findings_active)
             for code in FINDING_CODES:
                 fa.add_metric(lv + [code], int(code in active))
-            for kind in sorted(a.counters):
-                evs.add_metric(lv + [kind], a.counters[kind])
+            counters = bounded(a.counters)
+            for kind in sorted(counters):
+                evs.add_metric(lv + [kind], counters[kind])
         yield from (info, state, life, action, flags, since, gen, thread, ro, susp, dmsusp,
                     done, total, speed, eta, rpos, blocked, oldest, locks, disks, degr, age, fa,
                     evs)
@@ -251,8 +274,12 @@ class SnapshotCollector(Collector):
         raised_by_code = dict.fromkeys(FINDING_CODES, 0)
         per: dict[tuple[str, str, str, str], list[float]] = {}
         remedies: dict[tuple[str, str, str, str], set[str]] = {}
+        counted = getattr(snap.health, "findings_raised", None)
+        if counted:   # the engine's counter: forgetting closed findings does not lower it
+            raised_by_code.update(counted)
         for f in snap.findings:
-            raised_by_code[f.code] = raised_by_code.get(f.code, 0) + 1
+            if not counted:
+                raised_by_code[f.code] = raised_by_code.get(f.code, 0) + 1
             if not f.active:
                 continue
             active_by_code[f.code] = active_by_code.get(f.code, 0) + 1
@@ -299,22 +326,27 @@ class SnapshotCollector(Collector):
         inv.add_metric([], len(inversions))
         obs = CounterMetricFamily("mdtrace_lock_order_edge_observations", "Times each "
                                   "lock-order edge was seen.", labels=["first", "second"])
-        for e in sorted(edges, key=lambda e: (e.first, e.second)):
-            obs.add_metric([e.first, e.second], e.count)
+        pairs = bounded({f"{e.first}\0{e.second}": e.count for e in edges})
+        for pair in sorted(pairs):
+            first, _, second = pair.partition("\0")
+            obs.add_metric([first[:MAX_LABEL_LEN], (second or OTHER)[:MAX_LABEL_LEN]],
+                           pairs[pair])
         yield from (n_edges, inv, obs)
 
     def _health(self, snap: Snapshot, extra: ExtraHealth) -> Iterator[Metric]:
         h = snap.health
         info = InfoMetricFamily("mdtrace_tracer", "Tracer mode (bcc, sysfs, replay) and the "
                                 "traced kernel.", labels=["mode", "kernel", "version"])
-        info.add_metric([h.mode, h.kernel or "unknown", __version__], {})
+        info.add_metric([h.mode[:MAX_LABEL_LEN], (h.kernel or "unknown")[:MAX_LABEL_LEN],
+                         __version__], {})
         evs = CounterMetricFamily("mdtrace_events", "Events fed to the engine, by event kind.",
                                   labels=["event"])
-        for kind in sorted(h.events_by_kind):
-            evs.add_metric([kind], h.events_by_kind[kind])
+        by_kind = bounded(h.events_by_kind)
+        for kind in sorted(by_kind):
+            evs.add_metric([kind], by_kind[kind])
         lost = CounterMetricFamily("mdtrace_events_lost", "Events the kernel dropped "
                                    "(perf/ring buffer full), by probe.", labels=["probe"])
-        by_probe = dict(h.lost_by_probe)
+        by_probe = bounded(h.lost_by_probe)
         unattributed = max(0, extra.lost - sum(by_probe.values()))
         if unattributed:
             by_probe[""] = by_probe.get("", 0) + unattributed
@@ -323,9 +355,10 @@ class SnapshotCollector(Collector):
         attached = GaugeMetricFamily("mdtrace_probe_attached", "1 if the probe is attached, "
                                      "0 if it could not be (see `mdtrace doctor`).",
                                      labels=["probe", "method", "group"])
-        for name in sorted(h.probes):
+        for name in sorted(list(h.probes)[:MAX_LABEL_VALUES]):
             p = h.probes[name]
-            attached.add_metric([name, str(p.get("method", "")), str(p.get("group", ""))],
+            attached.add_metric([name[:MAX_LABEL_LEN], str(p.get("method", ""))[:MAX_LABEL_LEN],
+                                 str(p.get("group", ""))[:MAX_LABEL_LEN]],
                                 int(bool(p.get("attached"))))
         bad = CounterMetricFamily("mdtrace_trace_bad_lines", "Unreadable trace lines skipped "
                                   "(replay).")
@@ -336,8 +369,10 @@ class SnapshotCollector(Collector):
         clock = GaugeMetricFamily("mdtrace_engine_clock_seconds", "Engine clock: newest event "
                                   "time (CLOCK_MONOTONIC of the traced host), seconds.")
         clock.add_metric([], snap.now_ns / 1e9)
-        arrays = GaugeMetricFamily("mdtrace_arrays", "Arrays the engine knows (any state).")
-        arrays.add_metric([], len(snap.arrays))
+        arrays = GaugeMetricFamily("mdtrace_arrays", "Arrays the engine knows (any state; "
+                                   "not those retired after the retention window).")
+        arrays.add_metric([], sum(1 for a in snap.arrays.values()
+                                  if not getattr(a, "retired", False)))
         done = GaugeMetricFamily("mdtrace_replay_done", "1 once a replayed trace has been "
                                  "fully fed (0 live or while replaying).")
         done.add_metric([], int(extra.replay_done))
