@@ -61,7 +61,13 @@ def _fake(tmp: Path, *, md: bool, kprobes: bool, lockdown: str = "[none] integri
           "0000000000000000 t md_do_sync [md_mod]\n"
           "0000000000000000 T md_reap_sync_thread [md_mod]\n") if md else ""
     (proc / "kallsyms").write_text("0000000000000000 T schedule\n" + ks)
-    return Paths(proc=proc, sys=sys_, boot=boot, release="9.9")
+    lib = tmp / "lib" / "modules"
+    (lib / "9.9").mkdir(parents=True)
+    (lib / "9.9" / "modules.dep").write_text(
+        "kernel/drivers/md/md-mod.ko.xz:\nkernel/drivers/md/raid456.ko.xz: md-mod.ko.xz\n")
+    (tmp / "packages").write_text("")
+    return Paths(proc=proc, sys=sys_, boot=boot, release="9.9", lib_modules=lib,
+                 package_list=tmp / "packages")
 
 
 def test_checks_on_fake_trees(tmp_path: Path) -> None:

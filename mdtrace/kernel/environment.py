@@ -2,6 +2,10 @@
 
 Each check is a small function returning a :class:`Check` (ok / problem, plain words, what to
 do).  Paths are parameters so tests can point them at fake trees.  No check raises.
+
+Advice is checked before it is given: ``modprobe X`` only when X's module file is in
+/lib/modules/<release> (else: built in, or not there at all), ``apt-get install P`` only when
+the package manager knows P (:func:`package_known`; tests pass a package list file).
 """
 
 from __future__ import annotations
@@ -9,6 +13,8 @@ from __future__ import annotations
 import gzip
 import os
 import platform
+import shutil
+import subprocess
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -36,6 +42,78 @@ class Paths:
     sys: Path = Path("/sys")
     boot: Path = Path("/boot")
     release: str = field(default_factory=platform.release)
+    lib_modules: Path = Path("/lib/modules")
+    # one package name a line (tests); None: ask apt-cache
+    package_list: Path | None = None
+    # answers of package_known for this run (apt-cache takes ~1 s a question)
+    known: dict[str, bool | None] = field(default_factory=dict, repr=False, compare=False)
+
+
+# -- checked advice --------------------------------------------------------------------------
+
+
+def module_file(paths: Paths, mod: str) -> str:
+    """'module' (a loadable .ko in /lib/modules/<release>, per modules.dep), 'builtin'
+    (modules.builtin) or '' (neither: modprobe would fail).  Names compare with - and _ alike,
+    as modprobe does (md_mod is md-mod.ko)."""
+    base = paths.lib_modules / paths.release
+    want = mod.replace("-", "_")
+
+    def listed(name: str) -> bool:
+        for line in (_read(base / name) or "").splitlines():
+            path = line.split(":", 1)[0].strip()
+            stem = path.rsplit("/", 1)[-1].split(".ko", 1)[0]
+            if stem.replace("-", "_") == want:
+                return True
+        return False
+
+    if listed("modules.dep"):
+        return "module"
+    if listed("modules.builtin"):
+        return "builtin"
+    return ""
+
+
+def modprobe_advice(paths: Paths, *mods: str) -> str:
+    """``modprobe`` for the modules that exist as files for this kernel; plain words for the
+    rest (built in: nothing to load; absent: this kernel has no such driver)."""
+    loadable = [m for m in mods if module_file(paths, m) == "module"]
+    absent = [m for m in mods if module_file(paths, m) == ""]
+    parts = []
+    if loadable:
+        parts.append(f"modprobe {' '.join(loadable)}")
+    if absent:
+        where = paths.lib_modules / paths.release
+        have = "" if (where / "modules.dep").is_file() else ", no modules.dep there"
+        pkg = next((p for p in (f"linux-modules-extra-{paths.release}",
+                                f"linux-image-{paths.release}")
+                    if package_known(paths, p)), "")
+        todo = f"apt-get install {pkg}" if pkg else \
+            "boot a kernel built with md (CONFIG_BLK_DEV_MD, CONFIG_MD_RAID456, CONFIG_DM_RAID)"
+        parts.append(f"kernel {paths.release} has no {'/'.join(absent)} module ({where}"
+                     f"{have}): {todo}")
+    return "; ".join(parts) or f"{'/'.join(mods)} built in: nothing to load"
+
+
+def package_known(paths: Paths, name: str) -> bool | None:
+    """Does the package manager know package ``name``?  None when it cannot be asked."""
+    if name not in paths.known:
+        paths.known[name] = _ask_package(paths, name)
+    return paths.known[name]
+
+
+def _ask_package(paths: Paths, name: str) -> bool | None:
+    if paths.package_list is not None:
+        text = _read(paths.package_list)
+        return None if text is None else name in {ln.strip() for ln in text.splitlines()}
+    if shutil.which("apt-cache") is None:
+        return None
+    try:
+        r = subprocess.run(["apt-cache", "show", "--no-all-versions", name],
+                           capture_output=True, text=True, timeout=20)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return r.returncode == 0 and "Package:" in r.stdout
 
 
 def _read(p: Path) -> str | None:
@@ -80,8 +158,20 @@ def check_headers(paths: Paths) -> Check:
     why = headers_problem(paths.release)
     if why is None:
         return Check("kernel_headers", True, f"kernel headers for {paths.release} found")
-    return Check("kernel_headers", False, why,
-                 f"apt-get install linux-headers-{paths.release}")
+    pkg = f"linux-headers-{paths.release}"
+    known = package_known(paths, pkg)
+    if known is False:
+        build = paths.lib_modules / paths.release / "build"
+        return Check("kernel_headers", False,
+                     f"no kernel headers for {paths.release} ({build} missing), and no "
+                     f"package {pkg} exists here (a self-built or vendor kernel?)",
+                     f"install the headers that came with this kernel's build at {build} "
+                     "(its source tree after `make modules_prepare`), or boot a "
+                     "distribution kernel")
+    fix = f"apt-get install {pkg}"
+    if known is None:
+        fix += " (the package manager could not be asked whether it exists)"
+    return Check("kernel_headers", False, why, fix)
 
 
 def check_btf(paths: Paths, module: str) -> Check:
@@ -93,7 +183,8 @@ def check_btf(paths: Paths, module: str) -> Check:
                      "CONFIG_DEBUG_INFO_BTF", "use a distribution kernel with BTF")
     return Check(f"btf_{module}", False, f"{p} missing: module {module} not loaded or "
                  "kernel without CONFIG_DEBUG_INFO_BTF_MODULES",
-                 f"modprobe {module}" if module != "md_mod" else "modprobe md_mod raid456")
+                 modprobe_advice(paths, module) if module != "md_mod"
+                 else modprobe_advice(paths, "md_mod", "raid456"))
 
 
 def check_modules(paths: Paths) -> list[Check]:
@@ -113,7 +204,7 @@ def check_modules(paths: Paths) -> list[Check]:
                               "/proc/mdstat): nothing to trace",
                     "raid456": "raid456 not loaded: no raid4/5/6 reshape/IO probes",
                     "dm_raid": "dm_raid not loaded: no dm-raid (LVM raid) probes"}[mod]
-            out.append(Check(f"module_{mod}", False, what, f"modprobe {mod}",
+            out.append(Check(f"module_{mod}", False, what, modprobe_advice(paths, mod),
                              blocking=blocking))
     return out
 
@@ -186,12 +277,12 @@ def check_md_functions(paths: Paths) -> Check:
     if syms.addresses_hidden:
         return Check("md_functions", False, "no md functions in /proc/kallsyms (md not "
                      "loaded, or kallsyms hidden from this user)",
-                     "modprobe raid456 dm-raid; run as root")
+                     modprobe_advice(paths, "raid456", "dm_raid") + "; run as root")
     plan = make_plan(syms, locks=True)
     miss = plan.required_missing()
     if miss:
         return Check("md_functions", False, "; ".join(p.reason for p in miss),
-                     "modprobe md_mod raid456")
+                     modprobe_advice(paths, "md_mod", "raid456"))
     others = plan.missing()
     detail = f"{len(plan.attachable())} of {len(plan.probes)} probe points attachable"
     if others:
