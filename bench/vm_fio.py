@@ -53,6 +53,40 @@ def _f7_latency(bench: Path) -> dict[str, Any]:
             "f7_target_met": None if lat is None else lat <= d.threshold_s + 2}
 
 
+def _total_ios(p: Path) -> int | None:
+    try:
+        return int(json.loads(p.read_text())["jobs"][0]["write"]["total_ios"])
+    except (OSError, ValueError, KeyError, IndexError):
+        return None
+
+
+def bpf_cost(before: Path, after: Path, ios: int | None) -> dict[str, Any]:
+    """Per program: calls and ns per call during one fio run (kernel.bpf_stats_enabled), and
+    the BPF ns per IO of all of them together."""
+    try:
+        b = {p["id"]: p for p in json.loads(before.read_text())}
+        a = json.loads(after.read_text())
+    except (OSError, ValueError, TypeError):
+        return {"error": "no bpftool snapshots"}
+    progs: dict[str, Any] = {}
+    total_ns = 0
+    for p in a:
+        if p.get("type") not in ("kprobe", "perf_event", "tracing"):
+            continue
+        old = b.get(p["id"], {})
+        ns = int(p.get("run_time_ns", 0)) - int(old.get("run_time_ns", 0))
+        cnt = int(p.get("run_cnt", 0)) - int(old.get("run_cnt", 0))
+        if cnt <= 0:
+            continue
+        total_ns += ns
+        progs[p.get("name", str(p["id"]))] = {"calls": cnt, "ns_per_call": round(ns / cnt, 1)}
+    out: dict[str, Any] = {"programs": progs, "bpf_ns_total": total_ns}
+    if ios:
+        out["ios"] = ios
+        out["bpf_ns_per_io"] = round(total_ns / ios, 1)
+    return out
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--kernel", default="6.12")
@@ -91,6 +125,15 @@ def main() -> int:
         figures["naive_probe"] = json.loads((b / "naive.json").read_text())
     except (OSError, ValueError):
         pass
+    untraced_ns = 1e9 / figures["untraced_mean_iops"] if base else None
+    if untraced_ns:
+        figures["untraced_ns_per_io"] = round(untraced_ns, 1)
+    for n in ("mdtrace", "naive"):
+        cost = bpf_cost(b / f"bpf_{n}_before.json", b / f"bpf_{n}_after.json",
+                        _total_ios(b / f"fio_{n}.json"))
+        if untraced_ns and "bpf_ns_per_io" in cost:
+            cost["bpf_share_of_untraced_io"] = round(cost["bpf_ns_per_io"] / untraced_ns, 5)
+        figures[f"bpf_{n}"] = cost
     figures.update(_f7_latency(b))
     print(json.dumps(figures, indent=1))
     (out / "figures.json").write_text(json.dumps(figures, indent=1))

@@ -28,11 +28,15 @@ wait_ready() {  # wait_ready PID LOGFILE [READYFILE] - up to 120 s
     return 0
 }
 source "$src/tests/vm/guest/record.sh"
+# exact BPF cost: the kernel's per-program run time and run count (issue 17), snapshotted
+# around each traced fio run; bench/vm_fio.py takes the differences
+sysctl -qw kernel.bpf_stats_enabled=1
+bpf_snap() { bpftool prog show -j > "$out/bpf_$1.json" 2> /dev/null; }
 fio_run untraced1
 if record_available; then
     record_start "$out/bench_trace.jsonl.gz" "$out/record.log"
     echo "record ready after ${REC_READY_S}s"
-    ((REC_PID > 0)) && fio_run mdtrace
+    if ((REC_PID > 0)); then bpf_snap mdtrace_before; fio_run mdtrace; bpf_snap mdtrace_after; fi
     record_stop
     echo "record rc=$REC_RC trace $(stat -c %s "$out/bench_trace.jsonl.gz" 2>/dev/null) bytes"
 else
@@ -40,7 +44,9 @@ else
 fi
 python3 "$src/bench/vm_naive_probe.py" /tmp/naive.ready > "$out/naive.json" 2> "$out/naive.err" &
 np=$!
-wait_ready $np "$out/naive.err" /tmp/naive.ready && fio_run naive
+if wait_ready $np "$out/naive.err" /tmp/naive.ready; then
+    bpf_snap naive_before; fio_run naive; bpf_snap naive_after
+fi
 kill -INT $np; wait $np; echo "naive probe: $(cat "$out/naive.json") $(tail -2 "$out/naive.err")"
 fio_run untraced2
 mdadm --stop /dev/md0

@@ -55,7 +55,9 @@ sysfs_state            level, array_state, sync_action, degraded, raid_disks (sy
                        {md thread name: tid} alive in /proc (the state's flags are the ones
                        sync_action implies)
 probe_status           probe: str, attached: bool, reason: str, method ('kprobe','fentry',..)
-lost                   count: int, probe: str  (perf/ring buffer losses)
+lost                   count: int, probe: str, cause: str ('ringbuf' (perf/ring buffer
+                       full; the default), 'kretprobe_missed', 'io_untracked', 'stale_slot':
+                       sources/bcc_misses.py)
 kernel_log             class ('bug','oops','panic','warning','hung_task','soft_lockup','md'),
                        text (first line), task, task_pid, rip, frames: list[str] (reliable
                        call-trace frames, innermost first), kmsg_us (the log's own time)
@@ -65,6 +67,8 @@ task_blocked           (a snapshot of /proc: ``mdtrace diagnose``) one task asle
                        frames: list[str] (kernel stack, innermost first, 'fn [module]'),
                        stack_readable: bool, blocked_s: float | None (unknown), tie: str (how
                        the array was found: md thread name, open device, argument), rw
+task_unblocked         (live re-scans: sources/snapshot/watch.py) a task reported blocked
+                       before is not any more; pid/tid/comm, ``array`` as it was tied
 =====================  =====================================================================
 """
 
@@ -82,7 +86,7 @@ KINDS: tuple[str, ...] = (
     "dm_suspend_enter", "dm_suspend_exit", "dm_resume_enter", "dm_resume_exit", "raid_target",
     "mddev_suspend", "mddev_resume", "lock", "wait_begin", "wait_end", "array_create",
     "array_stop", "sync_action", "progress", "sysfs_state", "probe_status", "lost",
-    "kernel_log", "task_blocked",
+    "kernel_log", "task_blocked", "task_unblocked",
 )
 KIND_SET = frozenset(KINDS)
 

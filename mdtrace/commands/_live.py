@@ -104,3 +104,36 @@ def stale_probe_lines(src: Any) -> list[str]:
     for f in failed:
         out.append(f"mdtrace: warning: could not remove stale kprobe event {f}")
     return out
+
+
+def snapshot_option(f: Callable[..., Any]) -> Callable[..., Any]:
+    """--snapshot/--no-snapshot, shared by run, top and exporter."""
+    return click.option(
+        "--snapshot/--no-snapshot", "snapshot", default=True, show_default=True,
+        help="First read what already hangs (the `mdtrace diagnose` snapshot: sysfs, blocked "
+             "tasks' stacks, the kernel log), before the probes are compiled, and re-scan "
+             "blocked tasks while running.")(f)
+
+
+def startup_watch(sysfs_root: str = "/") -> Any:
+    """The blocked-task watch of a live session over ``sysfs_root`` (dmsetup and /dev/kmsg
+    only on the real root)."""
+    from mdtrace.sources.snapshot import klog, run_dmsetup_status
+    from mdtrace.sources.snapshot.watch import BlockedTaskWatch
+
+    root = Path(sysfs_root)
+    real = root == Path("/")
+    return BlockedTaskWatch(root / "sys", root / "proc",
+                            dmsetup=run_dmsetup_status if real else None,
+                            kernel_log=klog.read_kmsg if real else None)
+
+
+def running_kernel(sysfs_root: str = "/") -> str:
+    """The kernel release the live engine judges by (before any source exists)."""
+    import platform
+
+    try:
+        return (Path(sysfs_root) / "proc/sys/kernel/osrelease").read_text().strip() or \
+            platform.release()
+    except OSError:
+        return platform.release()

@@ -13,6 +13,7 @@ import threading
 
 import click
 
+from mdtrace.commands._live import snapshot_option
 from mdtrace.errors import MdtraceError
 
 
@@ -45,11 +46,12 @@ from mdtrace.errors import MdtraceError
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
 @click.option("--sysfs-root", default="/", hidden=True,
               help="Root holding sys/ and proc/ for the sysfs source (tests).")
+@snapshot_option
 def command(listen: str | None, replay: str | None, speed: float | None, loop: bool,
             prefer: str, locks: bool, io_threshold_ms: float, config_path: str | None,
             thresholds: tuple[str, ...], interval: float, tls_cert: str | None,
             tls_key: str | None, tls_client_ca: str | None, basic_auth_file: str | None,
-            duration: float | None, sysfs_root: str) -> None:
+            duration: float | None, sysfs_root: str, snapshot: bool) -> None:
     """Prometheus exporter (live or replayed trace)."""
     from mdtrace.commands._live import start_timer, stop_on_signals
     from mdtrace.config import load_config
@@ -104,9 +106,15 @@ def command(listen: str | None, replay: str | None, speed: float | None, loop: b
             raise
         what = f"replay of {replay}" + (f" at {speed:g}x" if speed else "")
     else:
-        from mdtrace.commands._live import open_live_source
+        from mdtrace.commands._live import open_live_source, running_kernel, startup_watch
+        from mdtrace.live import LiveSession, prime
 
+        warn = lambda m: click.echo(m, err=True)  # noqa: E731
+        engine = Engine(cfg, mode="live", kernel=running_kernel(sysfs_root))
+        watch = startup_watch(sysfs_root) if snapshot else None
         try:
+            if watch is not None:   # the first scrape shows what already hangs
+                prime(engine, watch, warn=warn)
             src = open_live_source(prefer=prefer, locks=locks, io_threshold_ms=io_threshold_ms,
                                    io_alert_s=cfg.io_wait_s, sysfs_root=sysfs_root)
         except BaseException:
@@ -114,14 +122,10 @@ def command(listen: str | None, replay: str | None, speed: float | None, loop: b
             raise
         if getattr(src, "name", "") == "sysfs":
             src.interval = interval
-
-        from mdtrace.live import LiveSession
-
-        engine = Engine(cfg, mode=str(getattr(src, "name", "live")),
-                        kernel=str(getattr(getattr(src, "header", None), "kernel", "") or ""))
+        engine.set_mode(str(getattr(src, "name", "live")))
         # the same session as `mdtrace run`: monotonic ticks, sysfs progress, kernel log
         feeder = LiveSession(src, engine, tick_s=interval, progress_s=interval,
-                             sysfs_root=sysfs_root, warn=lambda m: click.echo(m, err=True))
+                             sysfs_root=sysfs_root, warn=warn, watch=watch)
         what = f"live, {getattr(src, 'name', '?')} source"
 
     server.set_app(build_app(feeder, auth))

@@ -16,8 +16,11 @@ import click
 
 from mdtrace.commands._live import (
     open_live_source,
+    running_kernel,
+    snapshot_option,
     stale_probe_lines,
     start_timer,
+    startup_watch,
     stop_on_signals,
 )
 from mdtrace.errors import MdtraceError
@@ -80,28 +83,41 @@ class FindingPrinter:
               help="sysfs poll interval / engine tick in seconds.")
 @click.option("--sysfs-root", default="/", hidden=True,
               help="Root holding sys/ and proc/ for the sysfs source (tests).")
+@snapshot_option
 def command(duration: float | None, prefer: str, locks: bool, locks_full: bool,
             io_threshold_ms: float, config_path: str | None, thresholds: tuple[str, ...],
-            log_path: str | None, interval: float, sysfs_root: str) -> None:
+            log_path: str | None, interval: float, sysfs_root: str, snapshot: bool) -> None:
     """Trace live, diagnose, and print findings as they are raised and cleared."""
     from mdtrace.config import load_config
     from mdtrace.engine.core import Engine
+    from mdtrace.live import prime
 
     cfg = load_config(config_path, thresholds)
-    src = open_live_source(prefer=prefer, locks=locks, locks_full=locks_full,
-                           io_threshold_ms=io_threshold_ms, io_alert_s=cfg.io_wait_s,
-                           sysfs_root=sysfs_root)
-    if getattr(src, "name", "") == "sysfs":
-        src.interval = interval
-    engine = Engine(cfg, mode="live", kernel=src.header.kernel)
+    warn = lambda m: click.echo(m, err=True)  # noqa: E731
     outs: list[IO[str]] = [sys.stdout]
     log_fh = open(log_path, "a") if log_path else None  # noqa: SIM115 - closed below
     if log_fh:
         outs.append(log_fh)
     printer = FindingPrinter(outs)
+    engine = Engine(cfg, mode="live", kernel=running_kernel(sysfs_root))
+    watch = startup_watch(sysfs_root) if snapshot else None
+    if watch is not None:
+        # what already hangs, said before the probes compile (a minute or more under TCG)
+        printer.update(prime(engine, watch, warn=warn))
+        click.echo(f"mdtrace: start-up snapshot: {len(engine.findings)} findings; "
+                   "attaching probes", err=True)
+    try:
+        src = open_live_source(prefer=prefer, locks=locks, locks_full=locks_full,
+                               io_threshold_ms=io_threshold_ms, io_alert_s=cfg.io_wait_s,
+                               sysfs_root=sysfs_root)
+    finally:
+        if log_fh and sys.exc_info()[0] is not None:
+            log_fh.close()
+    if getattr(src, "name", "") == "sysfs":
+        src.interval = interval
     session = LiveSession(src, engine, tick_s=interval, progress_s=interval,
-                          sysfs_root=sysfs_root, warn=lambda m: click.echo(m, err=True),
-                          on_findings=printer.update)
+                          sysfs_root=sysfs_root, warn=warn, on_findings=printer.update,
+                          watch=watch)
     click.echo(f"mdtrace: running ({src.name} source, kernel {src.header.kernel}); "
                "Ctrl-C to stop", err=True)
     for line in stale_probe_lines(src):

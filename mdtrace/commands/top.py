@@ -7,6 +7,7 @@ from typing import Any
 
 import click
 
+from mdtrace.commands._live import snapshot_option
 from mdtrace.errors import EnvironmentProblem, MdtraceError
 
 
@@ -29,7 +30,8 @@ def _engine(mode: str, kernel: str) -> object:
               help="Replay a recorded trace instead of tracing live.")
 @click.option("--speed", type=float, default=None,
               help="Replay speed: N trace-seconds per second (default: as fast as possible).")
-def command(replay: str | None, speed: float | None) -> None:
+@snapshot_option
+def command(replay: str | None, speed: float | None, snapshot: bool) -> None:
     """Live terminal UI (or over a replayed trace)."""
     from mdtrace.frontends.tui.app import TopApp
     from mdtrace.frontends.tui.feed import Feeder
@@ -55,18 +57,21 @@ def command(replay: str | None, speed: float | None) -> None:
         except ImportError:
             raise EnvironmentProblem("top: no live source available in this install; "
                                      "run 'mdtrace doctor', or use --replay TRACE") from None
-        from mdtrace.live import LiveSession
+        from mdtrace.commands._live import running_kernel, startup_watch
+        from mdtrace.live import LiveSession, prime
 
-        _engine_class()
         warnings: list[str] = []
+        engine = _engine("live", running_kernel())
+        watch = startup_watch() if snapshot else None
+        if watch is not None:      # what already hangs is on the first screen
+            prime(engine, watch, warn=warnings.append)
         source = open_live_source(warn=warnings.append)
-        kernel = str(getattr(getattr(source, "header", None), "kernel", "") or "")
-        engine = _engine(getattr(source, "name", "bcc"), kernel)
+        getattr(engine, "set_mode", lambda m: None)(str(getattr(source, "name", "bcc")))
         live = True
     feeder: Any
     if live:
         # the same session as `mdtrace run`: ticks on monotonic time, sysfs progress, kmsg
-        feeder = LiveSession(source, engine, warn=warnings.append)
+        feeder = LiveSession(source, engine, warn=warnings.append, watch=watch)
     else:
         feeder = Feeder(source, engine, live=False)
     feeder.start()

@@ -655,6 +655,11 @@ class Engine:
             new += self._verdicts(det.check(ctx), None)
         return new
 
+    def set_mode(self, mode: str) -> None:
+        """Name the live source once it is known (a live engine is primed by the start-up
+        snapshot before its probes are compiled: mdtrace.live.prime)."""
+        self._health.mode = mode
+
     def advance(self, now_ns: int) -> list[Finding]:
         self._now = max(self._now, now_ns)
         return self._tick(self._now)
