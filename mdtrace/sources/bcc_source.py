@@ -13,6 +13,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -71,6 +72,29 @@ def cflags_for(offsets: KernelOffsets, *, locks: bool = False, locks_full: bool 
     if locks and locks_full:
         flags.append("-DMDT_LOCKS_FULL")
     return flags
+
+
+@dataclass
+class BpfProgram:
+    """What BccSource hands to bcc: one compile unit and its flags, for one probe plan."""
+
+    text: bytes
+    cflags: list[str]
+    plan: ProbePlan
+
+
+def build_program(offsets: KernelOffsets, symbols: Symbols, *, locks: bool = False,
+                  locks_full: bool = False, io_threshold_ms: float = 1000.0,
+                  io_stats_s: float = 5.0, ringbuf_pages: int = 256,
+                  io_alert_s: float = 0.0) -> BpfProgram:
+    """The program text + cflags for this kernel's layout and symbols: the one path used by
+    BccSource to load and by ``--ebpf`` to print."""
+    plan = make_plan(symbols, locks=locks, locks_full=locks_full,
+                     dm=bool(offsets.defines.get("HAVE_DM_MOD")))
+    return BpfProgram(program_text(plan.files()),
+                      cflags_for(offsets, locks=locks, locks_full=locks_full,
+                                 io_threshold_ms=io_threshold_ms, io_stats_s=io_stats_s,
+                                 ringbuf_pages=ringbuf_pages, io_alert_s=io_alert_s), plan)
 
 
 def import_bcc() -> Any:
@@ -143,18 +167,17 @@ class BccSource:
         if self.symbols.addresses_hidden:
             raise EnvironmentProblem("/proc/kallsyms lists no functions (not root, or "
                                      "kptr_restrict): run mdtrace record/run as root")
-        self.plan: ProbePlan = make_plan(self.symbols, locks=locks, locks_full=locks_full,
-                                         dm=bool(self.offsets.defines.get("HAVE_DM_MOD")))
+        prog = build_program(self.offsets, self.symbols, locks=locks, locks_full=locks_full,
+                             io_threshold_ms=io_threshold_ms, io_stats_s=io_stats_s,
+                             ringbuf_pages=ringbuf_pages, io_alert_s=io_alert_s)
+        self.plan: ProbePlan = prog.plan
         req = self.plan.required_missing()
         if req:
             raise EnvironmentProblem(
                 "cannot trace md here: " + "; ".join(p.reason for p in req)
                 + " (load md: 'modprobe raid456'; see 'mdtrace doctor')")
         self.hasher = hasher or PointerHasher()
-        text = program_text(self.plan.files())
-        flags = cflags_for(self.offsets, locks=locks, locks_full=locks_full,
-                           io_threshold_ms=io_threshold_ms, io_stats_s=io_stats_s,
-                           ringbuf_pages=ringbuf_pages, io_alert_s=io_alert_s)
+        text, flags = prog.text, prog.cflags
         t0 = time.monotonic()
         try:
             self.bpf = bcc.BPF(text=text, cflags=flags)
