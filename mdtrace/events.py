@@ -74,7 +74,8 @@ task_unblocked         (live re-scans: sources/snapshot/watch.py) a task reporte
 
 from __future__ import annotations
 
-from typing import Any
+import math
+from typing import Annotated, Any
 
 import msgspec
 
@@ -90,6 +91,10 @@ KINDS: tuple[str, ...] = (
 )
 KIND_SET = frozenset(KINDS)
 
+# Non-negative ints, checked by the decoder itself (C speed); upper bounds and the args are
+# checked by :func:`check`, which the trace reader applies to every decoded event.
+_Nat = Annotated[int, msgspec.Meta(ge=0)]
+
 
 class ArrayState(msgspec.Struct, omit_defaults=True, gc=False, rename={
     "recovery": "r", "flags": "f", "ro": "ro", "suspended": "su", "sync_thread": "st",
@@ -103,14 +108,14 @@ class ArrayState(msgspec.Struct, omit_defaults=True, gc=False, rename={
     (kernel MaxSector).  ``ro``: 0 read-write, 1 read-only, 2 auto-read-only.
     """
 
-    recovery: int = 0
-    flags: int = 0
-    ro: int = 0
-    suspended: int = 0
+    recovery: _Nat = 0
+    flags: _Nat = 0
+    ro: _Nat = 0
+    suspended: _Nat = 0
     sync_thread: bool = False
-    reshape_pos: int | None = None
-    curr_resync: int = 0
-    resync_max: int = 0
+    reshape_pos: _Nat | None = None
+    curr_resync: _Nat = 0
+    resync_max: _Nat = 0
     level: int | None = None
     rec: int = -1
     mdf: int = -1
@@ -128,12 +133,12 @@ class Event(msgspec.Struct, omit_defaults=True, gc=False, rename={
 }):
     """One traced occurrence.  ``ts`` is CLOCK_MONOTONIC nanoseconds (bpf_ktime_get_ns)."""
 
-    ts: int
+    ts: _Nat
     kind: str
     array: str = ""
-    cpu: int = 0
-    pid: int = 0
-    tid: int = 0
+    cpu: _Nat = 0
+    pid: _Nat = 0
+    tid: _Nat = 0
     comm: str = ""
     dm_name: str = ""
     mddev: str = ""
@@ -144,15 +149,164 @@ class Event(msgspec.Struct, omit_defaults=True, gc=False, rename={
         return self.args.get(name, default)
 
 
-def canonicalise(ev: Event, table: FlagTable) -> Event:
-    """Fill the canonical flag masks of ``ev.state`` in place from the kernel's table."""
+def canonicalise(ev: Event, table: FlagTable, *, force: bool = False) -> Event:
+    """Fill the canonical flag masks of ``ev.state`` in place from the kernel's table.
+
+    ``force``: recompute them even if set.  The trace reader always does: a trace's raw
+    words and its flag table are the truth, the decoded masks it may also store are not
+    trusted (so every reading path -- replay, report, TUI -- decodes an event alike).
+    """
     st = ev.state
     if st is not None:
-        if st.rec < 0:
+        if force or st.rec < 0:
             st.rec = table.recovery_canon(st.recovery)
-        if st.mdf < 0:
+        if force or st.mdf < 0:
             st.mdf = table.mddev_canon(st.flags)
     return ev
+
+
+# -- what a decoded event may hold (the reader's range checks) --------------------------------
+_U64 = 1 << 64
+_I64 = 1 << 63
+MAX_NAME = 256          # array / dm / comm / mddev names (the kernel's are far shorter)
+MAX_DEPTH = 16          # nesting of args values (the recorder writes at most 2)
+MAX_SECONDS = 1e12      # a duration in seconds (blocked_s): ~31,700 years
+
+
+def _uint(v: Any) -> bool:
+    return type(v) is int and 0 <= v < _U64
+
+
+def _sint(v: Any) -> bool:
+    return type(v) is int and -_I64 <= v < _I64
+
+
+def _text(v: Any) -> bool:
+    return type(v) is str and "\x00" not in v
+
+
+def _flag(v: Any) -> bool:
+    return type(v) is bool
+
+
+def _secs(v: Any) -> bool:
+    return type(v) in (int, float) and math.isfinite(v) and 0 <= v < MAX_SECONDS
+
+
+def _texts(v: Any) -> bool:
+    return type(v) is list and all(_text(x) for x in v)
+
+
+def _tids(v: Any) -> bool:
+    return type(v) is dict and all(_text(k) and _uint(x) for k, x in v.items())
+
+
+def _opt(rule: Any) -> Any:
+    def check(v: Any) -> bool:
+        return v is None or rule(v)
+    check.__name__ = rule.__name__
+    return check
+
+
+_RULE_WORDS = {"_uint": "a non-negative integer below 2**64", "_sint": "a 64-bit integer",
+               "_text": "a string without NUL", "_flag": "true or false",
+               "_secs": "a finite number of seconds >= 0", "_texts": "a list of strings",
+               "_tids": "an object of thread name -> id"}
+_S, _U, _I, _B = _text, _uint, _sint, _flag
+_DM = {"dm_name": _S, "dm_dev": _S}
+# kind -> arg -> rule; args not listed may hold any JSON (bounded nesting), None is allowed
+# only where a source writes it for "unknown".
+ARG_RULES: dict[str, dict[str, Any]] = {
+    "do_sync_enter": {"thread": _S, "action": _S},
+    "do_sync_exit": {"thread": _S, "action": _S},
+    "reap": {"mutex_owned": _B, "mutex_locked": _B, "caller": _S},
+    "thread_register": {"name": _S, "caller": _S, "sync": _B, "run": _S},
+    "thread_unregister": {"name": _S, "caller": _S, "sync": _B, "run": _S},
+    "start_reshape": {"caller": _S, "rc": _I, "phase": _S},
+    "io_wait": {"sector": _U, "sectors": _U, "rw": _S, "wait_ns": _U, "done": _B,
+                "mode": _S, "retries": _U, "reshape_progress": _opt(_U),
+                "reshape_safe": _opt(_U), "io_id": _S},
+    "io_stats": {"requests": _U, "slow": _U, "blocked": _U, "max_wait_ns": _U},
+    "dm_suspend_enter": {**_DM, "flags": _U},
+    "dm_suspend_exit": {**_DM, "rc": _I},
+    "dm_resume_enter": {**_DM, "rc": _I},
+    "dm_resume_exit": {**_DM, "rc": _I},
+    "raid_target": {"hook": _S, "phase": _S, "argv": _S, "rc": _I},
+    "mddev_suspend": {"phase": _S, "rc": _I},
+    "mddev_resume": {"phase": _S, "rc": _I},
+    "lock": {"lock": _S, "lock_id": _S, "op": _S},
+    "wait_begin": {"what": _S, "target": _S},
+    "wait_end": {"what": _S, "target": _S},
+    "array_create": {"level": _S, "kind": _S},
+    "sync_action": {"action": _S, "source": _S},
+    "progress": {"done": _U, "total": _U, "action": _S, "speed_kbs": _opt(_U)},
+    "sysfs_state": {"level": _S, "array_state": _S, "sync_action": _S, "degraded": _U,
+                    "raid_disks": _U, "ro": _U, "reshape_position": _U, "kind": _S,
+                    "sync_completed": _S, "suspend_lo": _U, "suspend_hi": _U,
+                    "dm_suspended": _B, "threads": _tids, "source": _S},
+    "probe_status": {"probe": _S, "attached": _B, "reason": _S, "method": _S},
+    "lost": {"count": _U, "probe": _S, "cause": _S},
+    "kernel_log": {"class": _S, "text": _S, "task": _S, "task_pid": _opt(_U), "rip": _S,
+                   "frames": _texts, "kmsg_us": _opt(_U)},
+    "task_blocked": {"state": _S, "wchan": _S, "frames": _texts, "stack_readable": _B,
+                     "blocked_s": _opt(_secs), "tie": _S, "rw": _S},
+}
+
+
+def _too_deep(v: Any) -> bool:
+    """Whether ``v`` nests lists/objects deeper than :data:`MAX_DEPTH` (iterative)."""
+    todo = [(v, 1)]
+    while todo:
+        x, d = todo.pop()
+        if d > MAX_DEPTH:
+            return True
+        if type(x) is dict:
+            todo.extend((y, d + 1) for y in x.values())
+        elif type(x) is list:
+            todo.extend((y, d + 1) for y in x)
+    return False
+
+
+def check(ev: Event) -> str | None:
+    """What is wrong with a decoded event's values, or None when it is fit for the engine.
+
+    The decoder has checked the types and that counts, times and sectors are >= 0; this
+    checks the rest: upper bounds, NUL-free names, every known arg's type and range, and
+    nesting.  Called by the trace reader on every event, so that the engine and renderers
+    never meet a value they cannot handle (a bad value is a bad line, never a crash).
+    """
+    if ev.ts >= _I64:
+        return f"time {ev.ts} out of range (below 2**63 ns)"
+    if ev.cpu >= _U64 or ev.pid >= _U64 or ev.tid >= _U64:
+        return "cpu/pid/tid out of range"
+    for name in ("array", "dm_name", "comm", "mddev"):
+        v = getattr(ev, name)
+        if v and (len(v) > MAX_NAME or "\x00" in v):
+            return f"{name} {v[:40]!r} is not a name (NUL, or over {MAX_NAME} characters)"
+    st = ev.state
+    if st is not None and (st.recovery >= _U64 or st.flags >= _U64 or st.curr_resync >= _U64
+                           or st.resync_max >= _U64 or st.ro >= _U64
+                           or st.suspended >= _U64
+                           or (st.reshape_pos is not None and st.reshape_pos >= _U64)
+                           or (st.level is not None and not _sint(st.level))):
+        return "array state value out of range (64-bit)"
+    args = ev.args
+    if args:
+        rules = ARG_RULES.get(ev.kind)
+        for key, v in args.items():
+            rule = rules.get(key) if rules else None
+            if rule is not None:
+                if not rule(v):
+                    return (f"{ev.kind} arg {key!r} = {_short(v)} is not "
+                            f"{_RULE_WORDS.get(rule.__name__, 'valid')}")
+            elif type(v) in (dict, list) and _too_deep(v):
+                return f"{ev.kind} arg {key!r} nests deeper than {MAX_DEPTH} levels"
+    return None
+
+
+def _short(v: Any) -> str:
+    r = repr(v)
+    return r if len(r) <= 40 else r[:37] + "..."
 
 
 def reshape_pos_from_kernel(raw: int) -> int | None:

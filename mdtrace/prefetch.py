@@ -9,10 +9,11 @@ block where that fails or a line could not be parsed (the replayed clock would n
 exact) it stops skimming and sends raw blocks: the reader then skims them itself with the
 engine's real clock, or reads them line by line, exactly as without read-ahead.
 
-Messages, in order: ``("blk", start_line, n_lines, n_skimmed, n_out, out, ops)``,
-``("raw", start_line, block)``, and last ``("end", start_line, leftover, error)`` with the
-incomplete tail and the read error (what, line, hint) if the stream broke; or ``("fail",
-text)`` if the worker itself failed.
+Messages, in order: ``("blk", start_line, n_lines, n_skimmed, n_out, out, ops, last_ts)``,
+``("raw", start_line, block)``, and last ``("end", start_line, leftover, skipping, fault,
+error)`` with the incomplete tail (and whether it is an overlong line being dropped), the
+stream's fault (why it ended early) and the read error (what, line, hint) if reading
+failed; or ``("fail", text)`` if the worker itself failed.
 """
 
 from __future__ import annotations
@@ -87,6 +88,8 @@ def start(reader: TraceReader, tick_ns: int) -> Prefetch:
 
 
 def _work(reader: TraceReader, tx: Connection, tick_ns: int) -> None:
+    from mdtrace.trace import last_line_ts
+
     try:
         templates: dict[bytes, Any] = {}
         now = last_tick = 0          # a fresh engine's clock
@@ -94,14 +97,16 @@ def _work(reader: TraceReader, tx: Connection, tick_ns: int) -> None:
         for start, block, err in reader._blocks():
             if err is not None or not block:
                 why = None if err is None else (err.what, err.line, err.hint)
-                tx.send(("end", start, reader._buf, why))
+                tx.send(("end", start, reader._buf, reader._skipping, reader._stream.fault,
+                         why))
                 return
             if not raw:
                 out, ops, skimmed, now, last_tick, blind, nlines, n_out = skim.scan(
                     templates, block, now, last_tick, tick_ns)
                 reader._lineno = start + nlines
                 if not blind and reader._decode_block(out, n_out) is not None:
-                    tx.send(("blk", start, nlines, skimmed, n_out, out, ops))
+                    tx.send(("blk", start, nlines, skimmed, n_out, out, ops,
+                             last_line_ts(block)))
                     continue
                 raw = True
             reader._lineno = start + block.count(b"\n")

@@ -56,4 +56,4 @@ class ReplaySource:
         }
 
     def close(self) -> None:
-        self._reader._fh.close()
+        self._reader.close()
