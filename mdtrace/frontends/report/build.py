@@ -149,6 +149,7 @@ class ReportModel:
     last_ns: int
     kind: str = "report"              # report | diagnose (a one-shot snapshot of this host)
     notes: list[str] = field(default_factory=list)   # what could not be read, and why
+    abrupt_end: str = ""     # the reader's word on a trace cut short ('' when it is whole)
 
     @property
     def findings(self) -> list[Finding]:
@@ -387,11 +388,24 @@ def build_report(path: str | os.PathLike[str], *, config: EngineConfig | None = 
     engine.finish()
     snap = engine.snapshot()
     recorder.finish(snap)
+    end = reader.end_note(recorder.first_ns) or ""
     return ReportModel(
         path=str(path), header=reader.header, events_read=reader.events_read,
         bad_lines=reader.bad_lines, errors=list(reader.errors), snapshot=snap,
         timelines=recorder.timelines, first_ns=recorder.first_ns,
-        last_ns=max(recorder.last_ns, snap.now_ns), notes=_health_notes(snap))
+        last_ns=max(recorder.last_ns, snap.now_ns),
+        notes=_reader_notes(end, reader.errors, reader.bad_lines) + _health_notes(snap),
+        abrupt_end=end)
+
+
+def _reader_notes(end: str, errors: list[str], bad: int, shown: int = 5) -> list[str]:
+    """The reader's errors, said in every format: an abrupt end, the bad lines skipped."""
+    notes = [end] if end else []
+    notes += [f"skipped: {e}" for e in errors[:shown]]
+    more = max(len(errors), bad) - shown
+    if more > 0:
+        notes.append(f"skipped: {more} more bad lines (the first {shown} are above)")
+    return notes
 
 
 def _health_notes(snap: Snapshot) -> list[str]:

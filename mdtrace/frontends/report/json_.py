@@ -81,6 +81,7 @@ def as_dict(model: ReportModel) -> dict[str, Any]:
         "duration_s": _s(model, model.last_ns) if model.first_ns else 0,
         "timelines": timelines,
         "kind": model.kind, "notes": list(model.notes),
+        "abrupt_end": model.abrupt_end or None, "errors": list(model.errors),
         "blocked_tasks": [{
             "tid": b.tid, "pid": b.pid, "comm": b.comm, "state": b.state, "wchan": b.wchan,
             "frames": list(b.frames), "blocked_s": b.blocked_s, "array": b.array,
