@@ -10,8 +10,10 @@ runs them small and asserts linear growth of counted work):
 - ``arrays``: N arrays created, used and stopped one after another (live engine, default
   retention).  Target: 100,000 in <= 10 s and <= 200 MB (peak RSS growth).
 - ``scrape``: N arrays stopped, then one exporter scrape.  Target: < 1 MB at N = 5,000.
+- ``idle``: N idle connections held open to the exporter server (default limits), then a
+  normal scrape.  Target: 2,000 idle, the scrape within 1 s, threads bounded.
 
-    .venv/bin/python bench/bench_scale.py [blocked|pids|arrays|scrape|all] [--n N]
+    .venv/bin/python bench/bench_scale.py [blocked|pids|arrays|scrape|idle|all] [--n N]
 """
 
 from __future__ import annotations
@@ -159,14 +161,58 @@ def bench_scrape(n: int) -> bool:
     return ok
 
 
+def bench_idle(n: int) -> bool:
+    import socket
+    import threading
+    import urllib.request
+
+    from prometheus_client.registry import CollectorRegistry
+
+    from mdtrace.frontends.exporter.collector import SnapshotCollector
+    from mdtrace.frontends.exporter.server import ExporterServer, MetricsApp
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 2 * n + 64:      # both ends of every connection live in this process
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(hard, 2 * n + 256), hard))
+    eng = Engine(mode="live")
+    feed_all(eng, array_churn(10))
+    reg = CollectorRegistry(auto_describe=False)
+    reg.register(SnapshotCollector(eng.snapshot))
+    srv = ExporterServer("127.0.0.1", 0, MetricsApp(reg))
+    srv.start()
+    threads0 = threading.active_count()
+    socks = []
+    try:
+        for _ in range(n):
+            socks.append(socket.create_connection(("127.0.0.1", srv.port), timeout=5))
+        time.sleep(0.5)
+        t0 = time.perf_counter()
+        with urllib.request.urlopen(srv.url, timeout=5) as r:
+            code, body = r.status, r.read()
+        dt = time.perf_counter() - t0
+        threads = threading.active_count()
+        ok = code == 200 and b"mdtrace_arrays" in body and dt <= 1.0 and \
+            threads - threads0 <= srv.limits.workers
+        print(f"idle connections n={n}: scrape {code} in {dt * 1000:.0f} ms, "
+              f"{srv.connections} held (cap {srv.limits.max_connections}, "
+              f"{srv.evicted} oldest idle closed), threads {threads0} -> {threads} "
+              f"[{'ok' if ok else 'OVER'}: <= 1 s, <= {srv.limits.workers} more threads]")
+        return ok
+    finally:
+        for s in socks:
+            s.close()
+        srv.stop()
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("which", nargs="?", default="all",
-                    choices=["blocked", "pids", "arrays", "scrape", "all"])
+                    choices=["blocked", "pids", "arrays", "scrape", "idle", "all"])
     ap.add_argument("--n", type=int, default=0, help="size (default: the issue's target)")
     a = ap.parse_args()
     runs = {"blocked": (bench_blocked, 5000), "pids": (bench_pids, 40_000),
-            "arrays": (bench_arrays, 100_000), "scrape": (bench_scrape, 5000)}
+            "arrays": (bench_arrays, 100_000), "scrape": (bench_scrape, 5000),
+            "idle": (bench_idle, 2000)}
     ok = True
     for name, (fn, default) in runs.items():
         if a.which in (name, "all"):
