@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,13 +35,39 @@ class EngineConfig:
     # engine's memory (and the exporter's series) this long after the stop / close
     retention_s: float = 300.0
 
-    def with_overrides(self, overrides: dict[str, float]) -> EngineConfig:
+    def with_overrides(self, overrides: dict[str, float], where: str = "") -> EngineConfig:
+        """A copy with ``overrides`` (checked: :func:`check_value`); ``where`` names their
+        source in errors (a config file; '' for --threshold)."""
         names = {f.name for f in dataclasses.fields(self)}
         bad = sorted(set(overrides) - names)
         if bad:
             raise MdtraceError(
                 f"unknown threshold {', '.join(bad)} (known: {', '.join(sorted(names))})")
-        return dataclasses.replace(self, **overrides)
+        return dataclasses.replace(self, **{k: check_value(k, v, where)
+                                            for k, v in overrides.items()})
+
+
+INT_FIELDS = frozenset({"max_evidence", "max_history"})
+MAX_SECONDS = 1e9        # ~31.7 years: any threshold in nanoseconds fits in 64 bits
+MAX_COUNT = 10_000_000   # evidence / history points kept: a memory bound, not a wish
+
+
+def check_value(name: str, value: object, where: str = "") -> float | int:
+    """A threshold as the engine needs it, or a one-line error: seconds finite, > 0 and at
+    most MAX_SECONDS (NaN would flag every IO, inf overflows the nanosecond clock); counts
+    whole numbers from 1 to MAX_COUNT."""
+    src = f"{where}: " if where else ""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise MdtraceError(f"{src}threshold {name} must be a number, not {value!r}")
+    if name in INT_FIELDS:
+        if not math.isfinite(value) or value != int(value) or not 1 <= value <= MAX_COUNT:
+            raise MdtraceError(f"{src}threshold {name}={value!r} must be a whole number from "
+                               f"1 to {MAX_COUNT:,}")
+        return int(value)
+    if not math.isfinite(value) or not 0 < value <= MAX_SECONDS:
+        raise MdtraceError(f"{src}threshold {name}={value!r} must be a finite number of "
+                           f"seconds > 0 and at most {MAX_SECONDS:g}")
+    return float(value)
 
 
 def parse_threshold(spec: str) -> tuple[str, float]:
@@ -49,7 +76,7 @@ def parse_threshold(spec: str) -> tuple[str, float]:
     if not sep:
         raise MdtraceError(f"bad --threshold {spec!r}: expected NAME=VALUE, e.g. io_wait_s=2")
     try:
-        return name.strip(), float(value)
+        return name.strip(), float(value.strip())
     except ValueError:
         raise MdtraceError(f"bad --threshold {spec!r}: {value!r} is not a number") from None
 
@@ -62,16 +89,15 @@ def load_config(path: str | None, overrides: list[str] | tuple[str, ...] = ()) -
             data = tomllib.loads(Path(path).read_text())
         except FileNotFoundError:
             raise MdtraceError(f"{path}: config file not found") from None
+        except OSError as exc:
+            raise MdtraceError(f"{path}: cannot read config file ({exc.strerror})") from None
         except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
             raise MdtraceError(f"{path}: not valid TOML ({exc})") from None
         section = data.get("thresholds", data)
-        for k, v in section.items():
-            if not isinstance(v, int | float):
-                raise MdtraceError(f"{path}: threshold {k} must be a number")
-            values[k] = float(v)
+        if not isinstance(section, dict):
+            raise MdtraceError(f"{path}: [thresholds] must be a table of NAME = SECONDS")
+        cfg = cfg.with_overrides(dict(section), where=path)
     for spec in overrides:
         k, v = parse_threshold(spec)
         values[k] = v
-    int_fields = {"max_evidence", "max_history"}
-    conv = {k: (int(v) if k in int_fields else v) for k, v in values.items()}
-    return cfg.with_overrides(conv)
+    return cfg.with_overrides(values)

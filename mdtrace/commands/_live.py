@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -29,9 +30,30 @@ def stop_on_signals(stop: threading.Event) -> Iterator[None]:
             signal.signal(s, h)
 
 
+MAX_DURATION_S = 1e9     # ~31.7 years; threading.Timer refuses far larger waits
+
+
+def check_duration(duration: float | None) -> float | None:
+    """``--duration`` as a timer can take it, or a one-line error (NaN, inf, <= 0, 1e300)."""
+    if duration is None:
+        return None
+    if not math.isfinite(duration) or not 0 < duration <= MAX_DURATION_S:
+        raise MdtraceError(f"--duration {duration:g}: give a number of seconds > 0 and at most "
+                           f"{MAX_DURATION_S:g}, or leave it out to run until Ctrl-C")
+    return duration
+
+
+def duration_option(_ctx: Any, _param: Any, value: float | None) -> float | None:
+    """click callback: :func:`check_duration` as a usage error, before anything attaches."""
+    try:
+        return check_duration(value)
+    except MdtraceError as exc:
+        raise click.BadParameter(str(exc).partition(": ")[2]) from None
+
+
 def start_timer(stop: threading.Event, duration: float | None) -> None:
-    if duration:
-        t = threading.Timer(duration, stop.set)
+    if check_duration(duration):
+        t = threading.Timer(duration, stop.set)   # type: ignore[arg-type]
         t.daemon = True
         t.start()
 

@@ -1,14 +1,16 @@
 """`mdtrace record -o TRACE`: live BPF events into a trace file until SIGINT/SIGTERM/--duration.
 
 SIGHUP reopens TRACE (logrotate's way), so one attach (a bcc compile: seconds on hardware,
-a minute or two in a TCG guest) can record many files back to back.
+a minute or two in a TCG guest) can record many files back to back.  TRACE is created 0600
+and never through a symlink; an existing one is refused unless ``--force``.  The file is
+readable up to its last half second whenever the recorder dies (mdtrace.trace, format 2).
 """
 
 from __future__ import annotations
 
+import os
 import signal
 import threading
-import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -16,6 +18,7 @@ from typing import Any
 import click
 
 from mdtrace.commands._live import (
+    duration_option,
     stale_probe_lines,
     start_progress_sampler,
     start_timer,
@@ -23,57 +26,103 @@ from mdtrace.commands._live import (
 )
 from mdtrace.errors import MdtraceError
 from mdtrace.events import Event
-from mdtrace.trace import TraceHeader, TraceWriter
+from mdtrace.trace import FLUSH_S, TraceError, TraceHeader, TraceWriter
 
 
 class TraceOutput:
     """The trace file being written, shared by the source loop and the sampler threads.
 
-    :meth:`reopen` closes the current file (flushed, gzip trailer written: it is complete)
+    Crash safety: a flusher thread ends a compressed frame every ``flush_s`` (and fdatasyncs
+    it with ``sync``) whether events arrive or not, so a SIGKILL or power loss loses at most
+    that much (mdtrace.trace).  A write error (a full disk) stops the output: the file is cut
+    back to its last complete record and closed, ``error`` holds the one-line TraceError and
+    ``on_error`` is called (record stops and exits 2 with it).
+
+    :meth:`reopen` closes the current file (flushed, end record written: it is complete)
     and starts a new one at the same path that begins with ``seed()`` (probe status, arrays
-    sysfs shows), so every file reads on its own.
+    sysfs shows), so every file reads on its own.  ``force``: replace an existing file at the
+    path (else it is refused, as is any symlink: mdtrace.trace.create_private).
     """
 
     def __init__(self, path: str, header: TraceHeader,
-                 seed: Callable[[], list[Event]] = list) -> None:
+                 seed: Callable[[], list[Event]] = list, *, force: bool = False,
+                 flush_s: float = FLUSH_S, sync: bool = True,
+                 on_error: Callable[[TraceError], None] | None = None) -> None:
         self.path, self._header, self._seed = path, header, seed
+        self._force, self._sync, self._on_error = force, sync, on_error
         self._lock = threading.Lock()
         self._closed = False
+        self.error: TraceError | None = None
         self.count = 0
         self.files = 1
-        self._writer = TraceWriter(path, header)
+        self._writer = TraceWriter(path, header, exclusive=not force, sync=sync)
+        self._done = threading.Event()
+        self._flusher = threading.Thread(target=self._flush_loop, args=(flush_s,),
+                                         name="mdtrace-flush", daemon=True)
+        self._flusher.start()
+
+    def _flush_loop(self, interval: float) -> None:
+        while not self._done.wait(interval):
+            self.flush()
+
+    def _guard(self, op: Callable[[], None]) -> None:
+        """Run a writer operation (lock held); a write error closes the output."""
+        try:
+            op()
+        except TraceError as exc:
+            self._closed = True
+            self._done.set()
+            self.error = exc
+            if self._on_error is not None:
+                self._on_error(exc)
 
     def write(self, ev: Event) -> None:
         with self._lock:
             if not self._closed:
-                self._writer.write(ev)
-                self.count += 1
+                self._guard(lambda: self._writer.write(ev))
+                self.count += not self._closed
 
     def flush(self) -> None:
         with self._lock:
             if not self._closed:
-                self._writer.flush()
+                self._guard(self._writer.flush)
 
-    def reopen(self) -> None:
+    def reopen(self) -> bool:
+        """Start a new file at the path; False (nothing changed) when the path still names
+        the current file (SIGHUP without renaming it first)."""
         with self._lock:
             if self._closed:
-                return
-            self._writer.close()
+                return True
+            fd = self._writer.fileno()
             try:
-                self._writer = TraceWriter(self.path, self._header)
+                same = fd is not None and os.path.samestat(os.lstat(self.path), os.fstat(fd))
+            except OSError:
+                same = False
+            if same:
+                return False
+            self._guard(self._writer.close)
+            if self._closed:
+                return True
+            try:
+                self._writer = TraceWriter(self.path, self._header, exclusive=not self._force,
+                                           sync=self._sync)
             except MdtraceError:
                 self._closed = True
+                self._done.set()
                 raise
             self.files += 1
             for ev in self._seed():
-                self._writer.write(ev)
-                self.count += 1
+                if not self._closed:
+                    self._guard(lambda ev=ev: self._writer.write(ev))
+                    self.count += not self._closed
+            return True
 
     def close(self) -> None:
+        self._done.set()
         with self._lock:
             if not self._closed:
                 self._closed = True
-                self._writer.close()
+                self._guard(self._writer.close)
 
 
 def _seed_events(src: Any) -> list[Event]:
@@ -104,12 +153,16 @@ def _start_reopener(stop: threading.Event, reopen: threading.Event, out: TraceOu
                 continue
             reopen.clear()
             try:
-                out.reopen()
+                fresh = out.reopen()
             except (MdtraceError, OSError) as exc:
                 say(f"mdtrace: error: cannot reopen {out.path}: {exc}; stopping")
                 stop.set()
                 return
-            say(f"mdtrace: reopened {out.path} (file {out.files})")
+            if fresh:
+                say(f"mdtrace: reopened {out.path} (file {out.files})")
+            else:
+                say(f"mdtrace: warning: SIGHUP but {out.path} was not renamed: still writing "
+                    "it (rename it first, then SIGHUP)")
 
     th = threading.Thread(target=run, name="mdtrace-reopen", daemon=True)
     th.start()
@@ -118,8 +171,12 @@ def _start_reopener(stop: threading.Event, reopen: threading.Event, out: TraceOu
 
 @click.command("record")
 @click.option("-o", "--output", "output", required=True, type=click.Path(dir_okay=False),
-              help="Trace file to write (.gz / .zst compress).")
-@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+              help="Trace file to write (.gz / .zst compress); created 0600, refused if it "
+                   "exists (see --force) or is a symlink.")
+@click.option("--force", is_flag=True,
+              help="Replace an existing OUTPUT (never written through: a new file is made).")
+@click.option("--duration", type=float, default=None, callback=duration_option,
+              help="Stop after this many seconds.")
 @click.option("--locks", is_flag=True, help="Also trace md/dm mutexes (contention only).")
 @click.option("--locks-full", is_flag=True,
               help="With --locks: every acquire/release of watched mutexes (costlier).")
@@ -138,7 +195,7 @@ def _start_reopener(stop: threading.Event, reopen: threading.Event, out: TraceOu
 @click.option("-q", "--quiet", is_flag=True, help="No progress lines on stderr.")
 @click.option("--ringbuf-pages", type=click.IntRange(1, 1 << 16), default=256, hidden=True,
               help="Ring buffer size in pages, a power of 2 (tests force loss with 1).")
-def command(output: str, duration: float | None, locks: bool, locks_full: bool,
+def command(output: str, force: bool, duration: float | None, locks: bool, locks_full: bool,
             io_threshold_ms: float, io_stats_s: float, btf_dir: str, sysfs_progress_s: float,
             kernel_log: bool, quiet: bool, ringbuf_pages: int) -> None:
     """Trace md/dm-raid live with BPF into TRACE (stop with Ctrl-C)."""
@@ -149,6 +206,9 @@ def command(output: str, duration: float | None, locks: bool, locks_full: bool,
         if not quiet:
             click.echo(msg, err=True)
 
+    if not force and os.path.lexists(output):     # before a minute of probe compiling
+        raise TraceError(output, "already exists",
+                         hint="choose another name, or --force to replace it")
     if ringbuf_pages & (ringbuf_pages - 1):
         raise MdtraceError(f"record: --ringbuf-pages {ringbuf_pages} is not a power of 2 "
                            "(the kernel's ring buffer needs one): give e.g. 1, 64 or 256")
@@ -160,7 +220,8 @@ def command(output: str, duration: float | None, locks: bool, locks_full: bool,
     try:
         attached = [k for k, v in src.status.items() if v["attached"]]
         missing = [f"{k} ({v['reason']})" for k, v in src.status.items() if not v["attached"]]
-        out = TraceOutput(output, src.header, lambda: _seed_events(src))
+        out = TraceOutput(output, src.header, lambda: _seed_events(src), force=force,
+                          on_error=lambda _e: stop.set())
         with stop_on_signals(stop), _on_sighup(reopen):
             say(f"mdtrace: recording to {output}: {len(attached)} probes attached "
                 f"(compile {src.compile_s:.1f} s)")
@@ -170,22 +231,20 @@ def command(output: str, duration: float | None, locks: bool, locks_full: bool,
                 say(line)
             start_timer(stop, duration)
             _start_reopener(stop, reopen, out, say)
-            last_flush = time.monotonic()
             if sysfs_progress_s > 0:
                 start_progress_sampler(stop, out.write, sysfs_progress_s)
             if kernel_log:
                 start_kmsg_reader(stop, out.write, warn=say)
             try:
-                for ev in src.events(stop):
+                for ev in src.events(stop):     # out's flusher ends a frame every FLUSH_S
                     out.write(ev)
-                    if time.monotonic() - last_flush > 1.0:
-                        out.flush()
-                        last_flush = time.monotonic()
             finally:
                 stop.set()
                 out.close()   # the sampler and kmsg threads must not write into a closed file
     finally:
         src.close()
+    if out is not None and out.error is not None:
+        raise out.error
     n = out.count if out is not None else 0
     h = src.health()
     files = f" ({out.files} files: reopened on SIGHUP)" if out is not None and out.files > 1 else ""
