@@ -29,6 +29,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "vm": ("mdtrace.commands.vm", "Build/boot the real-kernel qemu guest and run scenarios."),
 }
 
+# the commands that load BPF: each gets --ebpf (print the program, exit; commands/_ebpf.py)
+LIVE = ("record", "run", "top", "exporter")
+
 
 class LazyGroup(click.Group):
     def list_commands(self, ctx: click.Context) -> list[str]:
@@ -40,6 +43,10 @@ class LazyGroup(click.Group):
             return None
         module = importlib.import_module(entry[0])
         cmd: click.Command = module.command
+        if cmd_name in LIVE:
+            from mdtrace.commands._ebpf import add_ebpf_option
+
+            add_ebpf_option(cmd_name, cmd)
         return cmd
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
