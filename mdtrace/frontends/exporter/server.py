@@ -38,6 +38,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from prometheus_client.registry import CollectorRegistry
 
 from mdtrace.errors import MdtraceError
+from mdtrace.privileges import confine_thread
 
 DEFAULT_PORT = 10820
 DEFAULT_LISTEN = f"127.0.0.1:{DEFAULT_PORT}"
@@ -300,7 +301,13 @@ class ExporterServer:
     ``limits.workers`` whatever the clients do."""
 
     def __init__(self, host: str, port: int, app: MetricsApp | None,
-                 tls: TlsFiles | None = None, limits: Limits | None = None) -> None:
+                 tls: TlsFiles | None = None, limits: Limits | None = None,
+                 confine: Callable[[], object] | None = None) -> None:
+        """``confine``: run first in every serving thread (default
+        :func:`mdtrace.privileges.confine_thread`: as root, the thread becomes nobody with no
+        capabilities, so HTTP and TLS are never parsed as root; a no-op otherwise)."""
+        self.confine = confine if confine is not None else confine_thread
+        self.confined: list[object] = []     # what each serving thread's confine returned
         self.ssl_context = tls.context() if tls is not None else None
         self.limits = limits or Limits()
         family = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM,
@@ -336,7 +343,8 @@ class ExporterServer:
         self._wake_r.setblocking(False)
         self._stop = threading.Event()
         self._pool = ThreadPoolExecutor(max_workers=self.limits.workers,
-                                        thread_name_prefix="mdtrace-exporter-worker")
+                                        thread_name_prefix="mdtrace-exporter-worker",
+                                        initializer=self._confine)
         self._thread = threading.Thread(target=self._loop, name="mdtrace-exporter-http",
                                         daemon=True)
 
@@ -370,8 +378,12 @@ class ExporterServer:
             s.close()
         self._sel.close()
 
+    def _confine(self) -> None:
+        self.confined.append(self.confine())
+
     # -- selector thread -----------------------------------------------------------------------
     def _loop(self) -> None:
+        self._confine()
         sel = self._sel
         sel.register(self._sock, selectors.EVENT_READ, None)
         sel.register(self._wake_r, selectors.EVENT_READ, None)
