@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime, timedelta
 
 import click
 
+from mdtrace.clock import wall_at, wall_start
 from mdtrace.errors import MdtraceError
 from mdtrace.events import KINDS, describe
 from mdtrace.trace import TraceReader
@@ -31,7 +31,7 @@ def command(trace: str, arrays: tuple[str, ...], kinds: tuple[str, ...], since: 
     and `mdtrace top --replay` too."""
     reader = TraceReader(trace, skip_bad=skip_bad)
     t0: int | None = None
-    start = _wall_start(reader.header.created) if wall else None
+    start = wall_start(reader.header.created) if wall else None
     seen: set[str] = set()
     shown = 0
     for ev in reader:
@@ -49,7 +49,7 @@ def command(trace: str, arrays: tuple[str, ...], kinds: tuple[str, ...], since: 
         shown += 1
         stamp = ""
         if start is not None:
-            stamp = (start + timedelta(seconds=rel)).strftime("%H:%M:%S.%f ")
+            stamp = wall_at(start, rel, "%H:%M:%S.%f ")
         if as_json:
             d = describe(ev)
             d["rel_s"] = round(rel, 6)
@@ -70,12 +70,3 @@ def command(trace: str, arrays: tuple[str, ...], kinds: tuple[str, ...], since: 
                            f"{names}); give one of those to --array")
     if missing:
         click.echo(f"mdtrace: note: no array {', '.join(missing)} in {trace}", err=True)
-
-
-def _wall_start(created: str) -> datetime | None:
-    """The trace's start as UTC (the header's ``created``); None when it has none."""
-    try:
-        t = datetime.fromisoformat(created.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)

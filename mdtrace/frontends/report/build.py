@@ -15,9 +15,10 @@ import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
+from mdtrace.clock import wall_start
 from mdtrace.config import EngineConfig
 from mdtrace.engine.core import TICK_NS, Engine
 from mdtrace.engine.model import Finding, Snapshot
@@ -170,11 +171,7 @@ class ReportModel:
     def wall_t0(self) -> datetime | None:
         """Wall-clock time of the trace start: the header's ``created`` (UTC, whole seconds,
         written as recording began); None when the header has none."""
-        try:
-            t = datetime.fromisoformat(self.header.created.replace("Z", "+00:00"))
-        except ValueError:
-            return None
-        return t if t.tzinfo else t.replace(tzinfo=UTC)
+        return wall_start(self.header.created)
 
 
 class TimelineRecorder:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from dataclasses import dataclass
-from datetime import timedelta
 
+from mdtrace.clock import wall_at
 from mdtrace.engine.model import ArrayView, Finding
 from mdtrace.frontends.report.build import LANES, ArrayTimeline, IoSpan, ReportModel
 
@@ -35,7 +35,7 @@ def wall(model: ReportModel, ns: int) -> str:
     t0 = model.wall_t0()
     if t0 is None or not model.first_ns:
         return ""
-    return (t0 + timedelta(seconds=rel_s(model, ns))).strftime("%H:%M:%S")
+    return wall_at(t0, rel_s(model, ns))
 
 
 def at(model: ReportModel, ns: int) -> str:
