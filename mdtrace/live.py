@@ -27,6 +27,7 @@ from typing import Any
 
 from mdtrace.engine.model import Finding, Snapshot
 from mdtrace.events import Event
+from mdtrace.privileges import drop_after_attach
 
 _END = object()
 
@@ -93,6 +94,9 @@ class LiveSession:
         if self.watch is not None and self.rescan_s > 0:
             self._spawn(self._rescan, "mdtrace-tasks")
         self._spawn(self._consume, "mdtrace-engine")
+        # least privilege from here on: this thread and those it starts keep only what BPF
+        # map reads need (the exporter's HTTP threads, started later, confine themselves)
+        self.privileges = drop_after_attach(self.source_name == "bcc")
 
     def _spawn(self, target: Callable[[], None], name: str) -> None:
         th = threading.Thread(target=target, name=name, daemon=True)
