@@ -140,3 +140,12 @@ def test_trace_derived_labels_are_bounded() -> None:
     assert any('event="other"' in ln for ln in events)
     assert sum(float(ln.rsplit(" ", 1)[1]) for ln in lost) == 300   # nothing lost by folding
     assert max(len(ln) for ln in lost) < 300
+
+
+def test_a_stop_ends_the_wait_for_entries_of_its_blocked_io() -> None:
+    eng = Engine(mode="live")
+    evs = list(blocked_ios(30, reports=2))[:-31]     # the IOs never complete...
+    feed_all(eng, iter(evs))
+    assert eng._waits.count == 30
+    eng.feed(Event(ts=eng.clock()[0] + 1, kind="array_stop", array="md0", mddev="p:1"))
+    assert eng._waits.count == 0 and eng._waits.waits == {}   # ...the array stopped

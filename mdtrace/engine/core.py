@@ -374,6 +374,8 @@ class Engine:
             self._waits.end(tid, f"susp:{arr.name}")
         arr.suspenders.clear()
         arr.io_waits.clear()
+        # their wait-for entries too (left behind, they filled the graph's cap in a long run)
+        self._waits.end_resource(f"reshape:{arr.name}")
         arr.sync_tid = None
 
     def _h_check_recovery(self, arr: ArrayRec, ev: Event) -> None:
