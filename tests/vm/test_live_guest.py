@@ -29,6 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT = Path(os.environ.get("MDTRACE_VM_OUT", ROOT / "out" / "vm")) / "live"
 SCRIPT = ROOT / "tests/vm/guest/live_fronts.sh"
 THRESHOLD_S = 5.0
+LATE_TARGET_S = 10.0    # issue 11: a late-started run answers within 10 s under TCG
 MDTRACE = str(Path(sys.executable).parent / "mdtrace")
 ZERO = "kprobe_events=0 kprobes_list=0 progs=0 links=0"
 
@@ -52,7 +53,7 @@ def live(request: pytest.FixtureRequest):  # -> (release, obs dict, result dir)
                         "-q", "-w", str(wheel_dir), str(ROOT)], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    res = run_script(ensure_image(), request.param, str(SCRIPT), disks=4, disk_mb=256,
+    res = run_script(ensure_image(), request.param, str(SCRIPT), disks=12, disk_mb=256,
                      timeout_s=1500, out_dir=str(out))
     print(f"\nmdtrace vm live: {res.summary()}", file=sys.stderr)
     d = out / "live"
@@ -60,7 +61,9 @@ def live(request: pytest.FixtureRequest):  # -> (release, obs dict, result dir)
     for line in (d / "obs.txt").read_text().splitlines() if (d / "obs.txt").exists() else []:
         k, _, v = line.partition(" ")
         obs.setdefault(k, v)
-    for k in ("attached_after_s", "f7_run_latency_s", "leftovers_after_sigkill", "kernel_oops"):
+    for k in ("attached_after_s", "f7_run_latency_s", "f7_run_latency_from_block_s",
+              "late_f7_after_s", "late_attached_after_s", "sigkill_clean_after_s",
+              "leftovers_after_sigkill", "burst", "kernel_oops"):
         if k in obs:
             print(f"  {rel} {k}: {obs[k]}", file=sys.stderr)
     assert res.rc == 0 and not res.wedged, res.summary() + "\n" + res.output[-3000:]
@@ -80,6 +83,9 @@ def test_run_prints_f7_live_within_the_margin(live) -> None:
     # same derivation as the recorded-trace check (scenarios.F7_SLACK_S); issue 17's target
     # is threshold + 1 s: the figure is printed, the note compares
     assert float(lat) <= THRESHOLD_S + F7_SLACK_S, (rel, lat)
+    # from the request's own start (dd's stack first shows raid5_make_request)
+    own = obs.get("f7_run_latency_from_block_s")
+    assert own is not None and float(own) <= THRESHOLD_S + F7_SLACK_S, (rel, own)
     line = next(ln for ln in (d / "run.out").read_text().splitlines() if " F7 md0 " in ln)
     assert "remedy:" in line and "sync_action" in line
 
@@ -128,9 +134,57 @@ def test_nothing_left_in_the_kernel_after_clean_stops(live) -> None:
     assert obs["leftovers_after_stop"] == ZERO, obs
 
 
+def test_lvm_raid_lv_is_one_array_without_its_sub_lvs(live) -> None:
+    """Issue 17: with run/exporter/top attached, an lvm raid5 LV is reshaped and suspended:
+    the exporter has series for the LV only (none for `_rimage_N`/`_rmeta_N`), top shows it."""
+    rel, obs, d = live
+    if obs.get("lvm", "").startswith("skipped"):
+        pytest.skip(f"{rel}: lvm {obs['lvm']}")
+    assert obs.get("lvm_lvconvert") == "ok" and obs.get("lvm_suspend_resume") == "ok", obs
+    assert obs.get("lvm_done", "").endswith("idle"), obs
+    disk = obs["lvm_disk"]
+    body = (d / "lvm_scrape.txt").read_text()
+    arrays = set(re.findall(r'array="([^"]+)"', body))
+    assert disk in arrays, (disk, sorted(arrays))
+    assert not any("rimage" in ln or "rmeta" in ln for ln in body.splitlines()), \
+        [ln for ln in body.splitlines() if "rimage" in ln or "rmeta" in ln][:5]
+    dm_arrays = {a for a in arrays if a.startswith("dm-")}
+    assert dm_arrays == {disk}, sorted(arrays)
+    screen = (d / "top_lvm.txt").read_text()
+    assert "lvv-r5" in screen and "rimage" not in screen, screen
+
+
+def _late(live):  # -> (release, obs, dir), skipping where the early part oopsed the kernel
+    rel, obs, d = live
+    if obs.get("late", "").startswith("skipped"):
+        pytest.skip(f"{rel}: late start {obs['late']}")
+    return rel, obs, d
+
+
+def test_late_start_shows_the_existing_hang_at_once(live) -> None:
+    """Issue 11: the hang is created first; `run` started afterwards prints F7 from its
+    start-up snapshot before the probes compile (6.1: the write sleeps in
+    raid5_make_request), the exporter's first scrape has it, and it ends after the remedy.
+    6.9+ busy-retries the write (no blocked task to see): F7 once the probes attach."""
+    rel, obs, d = _late(live)
+    after = obs.get("late_f7_after_s", "none")
+    print(f"\n  {rel} late start: F7 after {after} s (probes attached after "
+          f"{obs.get('late_attached_after_s')} s)", file=sys.stderr)
+    assert after != "none", (d / "late_run.out").read_text()[-1500:] + \
+        (d / "late_run.err").read_text()[-1500:]
+    if rel.startswith("6.1."):
+        assert float(after) <= LATE_TARGET_S, (after, obs.get("late_snapshot_line"))
+        assert "start-up snapshot: " in obs.get("late_snapshot_line", ""), obs
+    first = d / "late_scrape_first.txt"
+    assert obs.get("late_first_scrape_f7") == "yes", first.read_text()[:1500]
+    assert obs.get("late_io_done") == "rc=0", obs
+    assert obs.get("late_f7_cleared") == "yes", (d / "late_run.out").read_text()[-1500:]
+
+
 def test_sigkill_leaves_nothing_in_the_kernel(live) -> None:
-    """A SIGKILLed recorder's kretprobe tracefs events are removed by its watcher."""
-    _rel, obs, _d = live
+    """SIGKILLed `run` and `exporter`: their kretprobe tracefs events are removed by their
+    watchers (mdtrace/kernel/reaper.py)."""
+    _rel, obs, _d = _late(live)
     m = re.match(r"kprobe_events=(\d+) ", obs.get("leftovers_while_recording", ""))
     assert m and int(m.group(1)) > 0, obs       # what there is to clean up (maxactive events)
     assert obs["leftovers_after_sigkill"] == ZERO, obs
