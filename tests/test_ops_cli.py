@@ -61,7 +61,12 @@ def test_completion_scripts_load_in_bash(generated: Path) -> None:
     for shell in ("bash", "zsh", "fish"):
         assert "_MDTRACE_COMPLETE" in (generated / COMPLETION_PATHS[shell]).read_text()
     script = generated / COMPLETION_PATHS["bash"]
-    bindir = Path(sys.executable).parent
+    # the script calls `mdtrace` back by name: put this interpreter's mdtrace first on PATH
+    bindir = generated / "bin"
+    bindir.mkdir(exist_ok=True)
+    shim = bindir / "mdtrace"
+    shim.write_text(f'#!/bin/sh\nexec {sys.executable} -m mdtrace.cli "$@"\n')
+    shim.chmod(0o755)
     probe = (f"source {script} && complete -p mdtrace && "
              "COMP_WORDS=(mdtrace rep); COMP_CWORD=1; _mdtrace_completion mdtrace; "
              'echo "words: ${COMPREPLY[*]}"; COMPREPLY=(); '
