@@ -44,11 +44,8 @@ def check_duration(duration: float | None) -> float | None:
 
 
 def duration_option(_ctx: Any, _param: Any, value: float | None) -> float | None:
-    """click callback: :func:`check_duration` as a usage error, before anything attaches."""
-    try:
-        return check_duration(value)
-    except MdtraceError as exc:
-        raise click.BadParameter(str(exc).partition(": ")[2]) from None
+    """click callback: :func:`check_duration` before anything attaches (one line, exit 2)."""
+    return check_duration(value)
 
 
 def start_timer(stop: threading.Event, duration: float | None) -> None:
