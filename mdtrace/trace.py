@@ -29,6 +29,7 @@ from __future__ import annotations
 import datetime as _dt
 import errno
 import os
+import select
 import stat
 import zlib
 from collections.abc import Callable, Iterator
@@ -160,9 +161,13 @@ def _os_what(exc: OSError) -> str:
             }.get(exc.errno or 0, exc.strerror or str(exc))
 
 
+FIFO_WAIT_S = 10.0         # how long a FIFO may stay without a writer
+
+
 def _open_raw(path: str) -> IO[bytes]:
-    """The trace file, opened without blocking (a FIFO with no writer must not hang open)
-    and refused unless it is a regular file or a pipe (/dev/zero never ends)."""
+    """The trace file, opened without blocking (a FIFO with no writer must not hang open:
+    it gets FIFO_WAIT_S for one) and refused unless it is a regular file or a pipe
+    (/dev/zero never ends)."""
     try:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as exc:
@@ -176,6 +181,9 @@ def _open_raw(path: str) -> IO[bytes]:
         if not (stat.S_ISREG(mode) or stat.S_ISFIFO(mode)):
             raise TraceError(path, "is not a regular file (a device or a socket)",
                              hint="give a trace file written by 'mdtrace record'")
+        if stat.S_ISFIFO(mode) and not select.select([fd], [], [], FIFO_WAIT_S)[0]:
+            raise TraceError(path, f"is a FIFO nothing wrote to within {FIFO_WAIT_S:g} s",
+                             hint="start its writer first")
         os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
