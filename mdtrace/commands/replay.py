@@ -63,6 +63,9 @@ def command(trace: str, arrays: tuple[str, ...], kinds: tuple[str, ...], since: 
                    f"{ev.array or '-':8} {ev.kind:22} [{flags}] {args}")
     if reader.bad_lines:
         click.echo(f"mdtrace: skipped {reader.bad_lines} bad lines", err=True)
+    end = reader.end_note(t0 or 0)     # the same words as every report format
+    if end:
+        click.echo(f"mdtrace: note: {end}", err=True)
     missing = [a for a in arrays if a not in seen]
     if missing and not shown:
         names = ", ".join(sorted(seen)) or "none"
