@@ -13,6 +13,7 @@ import os
 from importlib import resources
 from pathlib import Path
 
+import pytest
 from textual.widgets import DataTable, RichLog, Static
 
 from mdtrace.engine.core import Engine
@@ -132,3 +133,34 @@ def test_tui_text_snapshot_of_the_example() -> None:
     if os.environ.get("MDTRACE_REGEN"):
         SNAP.write_text(got)
     assert got == SNAP.read_text(), "TUI wording changed: regenerate with MDTRACE_REGEN=1"
+
+
+GOLDEN = sorted((Path(__file__).parent / "data" / "golden").glob("*/*.jsonl.gz"))
+
+
+def _golden_id(p: Path) -> str:
+    return f"{p.parent.name}/{p.name.removesuffix('.jsonl.gz')}"
+
+
+@pytest.mark.parametrize("trace", GOLDEN, ids=_golden_id)
+def test_golden_traces_tui_words(trace: Path) -> None:
+    """Over every real-kernel golden trace: no probe the kernel cannot have is DEGRADED, every
+    finding line says since when or when it ended on the trace-start clock, the log's first
+    event is at 0."""
+    reader = TraceReader(str(trace))
+    evs = list(reader)
+    eng = Engine(mode="replay", kernel=reader.header.kernel)
+    for ev in evs:
+        eng.feed(ev)
+    eng.finish()
+    snap = eng.snapshot()
+    t0 = evs[0].ts
+    deg = " ".join(render.degraded_notes(snap.health))
+    if reader.header.kernel.startswith("6.1."):
+        assert "raid_presuspend" not in deg, deg
+    for f in snap.findings:
+        head = render.finding_lines(f, t0, snap.now_ns)[0]
+        want = f"[ended +{(f.end_ns - t0) / 1e9:.3f}s" if f.end_ns is not None else \
+            f"[ACTIVE since +{(f.start_ns - t0) / 1e9:.3f}s"
+        assert want in head, head
+    assert render.event_line(evs[0], t0).split()[0] == "0.000000"
