@@ -238,15 +238,16 @@ obs late_hang "$(cat /sys/block/md2/md/sync_action) pos=$pos dd=$(cut -d' ' -f3 
 t_late=$(date +%s.%N)
 mdtw run --threshold io_wait_s=5 --interval 0.5 > "$out/late_run.out" 2> "$out/late_run.err" &
 LRUN=$!
-mdtw exporter --threshold io_wait_s=5 --listen 127.0.0.1:10821 > "$out/late_exp.out" \
-    2> "$out/late_exp.err" &
-LEXP=$!
 if wait_for 540 grep -q ' F7 md2 .* RAISED' "$out/late_run.out"; then
     obs late_f7_after_s "$(awk -v a="$t_late" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')"
     obs late_snapshot_line "$(grep -m1 'start-up snapshot' "$out/late_run.err")"
 else
     obs late_f7_after_s none
 fi
+# the exporter once run has answered (measured alone, as an engineer would start it)
+mdtw exporter --threshold io_wait_s=5 --listen 127.0.0.1:10821 > "$out/late_exp.out" \
+    2> "$out/late_exp.err" &
+LEXP=$!
 if wait_for 480 grep -q 'exporter serving' "$out/late_exp.err"; then
     body=$(python3 -c 'import urllib.request; print(urllib.request.urlopen("http://127.0.0.1:10821/metrics", timeout=10).read().decode())' 2>&1)
     printf '%s\n' "$body" > "$out/late_scrape_first.txt"
@@ -281,7 +282,14 @@ else
         > "$out/burst_record.log" 2>&1 &
     BR=$!
     if wait_for 300 grep -q 'recording to' "$out/burst_record.log"; then
-        sleep 3; kill -STOP "$BR"; sleep 4; kill -CONT "$BR"
+        # stopped, it reads nothing: 40 idle/check rounds make the daemon run, reap and
+        # restart the sync (hundreds of events) into a ring that holds ~17
+        sleep 3; kill -STOP "$BR"
+        for ((i = 0; i < 40; i++)); do
+            echo idle > /sys/block/md1/md/sync_action 2>/dev/null
+            echo check > /sys/block/md1/md/sync_action 2>/dev/null
+        done
+        sleep 1; kill -CONT "$BR"
         wait "$BR"; obs burst "rc=$? $(grep -o 'stopped: .*' "$out/burst_record.log")"
     else
         kill "$BR" 2>/dev/null; obs burst "recorder not attached in 300 s"
