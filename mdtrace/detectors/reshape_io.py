@@ -13,7 +13,7 @@ from mdtrace.detectors.base import (
     sync_action_cmd,
 )
 from mdtrace.engine.arrays import ArrayRec, IoWait
-from mdtrace.engine.iowait import blocked_reason, io_key, waited_ns
+from mdtrace.engine.iowait import blocked_reason, io_key
 from mdtrace.engine.model import Finding, Severity
 from mdtrace.kernel.flags import parse_release
 
@@ -67,31 +67,33 @@ def check(ctx: Context) -> list[Verdict]:
         waits = list(arr.io_waits.values())
     limit = ctx.config.io_wait_s * 1e9
     out: list[Verdict] = []
-    shared: tuple[str, str, str, str] | None = None
+    shared: tuple[str, str, str, str, str] | None = None
     behaviours: dict[str, str] = {}
+    name, rpos = arr.name, arr.reshape_pos
     for w in waits:
-        waited = waited_ns(w)
+        waited = w.last_ns - w.first_ns
+        if w.wait_ns > waited:
+            waited = w.wait_ns
         if waited < limit:
             continue
         if shared is None:
             shared = (f"IO across the reshape position blocked ({reason})", _pos(arr),
-                      _fix(arr, ctx.kernel), _remedy(arr, reason))
-        title, pos, fix, remedy = shared
-        kb = behaviours.get(w.mode)
+                      _fix(arr, ctx.kernel), _remedy(arr, reason),
+                      finding_key(name, arr.generation, ""))
+        title, pos, fix, remedy, prefix = shared
+        mode = w.mode
+        kb = behaviours.get(mode)
         if kb is None:
-            kb = behaviours[w.mode] = behaviour(ctx.kernel, w.mode)
-        out.append(Verdict(finding_key(arr.name, arr.generation, w.io_id), Finding(
-            code="F7", title=title, array=arr.name, start_ns=w.first_ns,
-            severity=Severity.CRITICAL,
-            explanation=(
-                f"{w.comm or 'task'} (tid {w.tid}) {_io(w)} crosses {arr.name}'s reshape "
-                f"position ({pos}) and had waited {_waited(w, waited)} when this was "
-                f"raised, but the reshape cannot progress ({reason}). Kernel behaviour: "
-                f"{kb}."),
-            fix=fix, remedy=remedy,
-            details={"reason": reason, "mode": w.mode, "wait_s": round(waited / 1e9, 3),
-                     "sector": w.sector, "reshape_pos": arr.reshape_pos,
-                     "kernel_behaviour": kb})))
+            kb = behaviours[mode] = behaviour(ctx.kernel, mode)
+        out.append(Verdict(prefix + w.io_id, Finding(
+            "F7", title, name, w.first_ns, Severity.CRITICAL,
+            f"{w.comm or 'task'} (tid {w.tid}) {_io(w)} crosses {name}'s reshape "
+            f"position ({pos}) and had waited {_waited(w, waited)} when this was "
+            f"raised, but the reshape cannot progress ({reason}). Kernel behaviour: "
+            f"{kb}.",
+            remedy, fix,
+            details={"reason": reason, "mode": mode, "wait_s": round(waited / 1e9, 3),
+                     "sector": w.sector, "reshape_pos": rpos, "kernel_behaviour": kb})))
     return out
 
 

@@ -646,10 +646,8 @@ class Engine:
     def _graph(self, *, inversions: list[Inversion] | None = None,
                cycles: list | None = None) -> list[Finding]:
         new: list[Finding] = []
-        open_keys = [f.key for f in self._fs.open_findings()]
         for det in GRAPH_DETECTORS:
-            prefix = det.CODE + ":"
-            active = frozenset(k for k in open_keys if k.startswith(prefix))
+            active = self._fs.open_keys(det.CODE)
             if not det.wanted(inversions, cycles, active):
                 continue
             ctx = GraphContext(self._now, self.config, self.kernel, self._arrays,

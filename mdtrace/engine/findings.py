@@ -20,6 +20,8 @@ class FindingStore:
     by_key: dict[str, Finding] = field(default_factory=dict)
     # array name -> key -> finding, open findings only
     open: dict[str, dict[str, Finding]] = field(default_factory=dict)
+    # code -> keys of its open findings (the graph detectors ask for theirs every tick)
+    open_by_code: dict[str, dict[str, None]] = field(default_factory=dict)
     # order of first appearance of each key: ties in the findings' sort keep it
     seq: dict[str, int] = field(default_factory=dict)
     # closed findings in the order they closed: (end_ns, key, finding), for :meth:`forget_closed`
@@ -42,6 +44,7 @@ class FindingStore:
             self._next += 1
         if f.end_ns is None:
             self.open.setdefault(f.array, {})[key] = f
+            self.open_by_code.setdefault(f.code, {})[key] = None
         self.raised_by_code[f.code] = self.raised_by_code.get(f.code, 0) + 1
 
     def close(self, f: Finding, ts: int) -> None:
@@ -53,6 +56,7 @@ class FindingStore:
             per.pop(f.key, None)
             if not per:
                 del self.open[f.array]
+        self._unindex_code(f)
         if self.forgettable:
             self.closed_log.append((ts, f.key, f))
 
@@ -60,8 +64,19 @@ class FindingStore:
         per = self.open.pop(name, None)
         for f in (per or {}).values():
             f.end_ns = ts
+            self._unindex_code(f)
             if self.forgettable:
                 self.closed_log.append((ts, f.key, f))
+
+    def _unindex_code(self, f: Finding) -> None:
+        keys = self.open_by_code.get(f.code)
+        if keys is not None:
+            keys.pop(f.key, None)
+            if not keys:
+                del self.open_by_code[f.code]
+
+    def open_keys(self, code: str) -> frozenset[str]:
+        return frozenset(self.open_by_code.get(code, ()))
 
     def open_findings(self) -> Iterator[Finding]:
         for per in self.open.values():
