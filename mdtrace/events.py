@@ -53,7 +53,10 @@ sysfs_state            level, array_state, sync_action, degraded, raid_disks (sy
                        from a snapshot also sync_completed (str: 'N / M', 'none',
                        'delayed'), suspend_lo, suspend_hi, dm_suspended: bool, threads:
                        {md thread name: tid} alive in /proc (the state's flags are the ones
-                       sync_action implies)
+                       sync_action implies, unless state_source: 'kcore': the kernel's own
+                       words, with sb_flags (raw), recovery_active, pending_writes,
+                       active_io / writes_pending (counts, only where meaningful) and
+                       active_io_mode / writes_pending_mode ('percpu', 'atomic', 'dead'))
 probe_status           probe: str, attached: bool, reason: str, method ('kprobe','fentry',..)
 lost                   count: int, probe: str, cause: str ('ringbuf' (perf/ring buffer
                        full; the default), 'kretprobe_missed', 'io_untracked', 'stale_slot':
@@ -243,7 +246,11 @@ ARG_RULES: dict[str, dict[str, Any]] = {
     "sysfs_state": {"level": _S, "array_state": _S, "sync_action": _S, "degraded": _U,
                     "raid_disks": _U, "ro": _U, "reshape_position": _U, "kind": _S,
                     "sync_completed": _S, "suspend_lo": _U, "suspend_hi": _U,
-                    "dm_suspended": _B, "threads": _tids, "source": _S},
+                    "dm_suspended": _B, "threads": _tids, "source": _S,
+                    # the kernel's own words (diagnose's kcore stage, sources/snapshot/kcore.py)
+                    "state_source": _S, "sb_flags": _U, "recovery_active": _I,
+                    "pending_writes": _I, "active_io": _I, "active_io_mode": _S,
+                    "writes_pending": _I, "writes_pending_mode": _S},
     "probe_status": {"probe": _S, "attached": _B, "reason": _S, "method": _S},
     "lost": {"count": _U, "probe": _S, "cause": _S},
     "kernel_log": {"class": _S, "text": _S, "task": _S, "task_pid": _opt(_U), "rip": _S,

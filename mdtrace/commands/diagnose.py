@@ -2,9 +2,10 @@
 
 One shot, read-only, no BPF and no prior trace: sysfs and ``dmsetup status`` for every md
 array and dm-raid target, every task blocked in md/dm code with its kernel stack, the kernel
-log since boot (mdtrace.sources.snapshot), fed to the engine like any event stream; the
-findings render through the report renderers (same schema and finding model as
-`mdtrace report`).  Exit 0: no finding; 1: findings; 2: cannot diagnose (one line).
+log since boot, then each mddev's own words from /proc/kcore (mdtrace.sources.snapshot),
+fed to the engine like any event stream; the findings render through the report renderers
+(same schema and finding model as `mdtrace report`).  Exit 0: no finding; 1: findings; 2:
+cannot diagnose (one line).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from mdtrace.errors import MdtraceError
 from mdtrace.frontends.report import FORMATS, render
 from mdtrace.frontends.report.build import build_diagnosis
 from mdtrace.sources.snapshot import collect, klog, run_dmsetup_status
+from mdtrace.sources.snapshot.kcore import read_kernel_state
 
 
 def _file(path: str, what: str) -> str:
@@ -41,12 +43,17 @@ def _file(path: str, what: str) -> str:
               help="`dmsetup status` output to use instead of running dmsetup.")
 @click.option("--kernel-log", "klog_file", metavar="FILE",
               help="Kernel log text (dmesg, journalctl -k, a kmsg dump) instead of /dev/kmsg.")
+@click.option("--no-kernel-state", "no_kernel_state", is_flag=True,
+              help="Do not read each mddev's own state from /proc/kcore (with BTF offsets; "
+                   "needs root with CAP_SYS_RAWIO and no kernel lockdown).")
 def command(fmt: str, output: str | None, sys_root: str, proc_root: str,
-            dmsetup_file: str | None, klog_file: str | None) -> None:
+            dmsetup_file: str | None, klog_file: str | None, no_kernel_state: bool) -> None:
     """Explain an md/dm-raid hang happening now: which array, which tasks, why, what to do.
 
-    Reads only (sysfs, /proc, dmsetup status, the kernel log); run as root for kernel
-    stacks.  Exit 0 no finding, 1 findings, 2 cannot diagnose.
+    Reads only (sysfs, /proc, dmsetup status, the kernel log, and each mddev's own state
+    from /proc/kcore + kallsyms + BTF under the --proc-root / --sys-root trees); run as
+    root for kernel stacks and kernel state.  Exit 0 no finding, 1 findings, 2 cannot
+    diagnose.
     """
     if not (Path(proc_root) / "self").exists() and not any(Path(proc_root).glob("[0-9]*")):
         raise MdtraceError(f"{proc_root}: not a /proc tree (no processes): cannot diagnose")
@@ -64,7 +71,8 @@ def command(fmt: str, output: str | None, sys_root: str, proc_root: str,
         kernel_log = lambda: (records, "")  # noqa: E731
     else:
         kernel_log = klog.read_kmsg if live else None
-    collected = collect(sys_root, proc_root, dmsetup=dmsetup, kernel_log=kernel_log)
+    collected = collect(sys_root, proc_root, dmsetup=dmsetup, kernel_log=kernel_log,
+                        kernel_state=None if no_kernel_state else read_kernel_state)
     if live and os.geteuid() != 0:
         click.echo("mdtrace: not root: other users' kernel stacks, open files, /dev/kmsg and "
                    "dmsetup cannot be read; the diagnosis uses sysfs, task states and wchan "

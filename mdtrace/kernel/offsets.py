@@ -58,6 +58,18 @@ FIELDS: tuple[tuple[str, str, str, str, bool], ...] = (
     ("RAID_SET_TI", "dm_raid", "raid_set", "ti", False),
     ("RAID_SET_MD", "dm_raid", "raid_set", "md", False),
     ("RAID_SET_RUNTIME_FLAGS", "dm_raid", "raid_set", "runtime_flags", False),
+    # read from /proc/kcore by `mdtrace diagnose` (sources/snapshot/kcore.py), not by BPF
+    ("MDDEV_ALL_MDDEVS", "md_mod", "mddev", "all_mddevs", False),
+    ("MDDEV_SB_FLAGS", "md_mod", "mddev", "sb_flags", False),
+    ("MDDEV_ACTIVE_IO", "md_mod", "mddev", "active_io", False),
+    ("MDDEV_RECOVERY_ACTIVE", "md_mod", "mddev", "recovery_active", False),
+    ("MDDEV_PENDING_WRITES", "md_mod", "mddev", "pending_writes", False),
+    ("MDDEV_WRITES_PENDING", "md_mod", "mddev", "writes_pending", False),
+    ("LIST_HEAD_NEXT", "vmlinux", "list_head", "next", False),
+    ("LIST_HEAD_PREV", "vmlinux", "list_head", "prev", False),
+    ("PERCPU_REF_COUNT_PTR", "vmlinux", "percpu_ref", "percpu_count_ptr", False),
+    ("PERCPU_REF_DATA", "vmlinux", "percpu_ref", "data", False),
+    ("PERCPU_REF_DATA_COUNT", "vmlinux", "percpu_ref_data", "count", False),
 )
 
 # the recovery bits the BPF side tests itself (reshape_interrupted() in the kernel)

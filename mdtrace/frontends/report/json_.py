@@ -52,6 +52,11 @@ def as_dict(model: ReportModel) -> dict[str, Any]:
                     if i == 0 or a.history[i - 1][1] != s],
         "recovery": a.recovery,
     } for name, a in snap.arrays.items()}
+    if model.kind == "diagnose":      # the kernel's own mddev words, or why they are absent
+        kview = model.header.meta.get("kernel_state") or {}
+        for name, arr in arrays.items():
+            arr["kernel_state"] = kview.get(name) or {"read": False,
+                                                      "reason": "not read for this array"}
     end = model.last_ns
     timelines: dict[str, Any] = {}
     for name, tl in model.timelines.items():

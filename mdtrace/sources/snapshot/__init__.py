@@ -8,8 +8,9 @@ injectable, so tests run on fixture trees) and turns them into ordinary events -
 classifies them like any other stream.  Nothing here decides what a hang *is*.
 
 Read-only: it opens files under sys_root / proc_root, reads /dev/kmsg, and runs
-``dmsetup status`` (an ioctl that reads).  Kernel-internal state (the mddev's recovery word,
-counters) is not read in this stage.
+``dmsetup status`` (an ioctl that reads).  The last, optional stage (``kernel_state``:
+:func:`mdtrace.sources.snapshot.kcore.read_kernel_state`) reads each mddev's own words from
+/proc/kcore with BTF offsets; they replace the sysfs approximation in ``sysfs_state``.
 """
 
 from __future__ import annotations
@@ -31,12 +32,15 @@ from mdtrace.events import ArrayState, Event
 from mdtrace.kernel.flags import FlagTable
 from mdtrace.sources.snapshot import klog
 from mdtrace.sources.snapshot.arrays import ArrayFacts, dm_raid_arrays, md_arrays, recovery_of
+from mdtrace.sources.snapshot.kcore import KernelStateResult, MddevState
 from mdtrace.sources.snapshot.tasks import TaskFacts, TaskScan, scan
 from mdtrace.sources.sysfs import read_attr
 from mdtrace.trace import TraceHeader
 
 DmsetupStatus = Callable[[], tuple[str, str]]          # (text, why not)
 KernelLog = Callable[[], tuple[klog.Records, str]]     # (records, why not)
+KernelState = Callable[[Path, Path], KernelStateResult]  # (sys_root, proc_root) -> mddevs
+NOT_READ = "kernel-internal state (the mddev's recovery word, suspended count, counters)"
 
 _SYNC_THREAD = re.compile(r"^(md\d+|mdX)_(resync|reshape|recovery|recover|check|repair)$")
 _DAEMON = re.compile(r"^(md\d+|mdX)_(raid\d+|multipath)$")
@@ -72,6 +76,9 @@ class Collected:
     events: list[Event]
     notes: list[str] = field(default_factory=list)
     stacks_readable: bool = True
+    # the kcore stage: None when it did not run; per array name the "kernel_state" object
+    kernel_state: KernelStateResult | None = None
+    kernel_view: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
 def _now_s(proc_root: Path) -> float | None:
@@ -141,12 +148,36 @@ def _threads(a: ArrayFacts, tasks: list[TaskFacts], arrays: list[ArrayFacts]) ->
     return out
 
 
-def _array_events(a: ArrayFacts, ts: int, threads: dict[str, int],
-                  sync_thread: bool) -> list[Event]:
+def _kernel_args(k: MddevState) -> dict[str, Any]:
+    """The kernel's counters as sysfs_state args (events.py ARG_RULES)."""
+    out: dict[str, Any] = {"state_source": "kcore", "sb_flags": k.sb_flags}
+    for name in ("recovery_active", "pending_writes"):
+        if getattr(k, name) is not None:
+            out[name] = getattr(k, name)
+    for name in ("active_io", "writes_pending"):
+        ref = getattr(k, name)
+        if ref is not None:
+            out[f"{name}_mode"] = ref.mode
+            if ref.count is not None:
+                out[name] = ref.count
+    return out
+
+
+def _array_events(a: ArrayFacts, ts: int, threads: dict[str, int], sync_thread: bool,
+                  kstate: MddevState | None = None,
+                  table: FlagTable | None = None) -> list[Event]:
     reshape = a.reshape_position is not None
     rec = recovery_of(a.sync_action, reshape)
     st = ArrayState(ro=a.ro, sync_thread=sync_thread, reshape_pos=a.reshape_position,
                     curr_resync=a.done or 0, resync_max=a.total or 0, rec=rec, mdf=0)
+    if kstate is not None and table is not None:
+        # the kernel's own words replace what sysfs let us infer
+        st = ArrayState(recovery=kstate.recovery, flags=kstate.flags, ro=max(kstate.ro, 0),
+                        suspended=max(kstate.suspended, 0), sync_thread=kstate.sync_thread,
+                        reshape_pos=kstate.reshape_position, curr_resync=kstate.curr_resync,
+                        resync_max=kstate.resync_max_sectors, level=kstate.level,
+                        rec=table.recovery_canon(kstate.recovery),
+                        mdf=table.mddev_canon(kstate.flags))
     args: dict[str, Any] = {"level": a.level, "array_state": a.array_state,
                             "sync_action": a.sync_action, "ro": a.ro, "kind": a.kind,
                             "sync_completed": a.sync_completed, "threads": threads,
@@ -156,6 +187,8 @@ def _array_events(a: ArrayFacts, ts: int, threads: dict[str, int],
         v = getattr(a, k)
         if v is not None:
             args[k] = v
+    if kstate is not None and table is not None:
+        args.update(_kernel_args(kstate))
     evs = [Event(ts=ts, kind="array_create", array=a.name, dm_name=a.dm_name,
                  args={"kind": a.kind, "level": a.level, "source": "snapshot"}),
            Event(ts=ts, kind="sysfs_state", array=a.name, dm_name=a.dm_name, state=st,
@@ -184,8 +217,10 @@ def _task_event(t: TaskFacts, ts: int, array: str, how: str, dm_name: str) -> Ev
 def collect(sys_root: Path | str = "/sys", proc_root: Path | str = "/proc", *,
             dmsetup: DmsetupStatus | None = run_dmsetup_status,
             kernel_log: KernelLog | None = klog.read_kmsg,
-            kernel: str | None = None) -> Collected:
-    """Read everything once, cheapest first (sysfs, dmsetup, /proc, then the kernel log)."""
+            kernel: str | None = None,
+            kernel_state: KernelState | None = None) -> Collected:
+    """Read everything once, cheapest first (sysfs, dmsetup, /proc, the kernel log, then the
+    kernel's own mddev state when ``kernel_state`` is given: kcore.read_kernel_state)."""
     sys_root, proc_root = Path(sys_root), Path(proc_root)
     notes: list[str] = []
     now_s = _now_s(proc_root)
@@ -213,21 +248,25 @@ def collect(sys_root: Path | str = "/sys", proc_root: Path | str = "/proc", *,
                      "blocked tasks are judged from their state and wchan only")
     if tasks and ts_scan.sched_unreadable == len([t for t in tasks if t.state != "R"]):
         notes.append("how long tasks have been blocked is unknown (no /proc/PID/sched)")
+    records: klog.Records = []
+    if kernel_log is not None:
+        records, why = kernel_log()
+        if why:
+            notes.append(f"kernel log not read ({why}): an md thread killed by an oops "
+                         "(F11) cannot be diagnosed")
     events: list[Event] = []
     dm_of = {a.name: a.dm_name for a in arrays}
+    kres, kview = _kernel_stage(kernel_state, sys_root, proc_root, arrays, notes)
+    kby = kres.by_name() if kres is not None and kres.ok else {}
     for a in arrays:
         threads = _threads(a, tasks, arrays)
         sync = any(_SYNC_THREAD.match(n) for n in threads)
         if a.kind == "dm-raid" and not threads:
             # mdX_* threads of several dm-raid arrays cannot be told apart: assume alive
             sync = any(_SYNC_THREAD.match(t.comm) for t in tasks if t.comm.startswith("mdX_"))
-        events += _array_events(a, ts, threads, sync)
-    if kernel_log is not None:
-        records, why = kernel_log()
-        if why:
-            notes.append(f"kernel log not read ({why}): an md thread killed by an oops "
-                         "(F11) cannot be diagnosed")
-        events += klog.events(records)
+        events += _array_events(a, ts, threads, sync, kby.get(a.name),
+                                kres.table if kres is not None else None)
+    events += klog.events(records)
     for t in tasks:
         if not t.blocked:
             continue                 # an md/dm thread idle, kept only as alive
@@ -235,15 +274,45 @@ def collect(sys_root: Path | str = "/sys", proc_root: Path | str = "/proc", *,
         if not array and not md_frames(t.frames or (t.wchan,)):
             continue                 # a D task outside md/dm that nothing ties to an array
         events.append(_task_event(t, ts, array, how, dm_of.get(array, "")))
-    notes.append("kernel-internal state (the mddev's recovery flags, suspended count, "
-                 "active_io) was not read: this diagnosis is from sysfs, dmsetup, kernel "
-                 "stacks and the kernel log")
     if not arrays:
         driver = "" if (proc_root / "mdstat").exists() else " (no md driver loaded: no " \
             "/proc/mdstat)"
         notes.insert(0, f"no md or dm-raid arrays on this host{driver}: nothing to diagnose")
     return Collected(now_ns=ts, kernel=kernel, arrays=arrays, tasks=tasks, events=events,
-                     notes=notes, stacks_readable=stacks_readable)
+                     notes=notes, stacks_readable=stacks_readable, kernel_state=kres,
+                     kernel_view=kview)
+
+
+def _kernel_stage(reader: KernelState | None, sys_root: Path, proc_root: Path,
+                  arrays: list[ArrayFacts], notes: list[str],
+                  ) -> tuple[KernelStateResult | None, dict[str, dict[str, Any]]]:
+    """Run the kcore stage (never raises); one note when it did not run or read nothing,
+    and per array the JSON "kernel_state" object (or why it is absent)."""
+    why = "not requested (--no-kernel-state)"
+    res: KernelStateResult | None = None
+    if reader is not None:
+        try:
+            res = reader(sys_root, proc_root)
+        except Exception as exc:  # noqa: BLE001 - optional stage: keep the rest of the answer
+            res = KernelStateResult(reason=f"the kernel state reader failed ({exc!r}; a bug, "
+                                    "please report)")
+        why = res.reason
+    view: dict[str, dict[str, Any]] = {}
+    if res is None or not res.ok or res.table is None:
+        notes.append(f"{NOT_READ} was not read ({why}): this diagnosis is from sysfs, "
+                     "dmsetup, kernel stacks and the kernel log; DONE-not-reaped (F1/F2) "
+                     "and leaked counters are not diagnosed")
+        for a in arrays:
+            view[a.name] = {"read": False, "reason": why}
+        return res, view
+    by = res.by_name()
+    for a in arrays:
+        k = by.get(a.name)
+        view[a.name] = k.to_json(res.table, res.sb_names) if k is not None else {
+            "read": False, "reason": "no mddev of this name on all_mddevs"}
+    if res.stopped:
+        notes.append(f"kernel state partly read: {res.stopped}")
+    return res, view
 
 
 class SnapshotSource:
@@ -253,9 +322,13 @@ class SnapshotSource:
 
     def __init__(self, collected: Collected) -> None:
         self.collected = collected
+        ks = collected.kernel_state
+        table = ks.table if ks is not None and ks.table is not None else \
+            FlagTable.for_release(collected.kernel or "6.1")
         self.header = TraceHeader(kernel=collected.kernel or "unknown", source="snapshot",
-                                  flag_tables=FlagTable.for_release(collected.kernel or "6.1"),
-                                  meta={"mode": "one-shot snapshot (no BPF)"})
+                                  flag_tables=table,
+                                  meta={"mode": "one-shot snapshot (no BPF)",
+                                        "kernel_state": collected.kernel_view})
 
     def events(self, stop: threading.Event) -> Iterator[Event]:
         for ev in self.collected.events:
@@ -270,4 +343,5 @@ class SnapshotSource:
         pass
 
 
-__all__ = ["Collected", "SnapshotSource", "collect", "run_dmsetup_status", "tie"]
+__all__ = ["Collected", "KernelState", "SnapshotSource", "collect", "run_dmsetup_status",
+           "tie"]
