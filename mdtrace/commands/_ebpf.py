@@ -18,6 +18,7 @@ from typing import Any
 
 import click
 
+from mdtrace.commands._live import live_bcc_kwargs
 from mdtrace.errors import MdtraceError
 
 # command -> how its options become BccSource keyword arguments (as the command passes them)
@@ -26,24 +27,16 @@ BCC_ARGS: dict[str, Callable[[dict[str, Any]], dict[str, Any]]] = {
                           "io_threshold_ms": kw["io_threshold_ms"],
                           "io_stats_s": kw["io_stats_s"], "ringbuf_pages": kw["ringbuf_pages"],
                           "btf_root": kw["btf_dir"]},
-    "run": lambda kw: {"locks": kw["locks"], "locks_full": kw["locks_full"],
-                       "io_threshold_ms": kw["io_threshold_ms"],
-                       "io_alert_s": _io_alert_s(kw)},
-    "exporter": lambda kw: {"locks": kw["locks"], "io_threshold_ms": kw["io_threshold_ms"],
-                            "io_alert_s": _io_alert_s(kw)},
-    "top": lambda kw: {},
+    # the live front ends share their options and this mapping (commands/_live.py)
+    "run": live_bcc_kwargs,
+    "exporter": live_bcc_kwargs,
+    "top": live_bcc_kwargs,
 }
 
 # BccSource's own defaults for what a command does not pass
 DEFAULTS: dict[str, Any] = {"locks": False, "locks_full": False, "io_threshold_ms": 1000.0,
                             "io_stats_s": 5.0, "ringbuf_pages": 256, "io_alert_s": 5.0,
                             "btf_root": "/sys/kernel/btf"}
-
-
-def _io_alert_s(kw: dict[str, Any]) -> float:
-    from mdtrace.config import load_config
-
-    return float(load_config(kw.get("config_path"), kw.get("thresholds") or ()).io_wait_s)
 
 
 def listing(command: str, bcc_kwargs: dict[str, Any], kallsyms: str = "/proc/kallsyms") -> str:

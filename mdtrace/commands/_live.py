@@ -125,13 +125,53 @@ def stale_probe_lines(src: Any) -> list[str]:
     return out
 
 
-def snapshot_option(f: Callable[..., Any]) -> Callable[..., Any]:
-    """--snapshot/--no-snapshot, shared by run, top and exporter."""
-    return click.option(
-        "--snapshot/--no-snapshot", "snapshot", default=True, show_default=True,
-        help="First read what already hangs (the `mdtrace diagnose` snapshot: sysfs, blocked "
-             "tasks' stacks, the kernel log), before the probes are compiled, and re-scan "
-             "blocked tasks while running.")(f)
+def live_options(f: Callable[..., Any]) -> Callable[..., Any]:
+    """The options run, top and exporter share, defined once (issue 17); the command receives
+    ``prefer, locks, locks_full, io_threshold_ms, config_path, thresholds, interval,
+    sysfs_root, snapshot`` and passes them on through :func:`live_bcc_kwargs` and
+    :func:`mdtrace.config.load_config`."""
+    options = [
+        click.option("--source", "prefer", type=click.Choice(["auto", "bcc", "sysfs"]),
+                     default="auto", show_default=True,
+                     help="Live source (auto: bcc, else sysfs polling)."),
+        click.option("--locks", is_flag=True, help="Trace md/dm mutexes (contention only)."),
+        click.option("--locks-full", is_flag=True,
+                     help="With --locks: every acquire/release (costlier)."),
+        click.option("--io-threshold-ms", type=float, default=1000.0, show_default=True,
+                     help="Report raid5 requests blocked longer than this."),
+        click.option("--config", "config_path", type=click.Path(dir_okay=False),
+                     default=None, help="TOML file of engine thresholds."),
+        click.option("--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
+                     help="Override one engine threshold, e.g. io_wait_s=2 (repeatable)."),
+        click.option("--interval", type=float, default=1.0, show_default=True,
+                     help="Engine tick, sysfs poll and progress sample interval in seconds."),
+        click.option("--sysfs-root", default="/", hidden=True,
+                     help="Root holding sys/ and proc/ for the sysfs source (tests)."),
+        click.option(
+            "--snapshot/--no-snapshot", "snapshot", default=True, show_default=True,
+            help="First read what already hangs (the `mdtrace diagnose` snapshot: sysfs, "
+                 "blocked tasks' stacks, the kernel log), before the probes are compiled, "
+                 "and re-scan blocked tasks while running."),
+    ]
+    for opt in reversed(options):
+        f = opt(f)
+    return f
+
+
+def live_bcc_kwargs(kw: dict[str, Any]) -> dict[str, Any]:
+    """BccSource arguments from :func:`live_options` values (the command and ``--ebpf`` alike):
+    the F7 threshold of the engine's config is the in-kernel alert threshold."""
+    from mdtrace.config import load_config
+
+    cfg = load_config(kw.get("config_path"), kw.get("thresholds") or ())
+    return {"locks": bool(kw.get("locks")), "locks_full": bool(kw.get("locks_full")),
+            "io_threshold_ms": float(kw.get("io_threshold_ms", 1000.0)),
+            "io_alert_s": float(cfg.io_wait_s)}
+
+
+def check_interval(command: str, interval: float) -> None:
+    if not interval > 0 or interval > 3600:
+        raise MdtraceError(f"{command}: --interval {interval:g} must be > 0 and <= 3600 s")
 
 
 def startup_watch(sysfs_root: str = "/") -> Any:

@@ -13,7 +13,7 @@ import threading
 
 import click
 
-from mdtrace.commands._live import snapshot_option
+from mdtrace.commands._live import live_options
 from mdtrace.errors import MdtraceError
 
 
@@ -25,16 +25,6 @@ from mdtrace.errors import MdtraceError
 @click.option("--speed", type=float, default=None,
               help="Replay speed: N trace-seconds per second (default: as fast as possible).")
 @click.option("--loop", is_flag=True, help="With --replay: start over when the trace ends.")
-@click.option("--source", "prefer", type=click.Choice(["auto", "bcc", "sysfs"]),
-              default="auto", show_default=True, help="Live source (auto: bcc, else sysfs).")
-@click.option("--locks", is_flag=True, help="Live: trace md/dm mutexes (contention only).")
-@click.option("--io-threshold-ms", type=float, default=1000.0, show_default=True)
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="TOML file of engine thresholds.")
-@click.option("--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
-              help="Override one engine threshold, e.g. io_wait_s=2 (repeatable).")
-@click.option("--interval", type=float, default=1.0, show_default=True,
-              help="Live: sysfs poll interval / engine tick in seconds.")
 @click.option("--tls-cert", type=click.Path(dir_okay=False), default=None,
               help="Serve HTTPS with this PEM certificate (needs --tls-key).")
 @click.option("--tls-key", type=click.Path(dir_okay=False), default=None,
@@ -44,14 +34,13 @@ from mdtrace.errors import MdtraceError
 @click.option("--basic-auth-file", type=click.Path(dir_okay=False), default=None,
               help="Require HTTP basic auth: lines of USER:BCRYPT_HASH (htpasswd -nB USER).")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
-@click.option("--sysfs-root", default="/", hidden=True,
-              help="Root holding sys/ and proc/ for the sysfs source (tests).")
-@snapshot_option
+@live_options
 def command(listen: str | None, replay: str | None, speed: float | None, loop: bool,
-            prefer: str, locks: bool, io_threshold_ms: float, config_path: str | None,
-            thresholds: tuple[str, ...], interval: float, tls_cert: str | None,
-            tls_key: str | None, tls_client_ca: str | None, basic_auth_file: str | None,
-            duration: float | None, sysfs_root: str, snapshot: bool) -> None:
+            tls_cert: str | None, tls_key: str | None, tls_client_ca: str | None,
+            basic_auth_file: str | None, duration: float | None, prefer: str, locks: bool,
+            locks_full: bool, io_threshold_ms: float, config_path: str | None,
+            thresholds: tuple[str, ...], interval: float, sysfs_root: str,
+            snapshot: bool) -> None:
     """Prometheus exporter (live or replayed trace)."""
     from mdtrace.commands._live import start_timer, stop_on_signals
     from mdtrace.config import load_config
@@ -106,7 +95,12 @@ def command(listen: str | None, replay: str | None, speed: float | None, loop: b
             raise
         what = f"replay of {replay}" + (f" at {speed:g}x" if speed else "")
     else:
-        from mdtrace.commands._live import open_live_source, running_kernel, startup_watch
+        from mdtrace.commands._live import (
+            live_bcc_kwargs,
+            open_live_source,
+            running_kernel,
+            startup_watch,
+        )
         from mdtrace.live import LiveSession, prime
 
         warn = lambda m: click.echo(m, err=True)  # noqa: E731
@@ -115,8 +109,11 @@ def command(listen: str | None, replay: str | None, speed: float | None, loop: b
         try:
             if watch is not None:   # the first scrape shows what already hangs
                 prime(engine, watch, warn=warn)
-            src = open_live_source(prefer=prefer, locks=locks, io_threshold_ms=io_threshold_ms,
-                                   io_alert_s=cfg.io_wait_s, sysfs_root=sysfs_root)
+            src = open_live_source(prefer=prefer, sysfs_root=sysfs_root,
+                                   **live_bcc_kwargs(dict(
+                                       locks=locks, locks_full=locks_full,
+                                       io_threshold_ms=io_threshold_ms,
+                                       config_path=config_path, thresholds=thresholds)))
         except BaseException:
             server.stop()
             raise

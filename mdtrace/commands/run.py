@@ -15,9 +15,11 @@ from typing import IO, Any
 import click
 
 from mdtrace.commands._live import (
+    check_interval,
+    live_bcc_kwargs,
+    live_options,
     open_live_source,
     running_kernel,
-    snapshot_option,
     stale_probe_lines,
     start_timer,
     startup_watch,
@@ -68,22 +70,9 @@ class FindingPrinter:
 
 @click.command("run")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
-@click.option("--source", "prefer", type=click.Choice(["auto", "bcc", "sysfs"]),
-              default="auto", show_default=True, help="Live source (auto: bcc, else sysfs).")
-@click.option("--locks", is_flag=True, help="Trace md/dm mutexes (contention only).")
-@click.option("--locks-full", is_flag=True, help="With --locks: every acquire/release.")
-@click.option("--io-threshold-ms", type=float, default=1000.0, show_default=True)
-@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
-              help="TOML file of engine thresholds.")
-@click.option("--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
-              help="Override one engine threshold, e.g. io_wait_s=2 (repeatable).")
 @click.option("--log", "log_path", type=click.Path(dir_okay=False), default=None,
               help="Also append finding lines to this file.")
-@click.option("--interval", type=float, default=1.0, show_default=True,
-              help="sysfs poll interval / engine tick in seconds.")
-@click.option("--sysfs-root", default="/", hidden=True,
-              help="Root holding sys/ and proc/ for the sysfs source (tests).")
-@snapshot_option
+@live_options
 def command(duration: float | None, prefer: str, locks: bool, locks_full: bool,
             io_threshold_ms: float, config_path: str | None, thresholds: tuple[str, ...],
             log_path: str | None, interval: float, sysfs_root: str, snapshot: bool) -> None:
@@ -92,6 +81,7 @@ def command(duration: float | None, prefer: str, locks: bool, locks_full: bool,
     from mdtrace.engine.core import Engine
     from mdtrace.live import prime
 
+    check_interval("run", interval)
     cfg = load_config(config_path, thresholds)
     warn = lambda m: click.echo(m, err=True)  # noqa: E731
     outs: list[IO[str]] = [sys.stdout]
@@ -107,9 +97,9 @@ def command(duration: float | None, prefer: str, locks: bool, locks_full: bool,
         click.echo(f"mdtrace: start-up snapshot: {len(engine.findings)} findings; "
                    "attaching probes", err=True)
     try:
-        src = open_live_source(prefer=prefer, locks=locks, locks_full=locks_full,
-                               io_threshold_ms=io_threshold_ms, io_alert_s=cfg.io_wait_s,
-                               sysfs_root=sysfs_root)
+        src = open_live_source(prefer=prefer, sysfs_root=sysfs_root, **live_bcc_kwargs(dict(
+            locks=locks, locks_full=locks_full, io_threshold_ms=io_threshold_ms,
+            config_path=config_path, thresholds=thresholds)))
     finally:
         if log_fh and sys.exc_info()[0] is not None:
             log_fh.close()

@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 
-from mdtrace.commands._live import snapshot_option
+from mdtrace.commands._live import live_options
 from mdtrace.errors import EnvironmentProblem, MdtraceError
 
 
@@ -21,8 +21,8 @@ def _engine_class() -> type:
     return Engine
 
 
-def _engine(mode: str, kernel: str) -> object:
-    return _engine_class()(mode=mode, kernel=kernel)
+def _engine(mode: str, kernel: str, config: object = None) -> object:
+    return _engine_class()(config, mode=mode, kernel=kernel)
 
 
 @click.command(name="top")
@@ -30,12 +30,19 @@ def _engine(mode: str, kernel: str) -> object:
               help="Replay a recorded trace instead of tracing live.")
 @click.option("--speed", type=float, default=None,
               help="Replay speed: N trace-seconds per second (default: as fast as possible).")
-@snapshot_option
-def command(replay: str | None, speed: float | None, snapshot: bool) -> None:
+@live_options
+def command(replay: str | None, speed: float | None, prefer: str, locks: bool,
+            locks_full: bool, io_threshold_ms: float, config_path: str | None,
+            thresholds: tuple[str, ...], interval: float, sysfs_root: str,
+            snapshot: bool) -> None:
     """Live terminal UI (or over a replayed trace)."""
+    from mdtrace.commands._live import check_interval
+    from mdtrace.config import load_config
     from mdtrace.frontends.tui.app import TopApp
     from mdtrace.frontends.tui.feed import Feeder
 
+    check_interval("top", interval)
+    config = load_config(config_path, thresholds)
     if speed is not None and speed < 0:
         raise MdtraceError(f"top: --speed {speed} is negative; give N > 0 or omit it")
     if replay is not None:
@@ -48,7 +55,7 @@ def command(replay: str | None, speed: float | None, snapshot: bool) -> None:
             raise MdtraceError(f"top: cannot read trace {replay}: {exc}; "
                                "give a file written by `mdtrace record`") from None
         kernel = str(getattr(source.header, "kernel", "") or "")
-        engine = _engine("replay", kernel)
+        engine = _engine("replay", kernel, config)
         live = False
         notes: list[str] = []
     else:
@@ -57,21 +64,28 @@ def command(replay: str | None, speed: float | None, snapshot: bool) -> None:
         except ImportError:
             raise EnvironmentProblem("top: no live source available in this install; "
                                      "run 'mdtrace doctor', or use --replay TRACE") from None
-        from mdtrace.commands._live import running_kernel, startup_watch
+        from mdtrace.commands._live import live_bcc_kwargs, running_kernel, startup_watch
         from mdtrace.live import LiveSession, prime
 
         warnings: list[str] = []
-        engine = _engine("live", running_kernel())
-        watch = startup_watch() if snapshot else None
+        engine = _engine("live", running_kernel(sysfs_root), config)
+        watch = startup_watch(sysfs_root) if snapshot else None
         if watch is not None:      # what already hangs is on the first screen
             prime(engine, watch, warn=warnings.append)
-        source = open_live_source(warn=warnings.append)
+        source = open_live_source(prefer=prefer, sysfs_root=sysfs_root, warn=warnings.append,
+                                  **live_bcc_kwargs(dict(
+                                      locks=locks, locks_full=locks_full,
+                                      io_threshold_ms=io_threshold_ms,
+                                      config_path=config_path, thresholds=thresholds)))
+        if getattr(source, "name", "") == "sysfs":
+            source.interval = interval
         getattr(engine, "set_mode", lambda m: None)(str(getattr(source, "name", "bcc")))
         live = True
     feeder: Any
     if live:
         # the same session as `mdtrace run`: ticks on monotonic time, sysfs progress, kmsg
-        feeder = LiveSession(source, engine, warn=warnings.append, watch=watch)
+        feeder = LiveSession(source, engine, tick_s=interval, progress_s=interval,
+                             sysfs_root=sysfs_root, warn=warnings.append, watch=watch)
     else:
         feeder = Feeder(source, engine, live=False)
     feeder.start()
