@@ -299,9 +299,9 @@ def _kernel_stage(reader: KernelState | None, sys_root: Path, proc_root: Path,
         why = res.reason
     view: dict[str, dict[str, Any]] = {}
     if res is None or not res.ok or res.table is None:
-        notes.append(f"{NOT_READ} was not read ({why}): this diagnosis is from sysfs, "
-                     "dmsetup, kernel stacks and the kernel log; DONE-not-reaped (F1/F2) "
-                     "and leaked counters are not diagnosed")
+        notes.append(f"{NOT_READ} was not read: {why}; this diagnosis is from sysfs, "
+                     "dmsetup, kernel stacks and the kernel log (DONE-not-reaped, F1/F2, and "
+                     "leaked counters are not diagnosed)")
         for a in arrays:
             view[a.name] = {"read": False, "reason": why}
         return res, view
