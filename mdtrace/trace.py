@@ -724,7 +724,8 @@ class TraceWriter:
 
     def _spill(self) -> None:
         """Buffered lines into the current frame (not yet a complete one)."""
-        if not self._pending:
+        if not self._pending or self._fd is None:    # nothing, or closed (after an error)
+            self._pending.clear()
             return
         data = b"\n".join(self._pending) + b"\n"
         self._pending.clear()
