@@ -290,6 +290,7 @@ def _kernel_stage(reader: KernelState | None, sys_root: Path, proc_root: Path,
     and per array the JSON "kernel_state" object (or why it is absent)."""
     why = "not requested (--no-kernel-state)"
     res: KernelStateResult | None = None
+    t0 = time.monotonic()
     if reader is not None:
         try:
             res = reader(sys_root, proc_root)
@@ -297,19 +298,21 @@ def _kernel_stage(reader: KernelState | None, sys_root: Path, proc_root: Path,
             res = KernelStateResult(reason=f"the kernel state reader failed ({exc!r}; a bug, "
                                     "please report)")
         why = res.reason
+    took = round(time.monotonic() - t0, 3)     # the BTF parse dominates: the lead's TCG figure
     view: dict[str, dict[str, Any]] = {}
     if res is None or not res.ok or res.table is None:
         notes.append(f"{NOT_READ} was not read: {why}; this diagnosis is from sysfs, "
                      "dmsetup, kernel stacks and the kernel log (DONE-not-reaped, F1/F2, and "
                      "leaked counters are not diagnosed)")
         for a in arrays:
-            view[a.name] = {"read": False, "reason": why}
+            view[a.name] = {"read": False, "reason": why, "read_s": took}
         return res, view
     by = res.by_name()
     for a in arrays:
         k = by.get(a.name)
         view[a.name] = k.to_json(res.table, res.sb_names) if k is not None else {
             "read": False, "reason": "no mddev of this name on all_mddevs"}
+        view[a.name]["read_s"] = took
     if res.stopped:
         notes.append(f"kernel state partly read: {res.stopped}")
     return res, view
