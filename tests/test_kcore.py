@@ -423,3 +423,30 @@ def test_a_damaged_core_is_a_reason_or_a_partial_read_never_an_exception(
             assert check(ev) is None, (ev.kind, check(ev))
         build_diagnosis(col)
     assert all(outcomes.values()), outcomes      # each kind of outcome was exercised
+
+
+def test_dm_raid_mddev_named_through_raid_set_gives_f1_with_dmsetup_resume(
+        tmp_path: Path) -> None:
+    """dm-raid's mddev has no gendisk: the name comes through container_of(mddev, struct
+    raid_set, md)->ti->table->md, and the array is the LV (dmsetup status) it matches."""
+    kernel = KERNELS[0]
+    mem, _ = build(kernel, dm=DONE_SUSPENDED | {"suspended": 0})
+    sys_root, proc = tree(tmp_path, kernel, mem)
+    d = sys_root / "block" / "dm-6" / "dm"
+    d.mkdir(parents=True)
+    (d / "name").write_text("vg-lv\n")
+    (d / "suspended").write_text("1\n")
+    for pid, comm in ((951, "mdX_raid5"), (952, "mdX_resync")):
+        td = proc / str(pid) / "task" / str(pid)
+        td.mkdir(parents=True)
+        (td / "stat").write_text(f"{pid} ({comm}) S 2 0 0 0 -1\n")
+        (td / "wchan").write_text("md_thread")
+        (td / "stack").write_text("[<0>] md_thread+0x12e/0x160 [md_mod]\n")
+    status = "vg-lv: 0 2097152 raid raid5_ls 3 AAA 2097152/2097152 resync 0 0 -\n"
+    col = collect(sys_root, proc, dmsetup=lambda: (status, ""), kernel_log=None,
+                  kernel_state=state)
+    assert col.kernel_view["dm-6"]["read"] is True
+    assert "DONE" in col.kernel_view["dm-6"]["recovery"]
+    found = {f.code: f for f in build_diagnosis(col).snapshot.findings if f.active}
+    assert set(found) == {"F1"} and found["F1"].array == "dm-6"
+    assert "dmsetup resume vg-lv" in found["F1"].remedy, found["F1"].remedy
