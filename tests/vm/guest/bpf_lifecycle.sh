@@ -15,6 +15,7 @@ disks=(/dev/vdb /dev/vdc /dev/vdd)
 all=(/dev/vdb /dev/vdc /dev/vdd /dev/vde)
 for d in "${all[@]}"; do mdadm --zero-superblock "$d" >/dev/null 2>&1; wipefs -aq "$d"; done
 t0=$(cut -d' ' -f1 /proc/uptime)
+rm -f "$out/trace.jsonl.gz"   # record refuses to overwrite
 mdtrace record -o "$out/trace.jsonl.gz" --locks --io-threshold-ms 200 > "$out/record.log" 2>&1 &
 rec=$!
 for i in $(seq 1 300); do

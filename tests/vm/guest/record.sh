@@ -20,6 +20,7 @@ record_start() {
     local trace=$1 log=$2; shift 2
     local t0 i limit=$(( ${RECORD_READY_TIMEOUT:-60} * 5 ))
     t0=$(cut -d' ' -f1 /proc/uptime)
+    rm -f "$trace"    # record refuses to overwrite (issue 13); the harness owns these paths
     # shellcheck disable=SC2086
     mdtrace record -o "$trace" ${MDTRACE_RECORD_ARGS:-} "$@" > "$log" 2>&1 &
     REC_PID=$!
