@@ -300,6 +300,7 @@ class TraceReader:
         self.truncated = False
         self.abrupt: str | None = None   # why the trace ends early (None: it does not)
         self.ended = False               # the writer's end record was read
+        self.end_summary: dict[str, int] = {}   # what it says (events, lost: record.py)
         self.last_ts = 0                 # the latest event time delivered
         self._stream = _Stream(_open_raw(self.path), self.path)
         self._buf = b""                  # a partial line (no newline yet), < MAX_LINE
@@ -417,6 +418,8 @@ class TraceReader:
             return None
         if ev.kind == END_KIND:
             self.ended = True
+            self.end_summary = {k: v for k, v in ev.args.items()
+                                if isinstance(v, int) and not isinstance(v, bool) and v >= 0}
             return None
         if ev.kind not in KIND_SET:
             self._bad(lineno, f"unknown event kind {ev.kind[:40]!r}")
@@ -780,12 +783,14 @@ class TraceWriter:
                          hint="the file ends at its last complete record; free space and "
                          "record again") from None
 
-    def close(self) -> None:
-        """Write the end record and close (a second close does nothing)."""
+    def close(self, summary: dict[str, int] | None = None) -> None:
+        """Write the end record (events written, plus the recorder's ``summary``, e.g. its
+        lost-event count) and close (a second close does nothing)."""
         if self._fd is None:
             return
+        args = {"events": self.count, **(summary or {})}
         self._pending.append(_ENCODER.encode(Event(ts=self.last_ts, kind=END_KIND,
-                                                   args={"events": self.count})))
+                                                   args=args)))
         self.flush()
         fd, self._fd = self._fd, None
         if fd is not None:

@@ -71,3 +71,27 @@ def test_misses_are_health_and_said_in_tui_and_report_notes() -> None:
     summary = h.lost_summary()
     assert summary == "11 events lost (kretprobe misses 2, ring buffer overrun 9)"
     assert f"DEGRADED: {summary}" in degraded_notes(h)
+
+
+def test_lost_counts_reach_every_report_format_and_the_end_record(tmp_path) -> None:  # noqa: ANN001
+    import json
+
+    from mdtrace.frontends.report import render
+    from mdtrace.frontends.report.build import build_report
+    from mdtrace.trace import TraceHeader, TraceWriter
+
+    path = tmp_path / "t.jsonl.gz"
+    w = TraceWriter(path, TraceHeader(kernel="6.12.117+deb12-amd64", source="bcc"))
+    w.write(Event(ts=1_000, kind="lost", args={"count": 12, "probe": "check_recovery_enter",
+                                               "cause": "ringbuf"}))
+    w.write(Event(ts=2_000, kind="lost", args={"count": 3, "probe": "raid5_make_request",
+                                               "cause": "kretprobe_missed"}))
+    w.close(summary={"lost_since_start": 15})
+    model = build_report(path)
+    assert model.recorder_end == {"events": 2, "lost_since_start": 15}
+    for fmt in ("text", "markdown", "html"):
+        out = render(model, fmt)
+        assert "15 events lost (kretprobe misses 3, ring buffer overrun 12)" in out, fmt
+        assert "15 lost since recording started" in out, fmt
+    j = json.loads(render(model, "json"))
+    assert j["health"]["lost"] == 15 and j["recorder_end"]["lost_since_start"] == 15

@@ -47,8 +47,10 @@ class TraceOutput:
     def __init__(self, path: str, header: TraceHeader,
                  seed: Callable[[], list[Event]] = list, *, force: bool = False,
                  flush_s: float = FLUSH_S, sync: bool = True,
-                 on_error: Callable[[TraceError], None] | None = None) -> None:
+                 on_error: Callable[[TraceError], None] | None = None,
+                 summary: Callable[[], dict[str, int]] = dict) -> None:
         self.path, self._header, self._seed = path, header, seed
+        self._summary = summary    # into each file's end record (the lost-event count)
         self._force, self._sync, self._on_error = force, sync, on_error
         self._lock = threading.Lock()
         self._closed = False
@@ -100,7 +102,7 @@ class TraceOutput:
                 same = False
             if same:
                 return False
-            self._guard(self._writer.close)
+            self._guard(lambda: self._writer.close(self._summary()))
             if self._closed:
                 return True
             try:
@@ -122,7 +124,7 @@ class TraceOutput:
         with self._lock:
             if not self._closed:
                 self._closed = True
-                self._guard(self._writer.close)
+                self._guard(lambda: self._writer.close(self._summary()))
 
 
 def _seed_events(src: Any) -> list[Event]:
@@ -221,6 +223,7 @@ def command(output: str, force: bool, duration: float | None, locks: bool, locks
         attached = [k for k, v in src.status.items() if v["attached"]]
         missing = [f"{k} ({v['reason']})" for k, v in src.status.items() if not v["attached"]]
         out = TraceOutput(output, src.header, lambda: _seed_events(src), force=force,
+                          summary=lambda: {"lost_since_start": int(src.lost_total)},
                           on_error=lambda _e: stop.set())
         with stop_on_signals(stop), _on_sighup(reopen):
             say(f"mdtrace: recording to {output}: {len(attached)} probes attached "

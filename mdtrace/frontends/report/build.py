@@ -150,6 +150,7 @@ class ReportModel:
     last_ns: int
     kind: str = "report"              # report | diagnose (a one-shot snapshot of this host)
     notes: list[str] = field(default_factory=list)   # what could not be read, and why
+    recorder_end: dict[str, int] = field(default_factory=dict)   # the trace's end record
     abrupt_end: str = ""     # the reader's word on a trace cut short ('' when it is whole)
 
     @property
@@ -391,8 +392,18 @@ def build_report(path: str | os.PathLike[str], *, config: EngineConfig | None = 
         bad_lines=reader.bad_lines, errors=list(reader.errors), snapshot=snap,
         timelines=recorder.timelines, first_ns=recorder.first_ns,
         last_ns=max(recorder.last_ns, snap.now_ns),
-        notes=_reader_notes(end, reader.errors, reader.bad_lines) + _health_notes(snap),
-        abrupt_end=end)
+        notes=_reader_notes(end, reader.errors, reader.bad_lines) + _health_notes(snap)
+        + _end_record_notes(reader.end_summary),
+        abrupt_end=end, recorder_end=dict(reader.end_summary))
+
+
+def _end_record_notes(summary: dict[str, int]) -> list[str]:
+    """The recorder's own count of lost events (its end record), when it lost any."""
+    lost = summary.get("lost_since_start", 0)
+    if not lost:
+        return []
+    return [f"the recorder's end record: {summary.get('events', 0)} events written, {lost} "
+            "lost since recording started (a rotated file may hold only part of them)"]
 
 
 def _reader_notes(end: str, errors: list[str], bad: int, shown: int = 5) -> list[str]:

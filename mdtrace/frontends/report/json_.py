@@ -87,6 +87,7 @@ def as_dict(model: ReportModel) -> dict[str, Any]:
         "timelines": timelines,
         "kind": model.kind, "notes": list(model.notes),
         "abrupt_end": model.abrupt_end or None, "errors": list(model.errors),
+        "recorder_end": dict(model.recorder_end) or None,
         "blocked_tasks": [{
             "tid": b.tid, "pid": b.pid, "comm": b.comm, "state": b.state, "wchan": b.wchan,
             "frames": list(b.frames), "blocked_s": b.blocked_s, "array": b.array,
