@@ -8,7 +8,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from test_exporter_support import parse, value
 
@@ -108,9 +107,6 @@ def test_dm_raid_lv_from_dmsetup_status(tmp_path: Path) -> None:
     assert value(s, "mdtrace_array_degraded_disks", array="dm-6") == 1
 
 
-@pytest.mark.xfail(strict=True, reason="the engine does not take reshape_position from "
-                   "sysfs_state events (engine/core.py _h_sync_action): in sysfs mode "
-                   "mdtrace_array_reshape_position_bytes is absent; flips when it does")
 def test_reshape_position_from_sysfs(tmp_path: Path) -> None:
     s = _scrape(_tree(tmp_path, **RESHAPE))
     assert value(s, "mdtrace_array_reshape_position_bytes", array="md0") == 12288 * 512

@@ -469,6 +469,11 @@ class Engine:
                 arr.raid_disks = a["raid_disks"]
             if isinstance(a.get("degraded"), int):
                 arr.degraded = a["degraded"]
+            if ev.state is None and "reshape_position" in a:
+                # the sysfs poller's reshape_position (sectors; absent: 'none'), where no
+                # probe state word carries it
+                rp = a["reshape_position"]
+                arr.reshape_pos = rp if isinstance(rp, int) and rp >= 0 else None
             if isinstance(a.get("level"), str) and a["level"].startswith("raid"):
                 arr.level = a["level"]
             if a.get("source") == "snapshot":
