@@ -45,8 +45,11 @@ def test_a_slot_whose_task_left_the_function_is_dropped_and_cleared() -> None:
     stacks = {10: "[<0>] wait_woken+0x50/0x70\n[<0>] raid5_make_request+0x4bc/0x12e0 [raid456]\n",
               11: "[<0>] do_nanosleep+0x1/0x2\n", 12: ""}
     cleared: list[int] = []
-    v = SlotVerifier(stack=stacks.get, clear=cleared.append)
-    assert v.keep(_scan(10)) is True
+    v = SlotVerifier(stack=stacks.get, clear=cleared.append, comm={10: "dd"}.get)
+    first = _scan(10)
+    assert v.keep(first) is True and first.comm == "dd"   # the scan cannot know it
+    again = _scan(10)
+    assert v.keep(again) is True and again.comm == "dd"
     assert v.keep(_scan(11)) is False          # back in user space: its return was missed
     assert v.keep(_scan(12)) is False          # the task is gone
     assert cleared == [11, 12] and v.stale == 2

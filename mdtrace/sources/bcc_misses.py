@@ -90,30 +90,42 @@ def read_stack(tid: int, proc: Path = Path("/proc")) -> str | None:
         return None
 
 
+def read_comm(tid: int, proc: Path = Path("/proc")) -> str:
+    try:
+        return (proc / str(tid) / "comm").read_text().strip()[:15]
+    except OSError:
+        return ""
+
+
 class SlotVerifier:
     """Believe a scan's "still blocked" report only while the task is still in the function."""
 
     def __init__(self, stack: Callable[[int], str | None] = read_stack,
-                 clear: Callable[[int], None] = lambda tid: None) -> None:
-        self._stack, self._clear = stack, clear
+                 clear: Callable[[int], None] = lambda tid: None,
+                 comm: Callable[[int], str] = lambda tid: read_comm(tid)) -> None:
+        self._stack, self._clear, self._comm = stack, clear, comm
         self.stale = 0
-        self._believed: set[tuple[int, str]] = set()
+        self._believed: dict[tuple[int, str], str] = {}
 
     def keep(self, ev: Event) -> bool:
+        """Whether to deliver ``ev``; a believed scan report also gets the task's comm (the
+        scan runs in another task's context, so the kernel side cannot fill it in)."""
         a = ev.args
         # only the periodic scan's reports (pid 0) of a sleeping request still in flight
         if ev.kind != "io_wait" or ev.pid or a.get("done") or a.get("mode") != "sleep":
             return True
         key = (ev.tid, str(a.get("io_id", "")))
         if key in self._believed:
+            ev.comm = ev.comm or self._believed[key]
             return True
         text = self._stack(ev.tid)
         if text is None:          # cannot tell (not root): believe the kernel table
             return True
         if IO_FUNC in text:
-            self._believed.add(key)
-            if len(self._believed) > 4096:
+            if len(self._believed) >= 4096:
                 self._believed.clear()
+            self._believed[key] = self._comm(ev.tid)
+            ev.comm = ev.comm or self._believed[key]
             return True
         self.stale += 1
         self._clear(ev.tid)
