@@ -67,3 +67,12 @@ def test_plan_on_captured_guest_kallsyms(rel: str) -> None:
     assert {"md_check_recovery", "md_do_sync", "md_reap_sync_thread", "raid5_make_request",
             "dm_suspend", "raid_message"} <= ok
     assert ("raid_presuspend" in ok) == rel.startswith("6.12")   # 6.9+ hook
+
+
+def test_absent_by_design_is_one_rule_for_tui_record_and_doctor() -> None:
+    from mdtrace.kernel.probes import absent_by_design
+
+    assert absent_by_design("raid_presuspend", "6.1.0-56-amd64") == "6.9+"
+    assert absent_by_design("raid_presuspend", "6.12.117+deb12-amd64") == ""
+    assert absent_by_design("md_do_sync", "6.1.0-56-amd64") == ""
+    assert absent_by_design("raid_presuspend", "") == ""      # unknown kernel: say missing

@@ -221,7 +221,13 @@ def command(output: str, force: bool, duration: float | None, locks: bool, locks
     out: TraceOutput | None = None
     try:
         attached = [k for k, v in src.status.items() if v["attached"]]
-        missing = [f"{k} ({v['reason']})" for k, v in src.status.items() if not v["attached"]]
+        from mdtrace.kernel.probes import absent_by_design
+
+        missing = [f"{k} ({v['reason']})" for k, v in src.status.items()
+                   if not v["attached"] and not absent_by_design(k, src.release)]
+        expected = [f"{k} ({absent_by_design(k, src.release)} only)"
+                    for k, v in src.status.items()
+                    if not v["attached"] and absent_by_design(k, src.release)]
         out = TraceOutput(output, src.header, lambda: _seed_events(src), force=force,
                           summary=lambda: {"lost_since_start": int(src.lost_total)},
                           on_error=lambda _e: stop.set())
@@ -230,6 +236,8 @@ def command(output: str, force: bool, duration: float | None, locks: bool, locks
                 f"(compile {src.compile_s:.1f} s)")
             for m in missing:
                 say(f"mdtrace: not attached: {m}")
+            if expected:
+                say(f"mdtrace: not in this kernel, as expected: {', '.join(expected)}")
             for line in stale_probe_lines(src):
                 say(line)
             start_timer(stop, duration)

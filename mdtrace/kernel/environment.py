@@ -283,10 +283,18 @@ def check_md_functions(paths: Paths) -> Check:
     if miss:
         return Check("md_functions", False, "; ".join(p.reason for p in miss),
                      modprobe_advice(paths, "md_mod", "raid456"))
-    others = plan.missing()
+    from mdtrace.kernel.probes import absent_by_design
+
+    gone = plan.missing()
+    others = [p for p in gone if not absent_by_design(p.spec.func, paths.release)]
+    expected = [p for p in gone if absent_by_design(p.spec.func, paths.release)]
     detail = f"{len(plan.attachable())} of {len(plan.probes)} probe points attachable"
     if others:
         detail += "; missing: " + ", ".join(p.spec.func for p in others)
+    if expected:
+        detail += "; not in this kernel, as expected: " + ", ".join(
+            f"{p.spec.func} ({absent_by_design(p.spec.func, paths.release)} only)"
+            for p in expected)
     return Check("md_functions", True, detail)
 
 

@@ -229,3 +229,20 @@ def _plan_one(spec: ProbeSpec, symbols: Symbols) -> PlannedProbe:
 
 def wanted_functions() -> list[str]:
     return [s.func for s in SPECS]
+
+
+# ProbeSpec.note "6.9+": the function exists only from that release on.
+_FROM = re.compile(r"^(\d+)\.(\d+)\+$")
+
+
+def absent_by_design(probe: str, kernel: str) -> str:
+    """'6.9+' when ``probe`` is a function that first appeared in a later release than
+    ``kernel`` (its ProbeSpec note says so): missing there is expected, not a degraded trace."""
+    from mdtrace.kernel.flags import parse_release
+
+    ver = parse_release(kernel) if kernel else (0, 0)
+    for spec in SPECS:
+        m = _FROM.match(spec.note) if spec.func == probe else None
+        if m and ver != (0, 0) and ver < (int(m[1]), int(m[2])):
+            return spec.note
+    return ""

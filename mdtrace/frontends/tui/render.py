@@ -2,15 +2,9 @@
 
 from __future__ import annotations
 
-import re
-
 from mdtrace.engine.model import ArrayView, Finding, Snapshot, TracerHealth
 from mdtrace.events import Event
-from mdtrace.kernel.flags import parse_release
-from mdtrace.kernel.probes import SPECS
-
-# ProbeSpec.note "6.9+": the function exists only from that release on.
-_FROM = re.compile(r"^(\d+)\.(\d+)\+$")
+from mdtrace.kernel.probes import absent_by_design
 
 ARRAY_COLUMNS = ("array", "type", "level", "state", "recovery", "action", "progress",
                  "reshape", "blocked IO")
@@ -98,17 +92,6 @@ def degraded_notes(h: TracerHealth) -> list[str]:
         notes.append(f"DEGRADED: probes missing: {', '.join(missing)}")
     notes.extend(f"warning: {w}" for w in h.warnings)
     return notes
-
-
-def absent_by_design(probe: str, kernel: str) -> str:
-    """'6.9+' when ``probe`` is a function that first appeared in a later release than
-    ``kernel`` (its ProbeSpec note says so): missing there is expected, not a degraded trace."""
-    ver = parse_release(kernel) if kernel else (0, 0)
-    for spec in SPECS:
-        m = _FROM.match(spec.note) if spec.func == probe else None
-        if m and ver != (0, 0) and ver < (int(m[1]), int(m[2])):
-            return spec.note
-    return ""
 
 
 def info_notes(h: TracerHealth) -> list[str]:
