@@ -181,7 +181,12 @@ def test_late_start_shows_the_existing_hang_at_once(live) -> None:
         assert float(after) <= LATE_LIMIT_S, (after, obs.get("late_snapshot_line"))
         assert "start-up snapshot: " in obs.get("late_snapshot_line", ""), obs
     first = d / "late_scrape_first.txt"
-    assert obs.get("late_first_scrape_f7") == "yes", first.read_text()[:1500]
+    if rel.startswith("6.1."):
+        assert obs.get("late_first_scrape_f7") == "yes", first.read_text()[:1500]
+    else:      # 6.9+: F7 once the exporter's own probes saw the retried write
+        print(f"  {rel} late exporter: F7 scraped {obs.get('late_scrape_f7_after_s')} s "
+              "after it served", file=sys.stderr)
+        assert float(obs.get("late_scrape_f7_after_s", "99")) <= THRESHOLD_S + 10, obs
     assert obs.get("late_io_done") == "rc=0", obs
     assert obs.get("late_f7_cleared") == "yes", (d / "late_run.out").read_text()[-1500:]
 
