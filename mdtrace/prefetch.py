@@ -88,8 +88,6 @@ def start(reader: TraceReader, tick_ns: int) -> Prefetch:
 
 
 def _work(reader: TraceReader, tx: Connection, tick_ns: int) -> None:
-    from mdtrace.trace import last_line_ts
-
     try:
         templates: dict[bytes, Any] = {}
         now = last_tick = 0          # a fresh engine's clock
@@ -106,7 +104,7 @@ def _work(reader: TraceReader, tx: Connection, tick_ns: int) -> None:
                 reader._lineno = start + nlines
                 if not blind and reader._decode_block(out, n_out) is not None:
                     tx.send(("blk", start, nlines, skimmed, n_out, out, ops,
-                             last_line_ts(block)))
+                             skim.last_line_ts(block)))
                     continue
                 raw = True
             reader._lineno = start + block.count(b"\n")

@@ -438,3 +438,15 @@ def _load_c() -> Any:
 scan_c = _load_c()
 scan = scan_c or scan_py
 ACCELERATED = scan_c is not None
+
+
+def last_line_ts(block: bytes) -> int:
+    """The time of a block's last line if it starts the writer's way (``{"t":N,``), else 0:
+    the latest time of lines skimmed without decoding, for :meth:`TraceReader.end_note`."""
+    i = block.rfind(b"\n", 0, len(block) - 1) + 1
+    if not block.startswith(b'{"t":', i):
+        return 0
+    j = k = i + 5
+    while k < len(block) and k - j < 19 and 48 <= block[k] <= 57:
+        k += 1
+    return int(block[j:k]) if k > j else 0

@@ -534,7 +534,7 @@ class TraceReader:
             return
         self._lineno = start + nlines
         self.events_read += len(evs) + skimmed
-        self.last_ts = max(self.last_ts, last_line_ts(block))
+        self.last_ts = max(self.last_ts, skim.last_line_ts(block))
         yield evs, ops
 
     def _blocks(self) -> Iterator[tuple[int, bytes, TraceError | None]]:
@@ -648,18 +648,6 @@ class TraceReader:
         if self.header.version >= 2 and not self.ended:
             self._cut("no end record: the recorder was killed, or is still writing")
         return out
-
-
-def last_line_ts(block: bytes) -> int:
-    """The time of a block's last line if it starts the writer's way (``{"t":N,``), else 0:
-    the latest time of lines skimmed without decoding, for :meth:`TraceReader.end_note`."""
-    i = block.rfind(b"\n", 0, len(block) - 1) + 1
-    if not block.startswith(b'{"t":', i):
-        return 0
-    j = k = i + 5
-    while k < len(block) and k - j < 19 and 48 <= block[k] <= 57:
-        k += 1
-    return int(block[j:k]) if k > j else 0
 
 
 def read_trace(path: str | os.PathLike[str], *, skip_bad: bool = False) -> TraceReader:
