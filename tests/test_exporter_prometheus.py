@@ -49,7 +49,7 @@ MAY_BE_EMPTY = {"mdtrace_array_sync_eta_seconds", "mdtrace_lock_order_edge_obser
 
 
 _OPERATOR_COMMANDS = {"echo", "dmsetup", "mdadm", "lvchange", "fsck", "dmesg"}
-# what mdtrace.detectors.base's remedy helpers print for md and for dm-raid arrays
+# what mdtrace.engine.detectors.base's remedy helpers print for md and for dm-raid arrays
 _HELPER_FORMS = {"sync_action_cmd": ("/md/sync_action", "dmsetup message"),
                  "resume_cmd": ("dmsetup resume", "echo active"),
                  "readwrite_cmd": ("mdadm --readwrite", "lvchange -p rw")}
@@ -275,7 +275,7 @@ def test_alert_runbooks_match_detector_remedies() -> None:
         if m:
             runbook[m.group(1)] = b
     checked = 0
-    for det in sorted((ROOT / "mdtrace" / "detectors").glob("*.py")):
+    for det in sorted((ROOT / "mdtrace" / "engine" / "detectors").glob("*.py")):
         src = det.read_text()
         codes = set(re.findall(r'code="(F\d+)"', src))
         if not codes:

@@ -140,7 +140,7 @@ def test_dead_raid5d_is_f11_and_f7_says_why() -> None:
 
 
 def test_known_fix_only_on_kernels_that_lack_it() -> None:
-    from mdtrace.detectors.thread_dead import known_fix
+    from mdtrace.engine.detectors.thread_dead import known_fix
     frames = ("kmem_cache_free", "md_end_clone_io [md_mod]")
     assert known_fix(frames, "6.12.117+deb12-amd64").startswith("418b3e64e445")
     assert known_fix(frames, "7.2.13+deb14-amd64") == ""

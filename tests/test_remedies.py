@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from mdtrace.config import EngineConfig
-from mdtrace.detectors import (
+from mdtrace.engine.arrays import ArrayRec
+from mdtrace.engine.core import Engine
+from mdtrace.engine.detectors import (
     deadlock,
     no_done,
     not_reaped,
@@ -19,7 +21,7 @@ from mdtrace.detectors import (
     restart_reshape,
     stall,
 )
-from mdtrace.detectors.base import (
+from mdtrace.engine.detectors.base import (
     Context,
     is_dm,
     lvm_name,
@@ -27,15 +29,13 @@ from mdtrace.detectors.base import (
     resume_cmd,
     sync_action_cmd,
 )
-from mdtrace.engine.arrays import ArrayRec
-from mdtrace.engine.core import Engine
 from mdtrace.engine.model import Lifecycle
 from mdtrace.events import ArrayState, Event, canonicalise
 from mdtrace.kernel.flags import Recovery
 from tests.scenarios.builder import Sim
 
 S = 1_000_000_000
-DETECTORS = Path(__file__).parents[1] / "mdtrace" / "detectors"
+DETECTORS = Path(__file__).parents[1] / "mdtrace" / "engine" / "detectors"
 
 
 def _md() -> ArrayRec:

@@ -11,8 +11,8 @@ from prometheus_client.registry import CollectorRegistry
 
 from bench.bench_scale import S, array_churn, blocked_ios, feed_all, pid_waits
 from mdtrace.config import EngineConfig
-from mdtrace.detectors import reshape_io
 from mdtrace.engine.core import Engine
+from mdtrace.engine.detectors import reshape_io
 from mdtrace.engine.model import Lifecycle
 from mdtrace.engine.retention import MAX_CLOSED, MAX_STOPPED
 from mdtrace.engine.waitfor import WaitForGraph

@@ -21,8 +21,8 @@ from pathlib import Path
 
 import pytest
 
-from mdtrace.detectors.base import fix_missing
-from mdtrace.detectors.reshape_io import behaviour
+from mdtrace.engine.detectors.base import fix_missing
+from mdtrace.engine.detectors.reshape_io import behaviour
 from mdtrace.frontends.report import ReportModel, build_report, render
 
 EXAMPLE = str(resources.files("mdtrace") / "data" / "example.jsonl.gz")

@@ -12,16 +12,16 @@ from __future__ import annotations
 import msgspec
 
 from mdtrace.config import EngineConfig
-from mdtrace.detectors import (
+from mdtrace.engine import blocked, dm_context, lifecycle
+from mdtrace.engine.arrays import ArrayRec
+from mdtrace.engine.detectors import (
     EVENT_DETECTORS,
     GRAPH_DETECTORS,
     TICK_DETECTORS,
     TRIGGER_KINDS,
 )
-from mdtrace.detectors.base import Context, GraphContext, Verdict
-from mdtrace.detectors.reshape_io import finding_key as _f7_key
-from mdtrace.engine import blocked, dm_context, lifecycle
-from mdtrace.engine.arrays import ArrayRec
+from mdtrace.engine.detectors.base import Context, GraphContext, Verdict
+from mdtrace.engine.detectors.reshape_io import finding_key as _f7_key
 from mdtrace.engine.findings import FindingStore
 from mdtrace.engine.iowait import blocked_reason, on_io_wait, waited_ns
 from mdtrace.engine.kernel_log import superseded, thread_death

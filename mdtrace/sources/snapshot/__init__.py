@@ -26,8 +26,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mdtrace.detectors.base import lvm_name
 from mdtrace.engine.blocked import md_frames
+from mdtrace.engine.detectors.base import lvm_name
 from mdtrace.events import ArrayState, Event
 from mdtrace.kernel.flags import FlagTable
 from mdtrace.sources.snapshot import klog

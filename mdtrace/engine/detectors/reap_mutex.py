@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from mdtrace.detectors.base import Context, Verdict, fix_missing, sync_action_cmd
+from mdtrace.engine.detectors.base import Context, Verdict, fix_missing, sync_action_cmd
 from mdtrace.engine.model import Finding, Severity
 
 CODE = "F6"

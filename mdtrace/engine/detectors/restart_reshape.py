@@ -14,7 +14,7 @@ engine saw the earlier reshape's md_do_sync return unfinished.
 
 from __future__ import annotations
 
-from mdtrace.detectors.base import Context, Verdict, fix_missing
+from mdtrace.engine.detectors.base import Context, Verdict, fix_missing
 from mdtrace.engine.model import Finding, Severity
 
 CODE = "F5"

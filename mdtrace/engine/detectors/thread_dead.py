@@ -10,8 +10,8 @@ fatal oops in a task the engine ties to the array (mdtrace.engine.kernel_log).
 from __future__ import annotations
 
 from mdtrace.config import EngineConfig
-from mdtrace.detectors.base import Context, Verdict
 from mdtrace.engine.arrays import ArrayRec
+from mdtrace.engine.detectors.base import Context, Verdict
 from mdtrace.engine.model import Finding, Severity
 from mdtrace.kernel.flags import parse_release
 

@@ -10,8 +10,8 @@ for another array sharing a disk) is not a stall.
 from __future__ import annotations
 
 from mdtrace.config import EngineConfig
-from mdtrace.detectors.base import Context, Verdict, is_dm, sync_action_cmd
 from mdtrace.engine.arrays import ArrayRec
+from mdtrace.engine.detectors.base import Context, Verdict, is_dm, sync_action_cmd
 from mdtrace.engine.iowait import blocked_reason
 from mdtrace.engine.model import Finding, Lifecycle, Severity
 from mdtrace.kernel.flags import Recovery

@@ -12,7 +12,9 @@ is the task in raise_barrier / freeze_array when its stack is seen.
 from __future__ import annotations
 
 from mdtrace.config import EngineConfig
-from mdtrace.detectors.base import (
+from mdtrace.engine.arrays import ArrayRec
+from mdtrace.engine.blocked import BARRIER_HOLDERS
+from mdtrace.engine.detectors.base import (
     Context,
     Verdict,
     blocked_with,
@@ -22,8 +24,6 @@ from mdtrace.detectors.base import (
     task_details,
     task_list,
 )
-from mdtrace.engine.arrays import ArrayRec
-from mdtrace.engine.blocked import BARRIER_HOLDERS
 from mdtrace.engine.model import Finding, Severity
 
 CODE = "F14"

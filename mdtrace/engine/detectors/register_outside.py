@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from mdtrace.detectors.base import Context, Verdict, fix_missing
+from mdtrace.engine.detectors.base import Context, Verdict, fix_missing
 from mdtrace.engine.model import Finding, Severity
 
 CODE = "F4"

@@ -13,7 +13,8 @@ F7/F9's, not this.
 from __future__ import annotations
 
 from mdtrace.config import EngineConfig
-from mdtrace.detectors.base import (
+from mdtrace.engine.arrays import ArrayRec
+from mdtrace.engine.detectors.base import (
     Context,
     Verdict,
     blocked_with,
@@ -23,7 +24,6 @@ from mdtrace.detectors.base import (
     task_details,
     task_list,
 )
-from mdtrace.engine.arrays import ArrayRec
 from mdtrace.engine.model import Finding, Severity
 
 CODE = "F15"

@@ -13,7 +13,8 @@ innermost md frame is one of those (mdtrace.engine.blocked).
 from __future__ import annotations
 
 from mdtrace.config import EngineConfig
-from mdtrace.detectors.base import (
+from mdtrace.engine.arrays import ArrayRec
+from mdtrace.engine.detectors.base import (
     Context,
     Verdict,
     blocked_with,
@@ -25,7 +26,6 @@ from mdtrace.detectors.base import (
     task_details,
     task_list,
 )
-from mdtrace.engine.arrays import ArrayRec
 from mdtrace.engine.model import Finding, Severity
 from mdtrace.kernel.flags import parse_release
 

@@ -4,14 +4,14 @@ because the array is suspended (F1, CVE-2024-26758) or read-only (F2, CVE-2024-2
 from __future__ import annotations
 
 from mdtrace.config import EngineConfig
-from mdtrace.detectors.base import (
+from mdtrace.engine.arrays import ArrayRec
+from mdtrace.engine.detectors.base import (
     Context,
     Verdict,
     fix_missing,
     readwrite_cmd,
     resume_cmd,
 )
-from mdtrace.engine.arrays import ArrayRec
 from mdtrace.engine.model import Finding, Severity
 from mdtrace.kernel.flags import Recovery
 

@@ -23,8 +23,8 @@ the window, so whether an exit is a stop's does not depend on ``done_grace_s``.
 from __future__ import annotations
 
 from mdtrace.config import EngineConfig
-from mdtrace.detectors.base import Context, Verdict, fix_missing, is_dm, sync_action_cmd
 from mdtrace.engine.arrays import ArrayRec
+from mdtrace.engine.detectors.base import Context, Verdict, fix_missing, is_dm, sync_action_cmd
 from mdtrace.engine.model import Finding, Severity
 
 CODE = "F3"

@@ -1,12 +1,12 @@
 """Detectors: one module per finding class (design.md section 3).  Each exposes ``CODE`` and
-``check(ctx)`` returning :class:`mdtrace.detectors.base.Verdict` s (raise or clear by key).
+``check(ctx)`` returning :class:`mdtrace.engine.detectors.base.Verdict` s (raise or clear by key).
 
 - EVENT_DETECTORS run on events of TRIGGER_KINDS (per array, with the event);
 - TICK_DETECTORS run every 100 ms of trace time per array (grace periods, thresholds);
 - GRAPH_DETECTORS run on the lock-order graph (on new edges) and the wait-for graph (on ticks).
 """
 
-from mdtrace.detectors import (
+from mdtrace.engine.detectors import (
     barrier,
     deadlock,
     lock_order,

@@ -9,7 +9,7 @@ mddev_suspend_and_lock).  Needs `mdtrace record --locks --locks-full` (every acq
 
 from __future__ import annotations
 
-from mdtrace.detectors.base import GraphContext, Verdict
+from mdtrace.engine.detectors.base import GraphContext, Verdict
 from mdtrace.engine.locks import Inversion
 from mdtrace.engine.model import Finding, Severity
 from mdtrace.engine.waitfor import Cycle

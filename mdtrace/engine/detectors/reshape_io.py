@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 from mdtrace.config import EngineConfig
-from mdtrace.detectors.base import (
+from mdtrace.engine.arrays import ArrayRec, IoWait
+from mdtrace.engine.detectors.base import (
     Context,
     Verdict,
     fix_missing,
@@ -12,7 +13,6 @@ from mdtrace.detectors.base import (
     resume_cmd,
     sync_action_cmd,
 )
-from mdtrace.engine.arrays import ArrayRec, IoWait
 from mdtrace.engine.iowait import blocked_reason, io_key
 from mdtrace.engine.model import Finding, Severity
 from mdtrace.kernel.flags import parse_release

@@ -11,7 +11,8 @@ every write then waits for good.  sysfs shows the bit as array_state ``write-pen
 from __future__ import annotations
 
 from mdtrace.config import EngineConfig
-from mdtrace.detectors.base import (
+from mdtrace.engine.arrays import ArrayRec
+from mdtrace.engine.detectors.base import (
     Context,
     Verdict,
     blocked_with,
@@ -23,7 +24,6 @@ from mdtrace.detectors.base import (
     task_details,
     task_list,
 )
-from mdtrace.engine.arrays import ArrayRec
 from mdtrace.engine.model import Finding, Severity
 
 CODE = "F13"

@@ -9,7 +9,8 @@ reshape stays frozen until the suspending task resumes the array.
 
 from __future__ import annotations
 
-from mdtrace.detectors.base import (
+from mdtrace.engine.arrays import ArrayRec
+from mdtrace.engine.detectors.base import (
     GraphContext,
     Verdict,
     fix_missing,
@@ -17,7 +18,6 @@ from mdtrace.detectors.base import (
     resume_cmd,
     sync_action_cmd,
 )
-from mdtrace.engine.arrays import ArrayRec
 from mdtrace.engine.locks import Inversion
 from mdtrace.engine.model import Finding, Severity
 from mdtrace.engine.waitfor import Cycle
