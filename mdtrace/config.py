@@ -8,6 +8,7 @@ import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from mdtrace.errors import MdtraceError
 
@@ -43,8 +44,8 @@ class EngineConfig:
         if bad:
             raise MdtraceError(
                 f"unknown threshold {', '.join(bad)} (known: {', '.join(sorted(names))})")
-        return dataclasses.replace(self, **{k: check_value(k, v, where)
-                                            for k, v in overrides.items()})
+        checked: dict[str, Any] = {k: check_value(k, v, where) for k, v in overrides.items()}
+        return dataclasses.replace(self, **checked)
 
 
 INT_FIELDS = frozenset({"max_evidence", "max_history"})

@@ -122,7 +122,7 @@ def fold(moves: bytes, token: tuple[int, int, int] | None, ref: tuple[int, int] 
     may not: then in Python)."""
     if fold_c is not None:
         try:
-            return fold_c(moves, token, ref, speed, changed, seen)  # type: ignore[no-any-return]
+            return fold_c(moves, token, ref, speed, changed, seen)
         except OverflowError:
             pass
     return fold_py(moves, token, ref, speed, changed, seen)

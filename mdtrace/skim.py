@@ -140,7 +140,7 @@ def scan_py(templates: dict[bytes, Any], block: bytes, now: int, last_tick: int,
                     pos = t[1], t[2]
                 else:
                     pos = _variant(t[0], rest)
-            if pos is not None:
+            if pos is not None and t is not None:     # pos comes from a template
                 p = pending(name, ts)
                 if kind == _ENTER:
                     p[0] += 1

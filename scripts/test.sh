@@ -8,6 +8,8 @@ bash scripts/bootstrap.sh
 VENV=${VENV:-.venv}
 echo "== ruff"
 "$VENV/bin/ruff" check --no-cache mdtrace tests bench
+echo "== mypy"
+"$VENV/bin/mypy" mdtrace
 echo "== pytest: fast + bcc tiers"
 # the C skimmer builds optionally (a compiler-less install still works, slower): here it must
 MDTRACE_REQUIRE_SKIMC=1 "$VENV/bin/pytest" -q -m "not vm and not slow" -p no:cacheprovider

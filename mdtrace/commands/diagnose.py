@@ -19,7 +19,13 @@ import click
 from mdtrace.errors import MdtraceError
 from mdtrace.frontends.report import FORMATS, render
 from mdtrace.frontends.report.build import build_diagnosis
-from mdtrace.sources.snapshot import collect, klog, run_dmsetup_status
+from mdtrace.sources.snapshot import (
+    DmsetupStatus,
+    KernelLog,
+    collect,
+    klog,
+    run_dmsetup_status,
+)
 from mdtrace.sources.snapshot.kcore import read_kernel_state
 
 
@@ -61,6 +67,8 @@ def command(fmt: str, output: str | None, sys_root: str, proc_root: str,
         raise MdtraceError(f"{sys_root}: no block/ directory (not a sysfs tree): "
                            "cannot diagnose")
     live = sys_root == "/sys" and proc_root == "/proc"
+    dmsetup: DmsetupStatus | None
+    kernel_log: KernelLog | None
     if dmsetup_file is not None:
         text = _file(dmsetup_file, "dmsetup status output")
         dmsetup = lambda: (text, "")  # noqa: E731

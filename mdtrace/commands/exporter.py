@@ -45,7 +45,7 @@ def command(listen: str | None, replay: str | None, speed: float | None, loop: b
     from mdtrace.commands._live import start_timer, stop_on_signals
     from mdtrace.config import load_config
     from mdtrace.frontends.exporter import build_app
-    from mdtrace.frontends.exporter.feed import ExporterFeeder
+    from mdtrace.frontends.exporter.feed import ExporterFeeder, Feed
     from mdtrace.frontends.exporter.server import (
         DEFAULT_LISTEN,
         BasicAuth,
@@ -74,6 +74,7 @@ def command(listen: str | None, replay: str | None, speed: float | None, loop: b
     # bind first: a bad address or a busy port fails before any trace is read or probe loaded
     server = ExporterServer(host, port, None, tls)
 
+    feeder: Feed
     if replay is not None:
         from mdtrace.sources.replay import ReplaySource
         from mdtrace.trace import TraceError

@@ -8,6 +8,7 @@ readable up to its last half second whenever the recorder dies (mdtrace.trace, f
 
 from __future__ import annotations
 
+import functools
 import os
 import signal
 import threading
@@ -115,7 +116,7 @@ class TraceOutput:
             self.files += 1
             for ev in self._seed():
                 if not self._closed:
-                    self._guard(lambda ev=ev: self._writer.write(ev))
+                    self._guard(functools.partial(self._writer.write, ev))
                     self.count += not self._closed
             return True
 

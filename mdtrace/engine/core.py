@@ -121,8 +121,8 @@ class Engine:
                 self._h_task_unblocked(None, ev)
             return self._maybe_tick()
         arr = self._arrays.get(name)
-        if arr is None and name in self._ret.retired:
-            arr = self._arrays[name] = self._ret.revive(name)   # seen again: as it was
+        if arr is None and (old := self._ret.revive(name)) is not None:
+            arr = self._arrays[name] = old          # a retired array seen again: as it was
         if arr is None and kind in dm_context.DM_CORE_KINDS:
             dev = self._dm.get(name)
             if dev is None:
@@ -738,8 +738,8 @@ class Engine:
         for tid, stack in locks.held.items():
             for h in stack:
                 held_by.setdefault(h.array, set()).add(f"{h.cls} ({h.lock_id[:8]}) by {tid}")
-        h = self._health
-        h.findings_raised = dict(self._fs.raised_by_code)
+        health = self._health
+        health.findings_raised = dict(self._fs.raised_by_code)
         for name, arr, retired in recs:
             waits = [IoWaitView(w.io_id, w.tid, w.comm, w.sector, w.sectors, w.rw, w.first_ns,
                                 max(waited_ns(w), self._now - w.first_ns), w.mode, True)

@@ -130,7 +130,7 @@ class WaitForGraph:
             cand.update(p for p in provs if p in waits)
         succ: dict[int, list[tuple[Wait, int]]] = {}
         for tid in cand:
-            out = []
+            out: list[tuple[Wait, int]] = []
             for w in waits[tid].values():
                 self.work += 1
                 out.extend((w, prov) for prov in provided[w.resource] if prov in cand)

@@ -146,8 +146,8 @@ class Btf:
                 raise BtfError(f"{source or 'BTF'}: unknown BTF kind {kind} (newer kernel?)")
             types.append(t)
         btf = cls(types, source)
-        btf._strings = ssec if base is None else base_strings  # type: ignore[attr-defined]
-        btf._str_len = str_len if base is None else base._str_len  # type: ignore[attr-defined]
+        btf._strings = ssec if base is None else base_strings
+        btf._str_len = str_len if base is None else base._str_len
         # only the base's string table is ever needed by a further split on top of it
         index: dict[tuple[int, str], list[int]] = {} if base is None else dict(base._by_name)
         start = 1 if base is None else len(base.types)

@@ -12,6 +12,7 @@ import json
 import os
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mdtrace.errors import MdtraceError
 
@@ -85,7 +86,7 @@ def _guest_files() -> tuple[tuple[str, str], ...]:
 
 def default_recipe() -> Recipe:
     """The recipe, with mirrors overridable by MDTRACE_VM_MIRROR / MDTRACE_VM_SECURITY_MIRROR."""
-    kw = {}
+    kw: dict[str, Any] = {}
     if os.environ.get("MDTRACE_VM_MIRROR"):
         kw["mirror"] = os.environ["MDTRACE_VM_MIRROR"]
     if os.environ.get("MDTRACE_VM_SECURITY_MIRROR"):

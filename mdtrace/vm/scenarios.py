@@ -161,7 +161,7 @@ def _decode_on_host(trace: Path) -> list[dict[str, Any]] | None:
 
 def load_results(out_dir: Path, kernel: str = "") -> dict[str, ScenarioResult]:
     """Parse what the guest driver left under ``out_dir/scenarios/``."""
-    results = {}
+    results: dict[str, ScenarioResult] = {}
     base = out_dir / "scenarios"
     if not base.is_dir():
         return results

@@ -7,11 +7,11 @@ from __future__ import annotations
 from prometheus_client.registry import CollectorRegistry
 
 from mdtrace.frontends.exporter.collector import SnapshotCollector
-from mdtrace.frontends.exporter.feed import ExporterFeeder
+from mdtrace.frontends.exporter.feed import Feed
 from mdtrace.frontends.exporter.server import BasicAuth, MetricsApp
 
 
-def build_app(feeder: ExporterFeeder, auth: BasicAuth | None = None) -> MetricsApp:
+def build_app(feeder: Feed, auth: BasicAuth | None = None) -> MetricsApp:
     """A WSGI app over its own registry (never prometheus_client's global default one)."""
     registry = CollectorRegistry(auto_describe=False)
     registry.register(SnapshotCollector(feeder.snapshot, feeder.extra))

@@ -255,10 +255,10 @@ class SnapshotCollector(Collector):
             oldest.add_metric(lv, a.oldest_wait_s)
             locks.add_metric(lv, len(a.locks_held))
             age.add_metric(lv, max(0, snap.now_ns - a.last_event_ns) / 1e9)
-            if getattr(a, "raid_disks", None) is not None:
-                disks.add_metric(lv, a.raid_disks)
-            if getattr(a, "degraded", None) is not None:
-                degr.add_metric(lv, a.degraded)
+            if (n_disks := getattr(a, "raid_disks", None)) is not None:
+                disks.add_metric(lv, n_disks)
+            if (n_degraded := getattr(a, "degraded", None)) is not None:
+                degr.add_metric(lv, n_degraded)
             active = set(a.findings_active)
             for code in FINDING_CODES:
                 fa.add_metric(lv + [code], int(code in active))

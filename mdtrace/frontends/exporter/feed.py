@@ -12,12 +12,27 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from mdtrace.engine.model import Snapshot
 from mdtrace.frontends.exporter.collector import ExtraHealth
 
 LOOP_PAUSE_S = 2.0
+
+
+class Feed(Protocol):
+    """What the exporter app and command use of a feeder: this replay feeder, or the live
+    session (mdtrace.live.LiveSession) that `mdtrace run` shares."""
+
+    live: bool
+    done: threading.Event
+    error: BaseException | None
+
+    def start(self) -> None: ...
+    def close(self) -> None: ...
+    def snapshot(self) -> Snapshot: ...
+    def version(self) -> int: ...
+    def extra(self) -> Any: ...
 
 
 class ExporterFeeder:

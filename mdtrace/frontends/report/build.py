@@ -22,7 +22,7 @@ from mdtrace.clock import wall_start
 from mdtrace.config import EngineConfig
 from mdtrace.engine.core import TICK_NS, Engine
 from mdtrace.engine.model import Finding, Snapshot
-from mdtrace.events import Event
+from mdtrace.events import ArrayState, Event
 from mdtrace.kernel.flags import Recovery
 from mdtrace.moves import MOVE_STATE as _MOVE_STATE
 from mdtrace.moves import MOVE_SYSFS as _MOVE_SYSFS
@@ -99,7 +99,7 @@ class ArrayTimeline:
     thinned: bool = False
     events: int = 0
     last_lifecycle: object = None      # the engine's last Lifecycle seen (identity compare)
-    last_state: object = None          # the last ArrayState seen (skip identical re-reads)
+    last_state: ArrayState | None = None   # the last one seen (skip identical re-reads)
 
     # -- derived ------------------------------------------------------------------------------
     def lifecycle_spans(self, end_ns: int) -> list[tuple[int, int, str]]:
@@ -245,7 +245,9 @@ class TimelineRecorder:
         tl.last_ns = last_ts
         tl.events += n_enter + n_exit + n_io + n_prog
         if moves is not None:
-            _points(tl.progress, moves, tl.last_state.resync_max, MAX_POINTS)
+            last = tl.last_state
+            assert last is not None, "a repeat follows the re-read it repeats"
+            _points(tl.progress, moves, last.resync_max, MAX_POINTS)
             # the engine has just made the same state (feed_repeats runs first)
             tl.last_state = self._last_state_of(name)
 

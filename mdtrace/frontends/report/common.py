@@ -231,7 +231,7 @@ BLOCKED_COLUMNS = ("pid", "comm", "state", "blocked", "array", "waits for", "sta
 def blocked_rows(model: ReportModel) -> list[tuple[str, ...]]:
     """The snapshot's blocked tasks (``task_blocked``) as table rows, longest blocked first;
     the engine's reading of each stack ('not recognised' for stacks no rule knows)."""
-    rows = []
+    rows: list[tuple[str, ...]] = []
     tasks = sorted(model.snapshot.blocked_tasks,
                    key=lambda b: (-(b.blocked_s or 0.0), b.tid))
     for b in tasks:

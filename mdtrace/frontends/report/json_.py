@@ -46,7 +46,7 @@ def as_dict(model: ReportModel) -> dict[str, Any]:
                           "recovery": e.state.recovery_names() if e.state else []}
                          for e in f.evidence],
         })
-    arrays = {name: {
+    arrays: dict[str, dict[str, Any]] = {name: {
         "kind": a.kind, "dm_name": a.dm_name, "level": a.level, "lifecycle": str(a.lifecycle),
         "history": [s for i, (_, s) in enumerate(a.history)
                     if i == 0 or a.history[i - 1][1] != s],
