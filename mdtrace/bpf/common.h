@@ -15,7 +15,7 @@
 #define RINGBUF_PAGES 256
 #endif
 
-/* event kinds: keep in step with KIND_NAMES in mdtrace/sources/bcc_decode.py */
+/* event kinds: Ev in mdtrace/sources/bcc_decode.py, same names (tests/test_contracts.py) */
 #define EV_CHECK_RECOVERY_ENTER 1
 #define EV_CHECK_RECOVERY_EXIT  2
 #define EV_DO_SYNC_ENTER        3

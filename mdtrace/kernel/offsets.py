@@ -21,14 +21,15 @@ from mdtrace.kernel.flags import FlagTable
 SYS_BTF = Path("/sys/kernel/btf")
 MODULES = ("md_mod", "raid456", "dm_mod", "dm_raid")
 
-# (define, module, struct, member path, required)
+# (define, module, struct, member path, required).  Required = a BPF program reads it and
+# no probe can go without it; every define is read by mdtrace/bpf/ or the kcore stage
+# (tests/test_contracts.py checks both).
 FIELDS: tuple[tuple[str, str, str, str, bool], ...] = (
     ("MDDEV_RECOVERY", "md_mod", "mddev", "recovery", True),
     ("MDDEV_FLAGS", "md_mod", "mddev", "flags", True),
     ("MDDEV_RO", "md_mod", "mddev", "ro", True),
     ("MDDEV_SUSPENDED", "md_mod", "mddev", "suspended", True),
     ("MDDEV_SYNC_THREAD", "md_mod", "mddev", "sync_thread", True),
-    ("MDDEV_THREAD", "md_mod", "mddev", "thread", True),
     ("MDDEV_RESHAPE_POS", "md_mod", "mddev", "reshape_position", True),
     ("MDDEV_CURR_RESYNC", "md_mod", "mddev", "curr_resync", True),
     ("MDDEV_RESYNC_MAX", "md_mod", "mddev", "resync_max_sectors", True),
@@ -36,7 +37,6 @@ FIELDS: tuple[tuple[str, str, str, str, bool], ...] = (
     ("MDDEV_LEVEL", "md_mod", "mddev", "level", True),
     ("MDDEV_PRIVATE", "md_mod", "mddev", "private", True),
     ("MDDEV_RECONFIG_MUTEX", "md_mod", "mddev", "reconfig_mutex", True),
-    ("MDDEV_OPEN_MUTEX", "md_mod", "mddev", "open_mutex", False),
     ("MDDEV_SUSPEND_MUTEX", "md_mod", "mddev", "suspend_mutex", False),  # 6.7+
     ("MD_THREAD_MDDEV", "md_mod", "md_thread", "mddev", True),
     ("MD_THREAD_TSK", "md_mod", "md_thread", "tsk", True),
@@ -57,7 +57,6 @@ FIELDS: tuple[tuple[str, str, str, str, bool], ...] = (
     ("MAPPED_DEVICE_SUSPEND_LOCK", "dm_mod", "mapped_device", "suspend_lock", False),
     ("RAID_SET_TI", "dm_raid", "raid_set", "ti", False),
     ("RAID_SET_MD", "dm_raid", "raid_set", "md", False),
-    ("RAID_SET_RUNTIME_FLAGS", "dm_raid", "raid_set", "runtime_flags", False),
     # read from /proc/kcore by `mdtrace diagnose` (sources/snapshot/kcore.py), not by BPF
     ("MDDEV_ALL_MDDEVS", "md_mod", "mddev", "all_mddevs", False),
     ("MDDEV_SB_FLAGS", "md_mod", "mddev", "sb_flags", False),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import struct
 import time
 from collections.abc import Callable
+from enum import IntEnum
 from pathlib import Path
 
 from mdtrace.events import ArrayState, Event, canonicalise, reshape_pos_from_kernel
@@ -21,18 +22,73 @@ from mdtrace.pointers import PointerHasher
 RAW = struct.Struct("<11Q4I3i4B16s32s16s32s")
 RAW_SIZE = RAW.size  # 216
 
-KIND_NAMES: dict[int, str] = {
-    1: "check_recovery_enter", 2: "check_recovery_exit", 3: "do_sync_enter",
-    4: "do_sync_exit", 5: "reap", 6: "thread_register", 7: "thread_unregister",
-    8: "start_reshape", 9: "io_wait", 10: "io_stats", 11: "dm_suspend_enter",
-    12: "dm_suspend_exit", 13: "dm_resume_enter", 14: "dm_resume_exit", 15: "raid_target",
-    16: "mddev_suspend", 17: "mddev_resume", 18: "lock", 19: "array_create", 20: "array_stop",
-}
-HOOKS = {1: "presuspend", 2: "presuspend_undo", 3: "postsuspend", 4: "preresume",
-         5: "resume", 6: "message"}
-INT_HOOKS = frozenset({4, 6})  # raid_preresume, raid_message return int
-LOCK_CLASSES = {1: "reconfig_mutex", 2: "suspend_mutex", 3: "dm_suspend_lock", 4: "open_mutex"}
-LOCK_OPS = {1: "acquire", 2: "acquired", 3: "release", 4: "contend", 5: "trylock_fail"}
+
+
+class Ev(IntEnum):
+    """The ``EV_*`` kinds of mdtrace/bpf/common.h, by the same names (tests/test_contracts.py
+    parses the header and checks both ways).  The event kind is the name in lower case."""
+
+    CHECK_RECOVERY_ENTER = 1
+    CHECK_RECOVERY_EXIT = 2
+    DO_SYNC_ENTER = 3
+    DO_SYNC_EXIT = 4
+    REAP = 5
+    THREAD_REGISTER = 6
+    THREAD_UNREGISTER = 7
+    START_RESHAPE = 8
+    IO_WAIT = 9
+    IO_STATS = 10
+    DM_SUSPEND_ENTER = 11
+    DM_SUSPEND_EXIT = 12
+    DM_RESUME_ENTER = 13
+    DM_RESUME_EXIT = 14
+    RAID_TARGET = 15
+    MDDEV_SUSPEND = 16
+    MDDEV_RESUME = 17
+    LOCK = 18
+    ARRAY_CREATE = 19
+    ARRAY_STOP = 20
+    TEST = 99          # the bcc smoke test's tracepoint program: never a trace event
+
+
+class Hook(IntEnum):
+    """``HOOK_*`` of mdtrace/bpf/dm_suspend.c: a0 of EV_RAID_TARGET (the raid target hook)."""
+
+    PRESUSPEND = 1
+    PRESUSPEND_UNDO = 2
+    POSTSUSPEND = 3
+    PRERESUME = 4
+    RESUME = 5
+    MESSAGE = 6
+
+
+class Lk(IntEnum):
+    """``LK_*`` of common.h: a2 of EV_LOCK, the lock class."""
+
+    RECONFIG = 1
+    SUSPEND = 2
+    DM_SUSPEND = 3
+    OPEN = 4
+
+
+class Op(IntEnum):
+    """``OP_*`` of common.h: a1 of EV_LOCK, what happened to the lock."""
+
+    ACQUIRE = 1
+    ACQUIRED = 2
+    RELEASE = 3
+    CONTEND = 4
+    TRYFAIL = 5
+
+
+KIND_NAMES: dict[int, str] = {int(k): k.name.lower() for k in Ev if k is not Ev.TEST}
+HOOKS: dict[int, str] = {int(h): h.name.lower() for h in Hook}
+INT_HOOKS = frozenset({Hook.PRERESUME, Hook.MESSAGE})  # raid_preresume, raid_message: int
+LOCK_CLASSES: dict[int, str] = {Lk.RECONFIG: "reconfig_mutex", Lk.SUSPEND: "suspend_mutex",
+                                Lk.DM_SUSPEND: "dm_suspend_lock", Lk.OPEN: "open_mutex"}
+LOCK_OPS: dict[int, str] = {Op.ACQUIRE: "acquire", Op.ACQUIRED: "acquired",
+                            Op.RELEASE: "release", Op.CONTEND: "contend",
+                            Op.TRYFAIL: "trylock_fail"}
 LEVELS = {-4: "multipath", -1: "linear", 0: "raid0", 1: "raid1", 4: "raid4", 5: "raid5",
           6: "raid6", 10: "raid10"}
 
@@ -122,19 +178,19 @@ class RawDecoder:
         canonicalise(ev, self.table)
         args: dict[str, object] = {}
         rec = state.rec if state is not None else 0
-        if kind in (3, 4):
+        if kind == Ev.DO_SYNC_ENTER or kind == Ev.DO_SYNC_EXIT:
             args = {"thread": ev.comm, "action": sync_action(rec)}
-        elif kind == 5:
+        elif kind == Ev.REAP:
             args = {"mutex_owned": bool(a0), "mutex_locked": bool(a1), "caller": self._sym(a2)}
-        elif kind in (6, 7):
+        elif kind == Ev.THREAD_REGISTER or kind == Ev.THREAD_UNREGISTER:
             run = self._sym(a0)
             args = {"name": _cstr(sbuf), "caller": self._sym(a1),
                     "sync": run.split(".")[0] == "md_do_sync", "run": run}
-        elif kind == 8:
+        elif kind == Ev.START_RESHAPE:
             args = {"caller": self._sym(a1), "phase": "exit" if a2 else "enter"}
             if a2:
                 args["rc"] = _s32(a0)
-        elif kind == 9:
+        elif kind == Ev.IO_WAIT:
             prog, safe = struct.unpack_from("<QQ", sbuf, 0)
             opf = a1 >> 32
             args = {"sector": a0, "sectors": a1 & 0xFFFFFFFF,
@@ -144,28 +200,28 @@ class RawDecoder:
             if prog or safe:
                 args["reshape_progress"] = None if prog >= 1 << 63 else prog
                 args["reshape_safe"] = None if safe >= 1 << 63 else safe
-        elif kind == 10:
+        elif kind == Ev.IO_STATS:
             args = {"requests": a0, "slow": a1, "blocked": a2, "max_wait_ns": a3}
-        elif kind in (11, 12, 13, 14):
+        elif Ev.DM_SUSPEND_ENTER <= kind <= Ev.DM_RESUME_EXIT:
             args = {"dm_name": dm_name, "dm_dev": dm_dev}
-            if kind == 11:
+            if kind == Ev.DM_SUSPEND_ENTER:
                 args["flags"] = a0
-            if kind in (12, 14):
+            if kind == Ev.DM_SUSPEND_EXIT or kind == Ev.DM_RESUME_EXIT:
                 args["rc"] = _s32(a1)
-        elif kind == 15:
+        elif kind == Ev.RAID_TARGET:
             args = {"hook": HOOKS.get(a0, str(a0)), "phase": "exit" if a1 else "enter"}
             if a1 and a0 in INT_HOOKS:  # the other hooks return void: no rc
                 args["rc"] = _s32(a2)
-            if a0 == 6 and not a1:
+            if a0 == Hook.MESSAGE and not a1:
                 args["argv"] = _cstr(sbuf)
-        elif kind in (16, 17):
+        elif kind == Ev.MDDEV_SUSPEND or kind == Ev.MDDEV_RESUME:
             args = {"phase": "exit" if a0 else "enter"}
-            if kind == 16 and a0:
+            if kind == Ev.MDDEV_SUSPEND and a0:
                 args["rc"] = _s32(a1)
-        elif kind == 18:
+        elif kind == Ev.LOCK:
             args = {"lock": LOCK_CLASSES.get(a2, str(a2)), "lock_id": self.hasher(a0),
                     "op": LOCK_OPS.get(a1, str(a1))}
-        elif kind == 19:
+        elif kind == Ev.ARRAY_CREATE:
             args = {"level": LEVELS.get(level, str(level)),
                     "kind": "dm-raid" if is_dm else "md"}
         if args:
