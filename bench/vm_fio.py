@@ -34,10 +34,6 @@ def _f7_latency(bench: Path) -> dict[str, Any]:
     trace = bench / "f7.jsonl.gz"
     if not trace.is_file():
         return {"f7": "not measured (no mdtrace record in the guest)"}
-    import importlib.util
-
-    if importlib.util.find_spec("mdtrace.engine.core") is None:
-        return {"f7": "not measured (mdtrace.engine.core is not in this tree)"}
     from mdtrace.trace import TraceError
     from mdtrace.vm.detect import first_detection
 

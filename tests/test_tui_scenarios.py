@@ -5,23 +5,16 @@ reshape IO; F1 DONE-not-reaped).  Skips until the engine and scenario library ar
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from pathlib import Path
 
 import pytest
 from textual.widgets import DataTable, Static
 
-if importlib.util.find_spec("mdtrace.engine.core") is None:
-    pytest.skip("mdtrace.engine.core not in this tree yet", allow_module_level=True)
-try:
-    from tests.scenarios import SCENARIOS
-except ImportError as exc:
-    pytest.skip(f"scenario library not importable: {exc}", allow_module_level=True)
-
 from mdtrace.engine.core import Engine
 from mdtrace.frontends.tui.app import TopApp
 from mdtrace.frontends.tui.feed import Feeder
 from mdtrace.sources.replay import ReplaySource
+from tests.scenarios import SCENARIOS
 
 CASES = ["healthy_resync", "f7_frozen_reshape_io_buggy", "f1_suspended_not_reaped_buggy"]
 

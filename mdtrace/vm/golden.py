@@ -84,12 +84,6 @@ def engine_summary(trace: Path) -> dict[str, Any]:
     }
 
 
-def _engine_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("mdtrace.engine.core") is not None
-
-
 def collect(results: dict[str, ScenarioResult], dest: Path, *,
             max_bytes: int = 400_000) -> list[str]:
     """Keep every recorded scenario of one guest run as a golden trace; returns what it did."""
@@ -121,8 +115,7 @@ def collect(results: dict[str, ScenarioResult], dest: Path, *,
             "event_kinds": event_kinds(out),
             "observations": r.obs,
         }
-        if _engine_available():
-            expected["engine"] = engine_summary(out)
+        expected["engine"] = engine_summary(out)
         (kdir / f"{name}.expected.json").write_text(json.dumps(expected, indent=1,
                                                                sort_keys=True) + "\n")
         done.append(f"kept {out} ({size} bytes, {sum(expected['event_kinds'].values())} "

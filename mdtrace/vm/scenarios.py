@@ -473,10 +473,6 @@ def detected_within(code: str, slack_s: float = F7_SLACK_S) -> Check:
     def check(r: ScenarioResult) -> str | None:
         if not r.recorded:
             return None
-        import importlib.util
-
-        if importlib.util.find_spec("mdtrace.engine.core") is None:
-            return f"cannot check {code} timing: mdtrace.engine.core is not in this tree"
         from mdtrace.vm.detect import first_detection
 
         d = first_detection(r.trace, code)
