@@ -45,7 +45,7 @@ def test_anonymous_members_are_transparent() -> None:
 
 @needs_guest_btf
 @pytest.mark.parametrize("kdir,table", [(K61, RECOVERY_PRE_6_11), (K612, RECOVERY_6_11)])
-def test_recovery_enum_matches_kernel_facts(kdir: Path, table: dict[str, int]) -> None:
+def test_recovery_enum_matches_the_tables(kdir: Path, table: dict[str, int]) -> None:
     vm = load_blob(kdir / "vmlinux.btf.zst")
     md = load_blob(kdir / "md_mod.btf.zst", base=vm)
     enum = md.enum_containing("MD_RECOVERY_RUNNING")

@@ -1,5 +1,6 @@
-"""The engine over real-kernel recordings (tests/data/golden): the seed's fixes show up as
-findings on the 6.1 kernel (before them) and are absent on 6.12 (after them)."""
+"""The engine over real-kernel recordings (tests/data/golden): the 6.8/6.9 md fixes
+(ad39c08186f8, 82ec0ae59d02, ...) show up as findings on the 6.1 kernel (before them) and are
+absent on 6.12 (after them)."""
 
 from __future__ import annotations
 

@@ -3,8 +3,9 @@ guest by `mdtrace vm scenarios` + `mdtrace vm golden`) read and replayed on ever
 
 Each trace must (1) contain no raw kernel pointer, (2) decode completely with the same event
 counts as when it was kept, (3) give the engine findings and lifecycles kept with it, and the
-guest's `mdtrace report` findings when the guest had one, and (4) satisfy the scenario's meaning through the engine: healthy syncs
-reach SYNCING then DONE/reaped with no findings; the frozen-reshape IO scenario raises F7.
+guest's `mdtrace report` findings when the guest had one, and (4) satisfy the scenario's
+meaning through the engine: healthy syncs reach SYNCING then DONE/reaped with no findings; the
+frozen-reshape IO scenario raises F7.
 """
 
 from __future__ import annotations

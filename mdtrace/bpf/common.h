@@ -149,7 +149,8 @@ static __always_inline void read_names(struct mdt_event *e, u64 mddev)
 #endif
 }
 
-/* The array state the engine needs, read at this moment (design.md section 2). */
+/* The array state the engine needs (mddev->recovery, flags, ro, suspended, sync_thread, ...),
+ * read at this moment. */
 static __always_inline void read_state(struct mdt_event *e, u64 mddev)
 {
     if (!mddev)

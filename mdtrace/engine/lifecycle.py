@@ -1,4 +1,5 @@
-"""The sync thread's designed lifetime (seed steps 1-4) as a pure transition function.
+"""The sync thread's lifetime (md_register_thread, md_do_sync, MD_RECOVERY_DONE,
+md_reap_sync_thread) as a pure transition function.
 
 It tolerates joining mid-stream: the first state word seen places the array directly.
 Flag tests use plain ints: IntFlag's ``&`` costs a microsecond, and this runs on every

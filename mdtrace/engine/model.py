@@ -16,7 +16,9 @@ from mdtrace.events import Event
 
 
 class Lifecycle(enum.StrEnum):
-    """Where an array's sync thread is in the designed lifetime (seed steps 1-4)."""
+    """Where an array's sync thread is in its lifetime: registered (md_start_sync ->
+    md_register_thread), md_do_sync running, MD_RECOVERY_DONE set, reaped
+    (md_check_recovery -> md_reap_sync_thread)."""
 
     IDLE = "idle"            # no sync thread, nothing requested
     NEEDED = "needed"        # step 1: MD_RECOVERY_NEEDED set, daemon not yet acted
@@ -36,7 +38,7 @@ class Severity(enum.StrEnum):
 
 @dataclass
 class Finding:
-    """One diagnosed problem.  ``code`` is F1..F10 (design.md section 3)."""
+    """One diagnosed problem.  ``code`` is F1..F15 (README "What it finds", docs/engine.md)."""
 
     code: str
     title: str

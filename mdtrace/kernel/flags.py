@@ -59,7 +59,7 @@ class MddevFlag(enum.IntFlag):
     DELETED = 1 << 13
 
 
-# Kernel enum recovery_flags, measured from BTF / read in drivers/md/md.h (see kernel-facts.md).
+# Kernel enum recovery_flags (drivers/md/md.h), as the 6.1 and 6.12 BTF give it (tests/test_btf.py).
 RECOVERY_PRE_6_11: dict[str, int] = {
     "RUNNING": 0, "SYNC": 1, "RECOVER": 2, "INTR": 3, "DONE": 4, "NEEDED": 5, "REQUESTED": 6,
     "CHECK": 7, "RESHAPE": 8, "FROZEN": 9, "ERROR": 10, "WAIT": 11, "RESYNCING_REMOTE": 12,

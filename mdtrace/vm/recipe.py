@@ -17,7 +17,8 @@ from typing import Any
 from mdtrace.errors import MdtraceError
 
 # Short names accepted on the command line -> Debian kernel release (`uname -r`).
-# 6.1: bookworm's own kernel, from before the seed's fixes; 6.12: bookworm-security, after them.
+# 6.1: bookworm's own kernel, before the 6.8/6.9 md fixes (82ec0ae59d02, ad39c08186f8, ...);
+# 6.12: bookworm-security, after them.
 KERNELS: dict[str, str] = {
     "6.1": "6.1.0-56-amd64",
     "6.12": "6.12.117+deb12-amd64",

@@ -1,4 +1,4 @@
-"""Detectors: one module per finding class (design.md section 3).  Each exposes ``CODE`` and
+"""Detectors: one module per finding class (docs/engine.md).  Each exposes ``CODE`` and
 ``check(ctx)`` returning :class:`mdtrace.engine.detectors.base.Verdict` s (raise or clear by key).
 
 - EVENT_DETECTORS run on events of TRIGGER_KINDS (per array, with the event);

@@ -2,10 +2,10 @@
 
 For raid456, calling ``pers->start_reshape`` after a reshape was interrupted sets up a *new*
 reshape over a half-reshaped array: stripes already moved are reshaped again (data corruption).
-md's own ``sync_action=reshape`` continues an unfinished reshape instead of restarting it; the
-seed series describes dm-raid relying on md_do_sync *not* setting DONE to avoid a new sync
-thread after a suspend, which 82ec0ae59d02 (6.8) broke and 16c4770c75b1 (6.9, "dm-raid: really
-frozen sync_thread during suspend") repaired.
+md's own ``sync_action=reshape`` continues an unfinished reshape instead of restarting it;
+dm-raid relied on md_do_sync *not* setting DONE to avoid a new sync thread after a suspend,
+which 82ec0ae59d02 (6.8, "md: Make sure md_do_sync() will set MD_RECOVERY_DONE") broke
+and 16c4770c75b1 (6.9, "dm-raid: really frozen sync_thread during suspend") repaired.
 
 Evidence: a ``start_reshape`` entry whose state shows ``reshape_position`` != MaxSector (a
 fresh reshape enters with MaxSector; it is set inside start_reshape), sharpened when the

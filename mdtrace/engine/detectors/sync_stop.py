@@ -66,7 +66,7 @@ def check(ctx: Context) -> list[Verdict]:
     if not proven and not long_blocked(waiters, ctx.config):
         return []
     name = arr.dm_name or arr.name
-    # f52f5c71f3d4 "md: fix stopping sync thread" is in 6.7 (the seed series' cover letter)
+    # f52f5c71f3d4 "md: fix stopping sync thread" went into 6.7
     old = parse_release(ctx.kernel) < (6, 7) if ctx.kernel else False
     dead = daemon_dead(arr)
     if dead:
