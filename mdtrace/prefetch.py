@@ -92,22 +92,21 @@ def _work(reader: TraceReader, tx: Connection, tick_ns: int) -> None:
         templates: dict[bytes, Any] = {}
         now = last_tick = 0          # a fresh engine's clock
         raw = False
-        for start, block, err in reader._blocks():
+        for start, block, err in reader.raw_blocks():
             if err is not None or not block:
                 why = None if err is None else (err.what, err.line, err.hint)
-                tx.send(("end", start, reader._buf, reader._skipping, reader._stream.fault,
-                         why))
+                tx.send(("end", start, *reader.tail_state(), why))
                 return
             if not raw:
                 out, ops, skimmed, now, last_tick, blind, nlines, n_out = skim.scan(
                     templates, block, now, last_tick, tick_ns)
-                reader._lineno = start + nlines
-                if not blind and reader._decode_block(out, n_out) is not None:
+                reader.at_line(start + nlines)
+                if not blind and reader.decodes(out, n_out):
                     tx.send(("blk", start, nlines, skimmed, n_out, out, ops,
                              skim.last_line_ts(block)))
                     continue
                 raw = True
-            reader._lineno = start + block.count(b"\n")
+            reader.at_line(start + block.count(b"\n"))
             tx.send(("raw", start, block))
     except BaseException as exc:  # noqa: BLE001 - reported to the reader, which raises it
         try:

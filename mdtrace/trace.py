@@ -537,6 +537,27 @@ class TraceReader:
         self.last_ts = max(self.last_ts, skim.last_line_ts(block))
         yield evs, ops
 
+    # -- what the read-ahead process (mdtrace.prefetch) does with its copy of the reader:
+    #    raw blocks out, each checked to decode, and the tail state handed back at the end
+
+    def raw_blocks(self) -> Iterator[tuple[int, bytes, TraceError | None]]:
+        """:meth:`_blocks`, for the read-ahead process (it advances the line with
+        :meth:`at_line`)."""
+        return self._blocks()
+
+    def at_line(self, lineno: int) -> None:
+        """The lines before ``lineno`` are consumed (line numbers of later errors)."""
+        self._lineno = lineno
+
+    def decodes(self, block: bytes, nlines: int) -> bool:
+        """Whether every line of ``block`` decodes and checks (the result is thrown away:
+        the parent decodes it again, the one place events are made)."""
+        return self._decode_block(block, nlines) is not None
+
+    def tail_state(self) -> tuple[bytes, bool, str | None]:
+        """What the last block left: the partial line, inside an overlong line, stream fault."""
+        return self._buf, self._skipping, self._stream.fault
+
     def _blocks(self) -> Iterator[tuple[int, bytes, TraceError | None]]:
         """Whole-line blocks as read: (line number before the block, block, read error);
         last an empty block (the final drain).  The consumer advances ``_lineno``."""
