@@ -23,22 +23,22 @@ from mdtrace.engine.detectors import (
 from mdtrace.engine.detectors.base import Context, GraphContext, Verdict
 from mdtrace.engine.detectors.reshape_io import finding_key as _f7_key
 from mdtrace.engine.findings import FindingStore
-from mdtrace.engine.iowait import blocked_reason, on_io_wait, waited_ns
+from mdtrace.engine.iowait import blocked_reason, on_io_wait
 from mdtrace.engine.kernel_log import superseded, thread_death
 from mdtrace.engine.locks import Inversion, LockGraph
 from mdtrace.engine.model import (
     ArrayView,
     Finding,
-    IoWaitView,
     Lifecycle,
     LockEdgeView,
     Snapshot,
     TracerHealth,
 )
 from mdtrace.engine.retention import MAX_CLOSED, Retention
+from mdtrace.engine.views import array_view
 from mdtrace.engine.waitfor import WaitForGraph
 from mdtrace.events import ArrayState, Event
-from mdtrace.kernel.flags import Recovery, mddev_names, parse_release, recovery_names
+from mdtrace.kernel.flags import Recovery, parse_release
 from mdtrace.moves import MOVE, MOVE_SYSFS
 from mdtrace.moves import fold as _fold
 from mdtrace.moves import fold_seq as _fold_seq
@@ -48,7 +48,6 @@ TICK_NS = 100_000_000
 _TICK_NS = TICK_NS
 _LEVELS = {0: "raid0", 1: "raid1", 4: "raid4", 5: "raid5", 6: "raid6", 10: "raid10"}
 _STOPPED = Lifecycle.STOPPED
-_SYNCING = Lifecycle.SYNCING
 _DONE = int(Recovery.DONE)
 _RESHAPE = int(Recovery.RESHAPE)
 _MOVE_SYSFS = MOVE_SYSFS
@@ -741,33 +740,10 @@ class Engine:
         health = self._health
         health.findings_raised = dict(self._fs.raised_by_code)
         for name, arr, retired in recs:
-            waits = [IoWaitView(w.io_id, w.tid, w.comm, w.sector, w.sectors, w.rw, w.first_ns,
-                                max(waited_ns(w), self._now - w.first_ns), w.mode, True)
-                     for w in arr.io_waits.values()]
-            held = sorted(held_by.get(name, ()))
-            syncing = arr.lifecycle is _SYNCING and arr.speed > 0
-            speed = arr.speed if syncing else 0.0
-            done = arr.curr_resync if arr.curr_resync > 3 else (
-                arr.prog_token[2] if arr.prog_token else 0)
-            eta = (arr.resync_max - done) / speed if speed and arr.resync_max > done else None
-            arrays[name] = ArrayView(
-                name=name, kind=arr.kind, dm_name=arr.dm_name, level=arr.level,
-                generation=arr.generation, lifecycle=arr.lifecycle,
-                lifecycle_since_ns=arr.lifecycle_since, recovery=recovery_names(arr.recovery),
-                recovery_mask=arr.recovery, flags=mddev_names(arr.flags), ro=arr.ro,
-                suspended=arr.suspended, dm_suspended=arr.dm_suspended,
-                sync_thread=arr.sync_thread, sync_action=arr.sync_action,
-                reshape_pos=arr.reshape_pos,
-                progress_done=done, progress_total=arr.resync_max,
-                speed_sectors_per_s=speed, eta_s=eta, raid_disks=arr.raid_disks,
-                degraded=arr.degraded, blocked_io=waits,
-                oldest_wait_s=max((w.wait_ns for w in waits), default=0) / 1e9,
-                locks_held=held, last_event_ns=arr.last_ns,
-                findings_active=sorted(active.get(name, ())),
-                history=[(ts, str(state)) for ts, state in arr.history],
-                counters=dict(arr.counters),
-                dm_members=[d for d in dm_devices if arr.dm_name and d.owner == arr.dm_name],
-                retired=retired)
+            arrays[name] = array_view(name, arr, retired=retired, now_ns=self._now,
+                                      held=sorted(held_by.get(name, ())),
+                                      active=sorted(active.get(name, ())),
+                                      dm_devices=dm_devices)
         order = [LockEdgeView(e.first, e.second, e.count, e.tid)
                  for e in locks.edges.values()]
         return Snapshot(now_ns=self._now, arrays=arrays, findings=findings,
