@@ -4,8 +4,8 @@
 from __future__ import annotations
 
 from mdtrace.engine.arrays import ArrayRec
-from mdtrace.engine.iowait import waited_ns
 from mdtrace.engine.dm_context import DmMemberView
+from mdtrace.engine.iowait import waited_ns
 from mdtrace.engine.model import ArrayView, IoWaitView, Lifecycle
 from mdtrace.kernel.flags import mddev_names, recovery_names
 
