@@ -268,7 +268,7 @@ def test_diagnose_explains_the_hang_then_is_clean(live) -> None:
         assert ("F11", "md0") in after_codes, after_codes
         return
     if rel.startswith("6.1."):
-        assert ("F7", "md0") in codes, (d / "diagnose_hung.txt").read_text()[-3000:]
+        assert ("F7", "md0") in codes, (d / "diagnose_hung.json").read_text()[-3000:]
         f7 = next(f for f in hung["findings"] if f["code"] == "F7")
         assert "dd" in f7["explanation"], f7
         assert obs.get("diagnose_after") == "rc=0", after_codes
