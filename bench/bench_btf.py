@@ -48,7 +48,7 @@ def _child(parser: str, root: str, repeat: int) -> None:
             if p is not None:
                 mods[m] = load_blob(p, base=vm)
         t1 = time.perf_counter()
-        off = compute_offsets(BtfSet(vm, mods, root))  # type: ignore[arg-type]
+        off = compute_offsets(BtfSet(vm, mods, root))
         t2 = time.perf_counter()
         n_defines = len(off.defines)
         if t2 - t0 < best[0]:
