@@ -82,6 +82,8 @@ class Op(IntEnum):
 
 
 KIND_NAMES: dict[int, str] = {int(k): k.name.lower() for k in Ev if k is not Ev.TEST}
+# kinds that carry no arguments (md_check_recovery's 60-75 calls a second per syncing array)
+_NO_ARGS = frozenset({Ev.CHECK_RECOVERY_ENTER, Ev.CHECK_RECOVERY_EXIT, Ev.ARRAY_STOP})
 HOOKS: dict[int, str] = {int(h): h.name.lower() for h in Hook}
 INT_HOOKS = frozenset({Hook.PRERESUME, Hook.MESSAGE})  # raid_preresume, raid_message: int
 LOCK_CLASSES: dict[int, str] = {Lk.RECONFIG: "reconfig_mutex", Lk.SUSPEND: "suspend_mutex",
@@ -176,6 +178,8 @@ class RawDecoder:
                    comm=_cstr(comm), dm_name=dm_name, mddev=self.hasher(mddev),
                    state=state)
         canonicalise(ev, self.table)
+        if kind in _NO_ARGS:        # most of any trace: done before the per-kind chain
+            return ev
         args: dict[str, object] = {}
         rec = state.rec if state is not None else 0
         if kind == Ev.DO_SYNC_ENTER or kind == Ev.DO_SYNC_EXIT:
