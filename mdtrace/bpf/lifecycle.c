@@ -1,12 +1,13 @@
-/* mdtrace: the sync-thread lifecycle of md arrays (seed steps 1-4), array create/stop,
+/* mdtrace: the sync-thread lifecycle of md arrays (NEEDED -> the daemon registers the sync
+ * thread -> md_do_sync -> DONE -> md_reap_sync_thread), array create/stop,
  * mddev suspend/resume.  Needs common.h.  Attached as kprobes/kretprobes by the probe plan
  * (mdtrace/kernel/probes.py); a function missing on a kernel is simply not attached.
  *
  * Verified by attaching in the 6.1.192 and 6.12.117 guests (tests/vm/test_bpf_guest.py) and
- * against their BTF/kallsyms (tests/data/btf/).  6.7-6.9: signatures as listed in
- * kernel-facts.md (md_unregister_thread gained the mddev argument and mddev_suspend became int
- * in 6.7 - checked in the md patch text; both forms are handled via BTF-derived -D constants),
- * not attached on a real 6.7-6.9 kernel.
+ * against their BTF/kallsyms (tests/data/btf/).  6.7-6.9: md.c's
+ * md_unregister_thread(struct mddev *, struct md_thread __rcu **) gained the mddev argument and
+ * mddev_suspend() became int in 6.7 (both forms handled via BTF-derived -D constants); not
+ * attached on a real 6.7-6.9 kernel.
  */
 
 BPF_HASH(last_recovery, u64, u64, 256);            /* mddev -> last reported recovery word */
@@ -62,7 +63,7 @@ int md_do_sync_exit(struct pt_regs *ctx)
 }
 
 /* md_reap_sync_thread(struct mddev *mddev): step 4 (6.1, 6.7-6.9, 6.12).  Must run with
- * mddev->reconfig_mutex held by the caller (seed patch 7: raid_message() did not).  The mutex
+ * mddev->reconfig_mutex held by the caller (dm-raid's raid_message() did not before cd32b27a66db).  The mutex
  * owner word is a task_struct pointer with flag bits in the low 3 bits.
  * a0 = caller owns the mutex, a1 = mutex owned by anyone, a2 = caller address. */
 int md_reap_sync_thread_enter(struct pt_regs *ctx)

@@ -16,7 +16,7 @@ for m in vmlinux md_mod raid456 dm_raid dm_mod raid1; do
         echo "$m" >> "$dst/missing_btf"
     fi
 done
-# functions from kernel-facts.md (and what mdtrace's probes use): name, or name.isra.N etc.
+# the md/dm functions mdtrace probes or whose presence matters per version: name, or name.isra.N etc.
 funcs="md_check_recovery md_do_sync md_reap_sync_thread md_register_thread md_unregister_thread
 mddev_suspend mddev_resume mddev_suspend_and_lock stop_sync_thread md_frozen_sync_thread
 md_unfrozen_sync_thread md_idle_sync_thread raid5_make_request md_handle_request
