@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 from mdtrace.engine.blocked import BlockedTask
 from mdtrace.engine.kernel_log import ThreadDeath
@@ -24,6 +25,9 @@ class IoWait:
     sector: int
     sectors: int
     rw: str
+    # F7's finding for this IO once raised (engine/detectors/reshape_io.py): ticks re-assert
+    # it without rebuilding it while it stays open
+    f7: Any = None
 
 
 @dataclass

@@ -71,6 +71,10 @@ def check(ctx: Context) -> list[Verdict]:
     behaviours: dict[str, str] = {}
     name, rpos = arr.name, arr.reshape_pos
     for w in waits:
+        if w.f7 is not None and w.f7.end_ns is None and w.f7.details.get("reason") == reason:
+            # raised and still open: re-assert it (the engine only marks it seen)
+            out.append(Verdict(w.f7.key, w.f7))
+            continue
         waited = w.last_ns - w.first_ns
         if w.wait_ns > waited:
             waited = w.wait_ns
@@ -85,7 +89,7 @@ def check(ctx: Context) -> list[Verdict]:
         kb = behaviours.get(mode)
         if kb is None:
             kb = behaviours[mode] = behaviour(ctx.kernel, mode)
-        out.append(Verdict(prefix + w.io_id, Finding(
+        w.f7 = Finding(
             "F7", title, name, w.first_ns, Severity.CRITICAL,
             f"{w.comm or 'task'} (tid {w.tid}) {_io(w)} crosses {name}'s reshape "
             f"position ({pos}) and had waited {_waited(w, waited)} when this was "
@@ -93,7 +97,9 @@ def check(ctx: Context) -> list[Verdict]:
             f"{kb}.",
             remedy, fix,
             details={"reason": reason, "mode": mode, "wait_s": round(waited / 1e9, 3),
-                     "sector": w.sector, "reshape_pos": rpos, "kernel_behaviour": kb})))
+                     "sector": w.sector, "reshape_pos": rpos, "kernel_behaviour": kb})
+        w.f7.key = prefix + w.io_id
+        out.append(Verdict(w.f7.key, w.f7))
     return out
 
 
