@@ -34,6 +34,7 @@ THRESHOLD_S = 5.0
 LATE_TARGET_S = 10.0
 LATE_LIMIT_S = 30.0
 MDTRACE = str(Path(sys.executable).parent / "mdtrace")
+LIVE_BOOTS = 2          # a boot the kernel itself crashed is run again once
 ZERO = "kprobe_events=0 kprobes_list=0 progs=0 links=0"
 
 
@@ -56,10 +57,28 @@ def live(request: pytest.FixtureRequest):  # -> (release, obs dict, result dir)
                         "-q", "-w", str(wheel_dir), str(ROOT)], capture_output=True, text=True,
                        timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
-    res = run_script(ensure_image(), request.param, str(SCRIPT), disks=12, disk_mb=256,
-                     timeout_s=1500, out_dir=str(out))
-    print(f"\nmdtrace vm live: {res.summary()}", file=sys.stderr)
     d = out / "live"
+    for boot in range(1, LIVE_BOOTS + 1):
+        res = run_script(ensure_image(), request.param, str(SCRIPT), disks=12, disk_mb=256,
+                         timeout_s=1500, out_dir=str(out))
+        print(f"\nmdtrace vm live: {res.summary()}", file=sys.stderr)
+        if res.rc == 0 and not res.wedged or not res.kernel_failure:
+            break
+        # the kernel itself failed before the script could finish (6.12.117's raid5d double
+        # free can strike while the write waits across the frozen reshape, then panic): a
+        # known kernel bug (docs/kernels.md), not mdtrace's; what that boot saw is kept
+        kept = out / f"live-kernel-failure-boot{boot}"
+        shutil.rmtree(kept, ignore_errors=True)
+        if d.exists():
+            d.rename(kept)
+        print(f"NOTE {rel}: kernel failure in live boot {boot} ({res.kernel_failure}); kept in "
+              f"{kept}", file=sys.stderr)
+    else:
+        msg = (f"!! live vm tests on {rel} SKIPPED: the kernel failed in all {LIVE_BOOTS} boots "
+               f"({res.kernel_failure}; a known {rel} bug, docs/kernels.md): live front ends "
+               "NOT checked on this kernel")
+        print(msg, file=sys.stderr)
+        pytest.skip(msg)
     obs: dict[str, str] = {}
     for line in (d / "obs.txt").read_text().splitlines() if (d / "obs.txt").exists() else []:
         k, _, v = line.partition(" ")
