@@ -109,7 +109,12 @@ def test_run_prints_f7_live_within_the_margin(live) -> None:
     own = obs.get("f7_run_latency_from_block_s")
     assert own is not None and float(own) <= THRESHOLD_S + F7_SLACK_S, (rel, own)
     line = next(ln for ln in (d / "run.out").read_text().splitlines() if " F7 md0 " in ln)
-    assert "remedy:" in line and "sync_action" in line
+    if "kernel_oops" in obs and "(md_thread_dead)" in line:
+        # 6.12.117's double free killed raid5d while the write waited: nothing but a reboot
+        # moves it now, and F7 says so (engine/iowait.py blocked_reason)
+        assert "remedy: reboot" in line, line
+    else:
+        assert "remedy:" in line and "sync_action" in line, line
 
 
 def test_f7_ends_after_the_remedy_or_the_oops_is_diagnosed(live) -> None:
