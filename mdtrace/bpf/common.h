@@ -197,6 +197,52 @@ static __always_inline u64 caller_ip(struct pt_regs *ctx)
     return ip;
 }
 
+/* The per-IO gate (issue 17: BPF time per IO <= 1 % of the IO itself).  A request can wait
+ * in raid5_make_request on a reshape only while the array has one: mddev->reshape_position is
+ * MaxSector ((sector_t)~0) otherwise (md.c mddev_init; end_reshape/raid5_finish_reshape put it
+ * back).  So the in-flight table of reshape_io.c is filled only while some array's
+ * reshape_position is set: count = arrays seen so by md_check_recovery (lifecycle.c), force =
+ * user space saw one in sysfs (an array whose daemon is not running md_check_recovery, e.g. a
+ * frozen reshape on a quiet array).  A healthy array's IO costs one array-map load here (an
+ * inlined lookup: no helper call).  on_since: when the gate last opened (ktime, CLOCK_MONOTONIC
+ * like user space's time.monotonic_ns); an in-flight slot older than it was filled in an
+ * earlier open period and its return may have been skipped while the gate was shut. */
+struct io_gate_t {
+    s64 count;               /* written by the programs only (atomic add) */
+    u64 on_since;
+};
+struct io_gate_user_t {
+    u64 force;               /* written by user space only (bcc_source.py IoGate) */
+    u64 on_since;
+};
+BPF_ARRAY(io_gate, struct io_gate_t, 1);
+BPF_ARRAY(io_gate_user, struct io_gate_user_t, 1);
+
+/* 1 when the gate is open; *on_since = when it last opened */
+static __always_inline int io_gate_open(u64 *on_since)
+{
+    u32 zero = 0;
+    struct io_gate_t *g = io_gate.lookup(&zero);
+    struct io_gate_user_t *u = io_gate_user.lookup(&zero);
+    if (!g || !u || (g->count <= 0 && !u->force))
+        return 0;
+    *on_since = g->on_since > u->on_since ? g->on_since : u->on_since;
+    return 1;
+}
+
+/* one more (d = 1) or one fewer (d = -1) array with a reshape position */
+static __always_inline void io_gate_add(s64 d)
+{
+    u32 zero = 0;
+    struct io_gate_t *g = io_gate.lookup(&zero);
+    struct io_gate_user_t *u = io_gate_user.lookup(&zero);
+    if (!g || !u)
+        return;
+    if (d > 0 && g->count <= 0 && !u->force)
+        g->on_since = bpf_ktime_get_ns();
+    __sync_fetch_and_add(&g->count, d);
+}
+
 /* entry -> return argument stash, keyed by thread id */
 struct stash_val { u64 a0; u64 a1; u64 a2; };
 BPF_HASH(stash, u64, struct stash_val, 4096);      /* tid -> entry arguments */

@@ -10,39 +10,136 @@
  * attached on a real 6.7-6.9 kernel.
  */
 
-BPF_HASH(last_recovery, u64, u64, 256);            /* mddev -> last reported recovery word */
-
 /* md_check_recovery(struct mddev *mddev): the md daemon's step 2 and 4 (6.1, 6.7-6.9, 6.12:
- * same signature).  Called thousands of times a minute, so only calls that see a non-zero
- * recovery word, or the first after it went back to zero, are reported. */
-static __always_inline int check_recovery_wanted(u64 mddev)
+ * same signature).  raid5d calls it on every loop (hundreds of times a second under IO), so it
+ * is reported CHANGE-ONLY (issue 12): an entry when the array's state words differ from the
+ * last reported entry, an exit when they differ from the last reported exit, and otherwise one
+ * exit sample per CRC_SAMPLE_NS carrying the positions.  a0 = md_check_recovery calls of that
+ * kind the event stands for (itself included), so "the daemon ran N times and did not reap"
+ * (F1/F2) stays countable.  An idle array (recovery word 0 and no reshape position) is not
+ * reported at all: md_check_recovery returns at once when none of NEEDED/DONE/sb_flags is set.
+ *
+ * The per-array memory lives in an ARRAY map slot picked by the calling thread (tid %
+ * DAEMON_SLOTS; the caller is the array's own daemon thread, one per array), so the common
+ * call costs no hash lookup: one inlined array lookup and two reads. */
+#ifndef CRC_SAMPLE_NS
+#define CRC_SAMPLE_NS 1000000000ULL
+#endif
+#define DAEMON_SLOTS 256
+#define MAX_SECTOR (~0ULL)
+
+struct crc_words {
+    u64 recovery;
+    u64 flags;
+    s32 ro;
+    s32 suspended;
+    u64 sync_thread;
+};
+
+struct daemon_slot {
+    u64 tid;                 /* owner thread; 0 = free */
+    u64 mddev;
+    struct crc_words enter_last, exit_last;
+    u64 exit_last_ts;
+    u32 enter_calls, exit_calls;
+    u8 in_call;              /* the running call's entry was not idle: its exit is read */
+    u8 reshaping;            /* counted in io_gate */
+    u8 seen_enter, seen_exit;
+    u32 pad;
+};
+BPF_ARRAY(daemon_slots, struct daemon_slot, DAEMON_SLOTS);
+
+static __always_inline void crc_read(struct crc_words *w, u64 mddev, u64 rec)
 {
-    u64 rec = rd_u64(mddev, MDDEV_RECOVERY);
-    u64 *last = last_recovery.lookup(&mddev);
-    u64 prev = last ? *last : 1;  /* first sight of an array: report once */
-    if (rec == 0 && prev == 0)
-        return 0;
-    last_recovery.update(&mddev, &rec);
-    return 1;
+    w->recovery = rec;
+    w->flags = rd_u64(mddev, MDDEV_FLAGS);
+    w->ro = rd_s32(mddev, MDDEV_RO);
+    w->suspended = rd_s32(mddev, MDDEV_SUSPENDED);
+    w->sync_thread = rd_u64(mddev, MDDEV_SYNC_THREAD) != 0;
+}
+
+static __always_inline int crc_same(struct crc_words *a, struct crc_words *b)
+{
+    return a->recovery == b->recovery && a->flags == b->flags && a->ro == b->ro &&
+           a->suspended == b->suspended && a->sync_thread == b->sync_thread;
+}
+
+/* forget a slot's array (new owner or array stopped), giving back its io_gate count */
+static __always_inline void daemon_slot_free(struct daemon_slot *s)
+{
+    if (s->reshaping)
+        io_gate_add(-1);
+    __builtin_memset(s, 0, sizeof(*s));
 }
 
 int md_check_recovery_enter(struct pt_regs *ctx)
 {
     u64 mddev = PT_REGS_PARM1(ctx);
-    stash_put(F_CHECK_RECOVERY, mddev, 0, 0);
-    if (!check_recovery_wanted(mddev))
+    u64 tid = (u32)bpf_get_current_pid_tgid();
+    u32 idx = tid % DAEMON_SLOTS;
+    struct daemon_slot *s = daemon_slots.lookup(&idx);
+    if (!s || !mddev)
         return 0;
-    return emit_state(ctx, EV_CHECK_RECOVERY_ENTER, mddev, 0, 0);
+    if (s->tid != tid || s->mddev != mddev) {
+        daemon_slot_free(s);
+        s->tid = tid;
+        s->mddev = mddev;
+    }
+    u64 rec = rd_u64(mddev, MDDEV_RECOVERY);
+    u8 reshaping = rd_u64(mddev, MDDEV_RESHAPE_POS) != MAX_SECTOR;
+    if (reshaping != s->reshaping) {
+        s->reshaping = reshaping;
+        io_gate_add(reshaping ? 1 : -1);
+    }
+    s->in_call = 0;
+    /* idle, and so was the last reported entry (first sight of an array is reported once) */
+    if (rec == 0 && !reshaping && s->seen_enter && s->enter_last.recovery == 0)
+        return 0;
+    struct crc_words w = {};
+    crc_read(&w, mddev, rec);
+    s->in_call = 1;
+    s->enter_calls++;
+    if (s->seen_enter && crc_same(&w, &s->enter_last))
+        return 0;
+    u64 calls = s->enter_calls;
+    s->enter_last = w;
+    s->seen_enter = 1;
+    s->enter_calls = 0;
+    return emit_state(ctx, EV_CHECK_RECOVERY_ENTER, mddev, calls, 0);
 }
 
 int md_check_recovery_exit(struct pt_regs *ctx)
 {
-    struct stash_val v;
-    if (!stash_take(F_CHECK_RECOVERY, &v))
+    u64 tid = (u32)bpf_get_current_pid_tgid();
+    u32 idx = tid % DAEMON_SLOTS;
+    struct daemon_slot *s = daemon_slots.lookup(&idx);
+    if (!s || s->tid != tid || !s->in_call)
         return 0;
-    if (!check_recovery_wanted(v.a0))
+    s->in_call = 0;
+    u64 mddev = s->mddev;
+    struct crc_words w = {};
+    crc_read(&w, mddev, rd_u64(mddev, MDDEV_RECOVERY));
+    u64 now = bpf_ktime_get_ns();
+    s->exit_calls++;
+    if (s->seen_exit && crc_same(&w, &s->exit_last) && now - s->exit_last_ts < CRC_SAMPLE_NS)
         return 0;
-    return emit_state(ctx, EV_CHECK_RECOVERY_EXIT, v.a0, 0, 0);
+    u64 calls = s->exit_calls;
+    s->exit_last = w;
+    s->exit_last_ts = now;
+    s->seen_exit = 1;
+    s->exit_calls = 0;
+    return emit_state(ctx, EV_CHECK_RECOVERY_EXIT, mddev, calls, 0);
+}
+
+/* an array stopped: free the daemon slots that remember it (its daemon thread is gone) */
+static __always_inline void daemon_slots_forget(u64 mddev)
+{
+    for (u32 i = 0; i < DAEMON_SLOTS; i++) {
+        u32 idx = i;
+        struct daemon_slot *s = daemon_slots.lookup(&idx);
+        if (s && s->mddev == mddev)
+            daemon_slot_free(s);
+    }
 }
 
 /* md_do_sync(struct md_thread *thread): step 3, runs in the sync thread itself, so comm is the
@@ -176,6 +273,7 @@ int md_run_exit(struct pt_regs *ctx)
  * on a zero return only (it refuses with -EBUSY while the array is open). */
 int md_stop_enter(struct pt_regs *ctx)
 {
+    daemon_slots_forget(PT_REGS_PARM1(ctx));
     return emit_state(ctx, EV_ARRAY_STOP, PT_REGS_PARM1(ctx), 0, 0);
 }
 
@@ -193,6 +291,7 @@ int do_md_stop_exit(struct pt_regs *ctx)
         return 0;
     if ((int)PT_REGS_RC(ctx) != 0)
         return 0;
+    daemon_slots_forget(v.a0);
     return emit_state(ctx, EV_ARRAY_STOP, v.a0, 0, 0);
 }
 

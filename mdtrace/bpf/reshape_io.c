@@ -10,6 +10,9 @@
  * 6.1/6.7/6.8: a request across the reshape position sleeps in it (wait_woken on
  * conf->wait_for_overlap, TASK_UNINTERRUPTIBLE); 6.9+: it returns false (requeue loop).
  * r5conf->reshape_progress / reshape_safe (sector_t): 6.1 and 6.12.
+ *
+ * All of it runs only while the io_gate (common.h) is open, i.e. while some array has a
+ * reshape position: a healthy array's request costs one inlined array-map load per probe.
  */
 
 #include <uapi/linux/bpf_perf_event.h>
@@ -126,12 +129,17 @@ static __always_inline void account(struct pt_regs *ctx, u64 mddev, u64 wait, in
 
 int raid5_make_request_enter(struct pt_regs *ctx)
 {
+    /* no array has a reshape position: nothing can wait on one (io_gate, common.h) */
+    u64 on_since;
+    if (!io_gate_open(&on_since))
+        return 0;
     u64 tid = (u32)bpf_get_current_pid_tgid();
     u32 idx = tid % IO_SLOTS;
     struct io_slot *s = io_inflight.lookup(&idx);
     if (!s)
         return 0;
-    if (s->tid && s->tid != tid) {
+    /* a slot filled before the gate last opened is free (its return may have been skipped) */
+    if (s->tid && s->tid != tid && s->ts >= on_since) {
         u32 z = 0;
         u64 *c = io_untracked.lookup(&z);
         if (c)
@@ -151,11 +159,19 @@ int raid5_make_request_enter(struct pt_regs *ctx)
 
 int raid5_make_request_exit(struct pt_regs *ctx)
 {
+    u64 on_since;
+    if (!io_gate_open(&on_since))
+        return 0;
     u64 tid = (u32)bpf_get_current_pid_tgid();
     u32 idx = tid % IO_SLOTS;
     struct io_slot *s = io_inflight.lookup(&idx);
     if (!s || s->tid != tid)
         return 0;
+    if (s->ts < on_since) {
+        /* filled before the gate last shut; its wait is unknown: forget it */
+        s->tid = 0;
+        return 0;
+    }
     u64 now = bpf_ktime_get_ns();
     u64 mddev = s->mddev;
     u64 sector = s->sector;
@@ -203,6 +219,9 @@ int io_scan(struct bpf_perf_event_data *ctx)
 {
     if (bpf_get_smp_processor_id() != 0)
         return 0;
+    u64 on_since;
+    if (!io_gate_open(&on_since))
+        return 0;
     u64 now = bpf_ktime_get_ns();
     for (u32 i = 0; i < IO_SLOTS; i++) {
         u32 idx = i;
@@ -212,7 +231,7 @@ int io_scan(struct bpf_perf_event_data *ctx)
         /* the owner may refill the slot on another CPU meanwhile (a 6.9+ requeue loop
          * re-enters raid5_make_request constantly): ts can be newer than now */
         u64 ts = s->ts;
-        if (ts >= now || now - ts < IO_THRESH_NS)
+        if (ts >= now || now - ts < IO_THRESH_NS || ts < on_since)
             continue;
         if (now - s->last_report < IO_THRESH_NS && !crossed_alert(now - ts, s->last_report - ts))
             continue;

@@ -29,6 +29,7 @@ from mdtrace.kernel.probes import (
 )
 from mdtrace.pointers import PointerHasher
 from mdtrace.sources.bcc_decode import RAW_SIZE, RawDecoder
+from mdtrace.sources.bcc_gate import IoGateForce
 from mdtrace.sources.bcc_misses import MissCounter, SlotVerifier, clear_slot, untracked_count
 from mdtrace.trace import TraceHeader
 
@@ -196,6 +197,8 @@ class BccSource:
         self.misses = MissCounter(exits, os.getpid())
         self.slots = SlotVerifier(clear=lambda tid: clear_slot(self.bpf, tid))
         self._stale_seen = 0
+        self.gate = IoGateForce(self.bpf)
+        self.gate.refresh()
         self.header = TraceHeader(
             kernel=self.release, source="bcc", hash_key_id=self.hasher.key_id,
             flag_tables=self.offsets.flag_table,
@@ -289,6 +292,7 @@ class BccSource:
             yield from (ev for ev in self.poller.poll(100) if keep(ev))
             if time.monotonic() - last_lost >= 1.0:
                 last_lost = time.monotonic()
+                self.gate.refresh()
                 yield from self.lost_events()
         # drain what is already in the buffer, then the final loss count
         yield from self.poller.poll(0)
