@@ -1,0 +1,166 @@
+"""Run the zoo in the guest: one 6.12 boot per variant (``stock`` = Debian's own modules), the
+variant's modules loaded in place of the stock ones (tests/vm/guest/zoo_run.sh), its
+reproducers under ``mdtrace record``; results checked on the host against ``EXPECT`` with this
+checkout's ``mdtrace report --format json`` of each trace.
+
+Layout: ``<out>/<variant>/`` is the boot's out share (run_scenarios.sh's layout:
+``scenarios/<name>/{obs.jsonl,trace.jsonl.gz,report.json,...}``), plus ``zoo_run.json`` (the
+boot's figures), ``zoo_loaded.txt`` (what the guest loaded) and ``zoo_modules/`` (the .ko files
+the host put there).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from mdtrace.errors import MdtraceError
+from mdtrace.vm.scenarios import F, FindingSpec, ScenarioResult, findings, load_results
+from vmtest.zoo.build import MODULES, RELEASE, ensure_build
+from vmtest.zoo.variants import VARIANTS
+
+GUEST_SCRIPT = Path("tests/vm/guest/zoo_run.sh")
+Check = Callable[[ScenarioResult], "str | None"]
+
+# the array as lvm names it (mdtrace shows dm-raid arrays under their LV)
+LV = "mdtvg/r5"
+LV_RX = r"(mdtvg[-/]r5|mdtvg-r5)"
+
+
+def _obs(key: str, rx: str) -> Check:
+    def check(r: ScenarioResult) -> str | None:
+        v = r.obs.get(key)
+        if v is None or not re.fullmatch(rx, v):
+            return f"obs {key} = {v!r}, want /{rx}/"
+        return None
+    check.__name__ = f"obs {key} ~ {rx}"
+    return check
+
+
+def _finding_fields(code: str, *, array: str = LV_RX, remedy: str = ".+",
+                    reason: str = ".+") -> Check:
+    """The report holds ``code`` on the LV, with a remedy and an explanation (the reason)."""
+    def check(r: ScenarioResult) -> str | None:
+        got = r.findings() or []
+        hits = [f for f in got if f.get("code") == code]
+        if not hits:
+            return f"no {code} in the report"
+        for f in hits:
+            if (re.fullmatch(array, str(f.get("array", ""))) and
+                    re.search(remedy, str(f.get("remedy", ""))) and
+                    re.search(reason, str(f.get("explanation", "")) + str(f.get("title", "")))):
+                return None
+        return (f"{code} found, but not with array /{array}/, remedy /{remedy}/, reason "
+                f"/{reason}/: {[(f.get('array'), f.get('remedy')) for f in hits]}")
+    check.__name__ = f"{code} on /{array}/ remedy /{remedy}/"
+    return check
+
+
+@dataclass(frozen=True)
+class ZooExpect:
+    checks: tuple[Check, ...]
+    required: tuple[FindingSpec, ...] = ()
+    allowed: tuple[FindingSpec, ...] = ()
+
+
+_COMPLETED = (_obs("outcome", "completed"), _obs("stripes", "3"))
+
+# (variant, scenario) -> what must hold.  The stock kernel has every fix: the reproducer
+# completes and the report holds no finding at all.
+EXPECT: dict[tuple[str, str], ZooExpect] = {
+    ("stock", "lvm_reshape_suspend"): ZooExpect(_COMPLETED),
+    # 6.12 still stops the sync thread before suspending (16c4770c75b1): no hang, no F1
+    ("p1", "lvm_reshape_suspend"): ZooExpect(_COMPLETED),
+    # md_do_sync returns on MD_RECOVERY_WAIT (set by rs_start_reshape) without DONE: the sync
+    # thread is never reaped, MD_RECOVERY_RUNNING stays set, and lvm2's next suspend waits in
+    # raid_postsuspend -> md_stop_writes -> stop_sync_thread for good
+    ("p3", "lvm_reshape_suspend"): ZooExpect(
+        (_obs("outcome", r"hang:(lvconvert|suspend)"),
+         _finding_fields("F3", remedy=r".+", reason=r"(DONE|md_do_sync)")),
+        required=(F("F3"),), allowed=(F("F12"), F("F15"), F("F9"), F("F7"))),
+}
+
+
+def check_result(variant: str, r: ScenarioResult) -> list[str]:
+    """Problems (empty = pass) of one scenario's result against EXPECT."""
+    exp = EXPECT.get((variant, r.name))
+    if exp is None:
+        return [f"no expectation for {variant}/{r.name}"]
+    if not r.recorded:
+        return [f"{variant}/{r.name}: not recorded (rc {r.rc}, {r.skipped or 'no trace'})"]
+    probs = []
+    for c in exp.checks + (findings(exp.required, exp.allowed),):
+        try:
+            p = c(r)
+        except MdtraceError as e:
+            p = str(e)
+        if p:
+            probs.append(f"{variant}/{r.name}: {c.__name__}: {p}")
+    return probs
+
+
+@dataclass
+class ZooRun:
+    variant: str
+    out_dir: Path
+    figures: dict[str, Any]
+    results: dict[str, ScenarioResult] = field(default_factory=dict)
+
+    def problems(self) -> list[str]:
+        probs = []
+        loaded = (self.out_dir / "zoo_loaded.txt").read_text() if (
+            self.out_dir / "zoo_loaded.txt").is_file() else ""
+        lines = [ln for ln in loaded.splitlines() if ln.strip()]
+        if len(lines) != 3 or not all(f"variant={self.variant} " in ln for ln in lines):
+            probs.append(f"{self.variant}: the guest did not prove the variant loaded: "
+                         f"{lines or 'no zoo_loaded.txt'}")
+        if self.variant != "stock" and not all("taint=OE" in ln or "taint=O" in ln
+                                               for ln in lines):
+            probs.append(f"{self.variant}: modules not tainted out-of-tree: {lines}")
+        for r in self.results.values():
+            probs += check_result(self.variant, r)
+        if not self.results:
+            probs.append(f"{self.variant}: no scenario results (rc {self.figures.get('rc')})")
+        return probs
+
+
+def load_run(out_dir: Path, variant: str) -> ZooRun:
+    try:
+        figures = json.loads((out_dir / "zoo_run.json").read_text())
+    except (OSError, ValueError):
+        figures = {}
+    return ZooRun(variant, out_dir, figures, load_results(out_dir, RELEASE))
+
+
+def run_variant(variant: str, out_root: Path, scenarios: tuple[str, ...] = (
+        "lvm_reshape_suspend",), *, timeout_s: float = 1500) -> ZooRun:
+    """One boot of 6.12 with ``variant`` loaded, running ``scenarios``."""
+    from mdtrace.vm import ensure_image, run_script
+
+    if variant != "stock" and variant not in VARIANTS:
+        raise MdtraceError(f"unknown zoo variant {variant!r}: stock, {', '.join(VARIANTS)}")
+    out = out_root / variant
+    shutil.rmtree(out, ignore_errors=True)
+    (out / "zoo_modules").mkdir(parents=True)
+    build_key = ""
+    if variant != "stock":
+        b = ensure_build(variant)
+        build_key = b.key
+        for m in MODULES:
+            shutil.copy2(b.path / m, out / "zoo_modules" / m)
+    t0 = time.monotonic()
+    res = run_script(ensure_image(), "6.12", GUEST_SCRIPT, out_dir=out, disks=4,
+                     disk_mb=256, timeout_s=timeout_s, env={"ZOO_VARIANT": variant},
+                     args=list(scenarios))
+    figures = {"variant": variant, "key": build_key, "rc": res.rc, "boot_s": res.boot_s,
+               "wall_s": round(time.monotonic() - t0, 1), "wedged": res.wedged,
+               "forced_off": res.forced_off, "timed_out": res.timed_out,
+               "uname_r": res.uname_r, "scenarios": list(scenarios)}
+    (out / "zoo_run.json").write_text(json.dumps(figures, indent=2) + "\n")
+    return load_run(out, variant)
