@@ -1,18 +1,16 @@
-"""Build hook: the optional C skimmer (mdtrace/_skimc.c), and the man pages and shell
-completions generated from the click definitions (mdtrace/docgen.py) into
-build/generated/, installed under share/.  Everything else is in pyproject.
+"""Build hook: the man pages and shell completions generated from the click definitions
+(mdtrace/docgen.py) into build/generated/, installed under share/.  Everything else is in
+pyproject.
 
-``optional=True``: without a compiler mdtrace still installs and works, with the pure
-Python twin (mdtrace/skim.py) doing the same job more slowly.  The generated files need click
-at build time: a build without it (pip's isolated build installs only setuptools) says so and
-ships none.
+The generated files need click at build time: a build without it (pip's isolated build
+installs only setuptools) says so and ships none.
 """
 
 import os
 import sys
 from pathlib import Path
 
-from setuptools import Extension, setup
+from setuptools import setup
 
 HERE = Path(__file__).resolve().parent
 
@@ -31,6 +29,4 @@ def generated_data_files():
     return [(d, [os.path.relpath(f, HERE) for f in files]) for d, files in out]
 
 
-setup(ext_modules=[Extension("mdtrace._skimc", ["mdtrace/_skimc.c"], optional=True,
-                             extra_compile_args=["-O2", "-Wall", "-Werror"])],
-      data_files=generated_data_files())
+setup(data_files=generated_data_files())

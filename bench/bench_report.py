@@ -8,7 +8,6 @@ run in a child process so that generating the trace does not count.  Targets (is
     .venv/bin/python bench/bench_report.py --events 1000000 # quick iteration
     .venv/bin/python bench/bench_report.py --profile        # cProfile top entries (child)
     .venv/bin/python bench/bench_report.py --stage read     # reader only / engine / full
-    .venv/bin/python bench/bench_report.py --no-skim        # every event decoded and fed
 
 The generated trace mimics the real recordings in tests/data/golden: md_check_recovery
 entry/exit pairs dominate (~90 %), plus resync/recovery/reshape cycles (register, do_sync,
@@ -216,39 +215,23 @@ def trace_path(n: int, compression: str) -> Path:
     return cache / f"report-{n}-v{GEN_VERSION}.jsonl.{compression}"
 
 
-def _child(path: str, stage: str, profile: bool, skim: bool) -> None:
+def _child(path: str, stage: str, profile: bool) -> None:
     """Run the report path over ``path`` and print one JSON line of figures."""
-    from mdtrace.engine.core import TICK_NS, Engine
+    from mdtrace.engine.core import Engine
     from mdtrace.trace import TraceReader
 
     def work() -> int:
         if stage in ("read", "engine"):
             reader = TraceReader(path)
             eng = Engine(kernel=reader.header.kernel)
-            if not skim:
-                for batch in reader.batches():
-                    if stage == "engine":
-                        for ev in batch:
-                            eng.feed(ev)
-            else:
-                clock = eng.clock if stage == "engine" else (lambda: (0, 0))
-                for batch, ops in reader.skim_batches(clock, TICK_NS):
-                    if stage == "read":
-                        continue
-                    if ops is None:
-                        for ev in batch:
-                            eng.feed(ev)
-                        continue
-                    nxt = iter(batch).__next__
-                    for op in ops:
-                        if op is None:
-                            eng.feed(nxt())
-                        else:
-                            eng.feed_repeats(op)
+            for batch in reader.batches():
+                if stage == "engine":
+                    for ev in batch:
+                        eng.feed(ev)
             eng.finish()
             return reader.events_read
         from mdtrace.frontends.report import build_report, render
-        model = build_report(path, skim=skim)
+        model = build_report(path)
         for fmt in ("text", "markdown", "html", "json"):
             render(model, fmt)
         return model.events_read
@@ -266,11 +249,7 @@ def _child(path: str, stage: str, profile: bool, skim: bool) -> None:
     dt = time.perf_counter() - t0
     cpu = time.process_time() - c0
     rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    # the read-ahead process (mdtrace.prefetch), if one ran: its CPU and peak RSS count too
-    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
-    print(json.dumps({"events": n, "seconds": dt, "cpu_s": cpu,
-                      "worker_cpu_s": kids.ru_utime + kids.ru_stime, "rss_mb": rss_mb,
-                      "worker_rss_mb": kids.ru_maxrss / 1024}))
+    print(json.dumps({"events": n, "seconds": dt, "cpu_s": cpu, "rss_mb": rss_mb}))
 
 
 def main() -> None:
@@ -279,13 +258,11 @@ def main() -> None:
     ap.add_argument("--compression", choices=["zst", "gz"], default="zst")
     ap.add_argument("--stage", choices=["read", "engine", "report"], default="report")
     ap.add_argument("--profile", action="store_true", help="cProfile the child (slower)")
-    ap.add_argument("--no-skim", action="store_true",
-                    help="decode and feed every event (mdtrace.skim off), for comparison")
     ap.add_argument("--regenerate", action="store_true")
     ap.add_argument("--child", help=argparse.SUPPRESS)
     args = ap.parse_args()
     if args.child:
-        _child(args.child, args.stage, args.profile, not args.no_skim)
+        _child(args.child, args.stage, args.profile)
         return
     path = trace_path(args.events, args.compression)
     if args.regenerate or not path.exists():
@@ -298,28 +275,21 @@ def main() -> None:
     cmd = [sys.executable, __file__, "--child", str(path), "--stage", args.stage]
     if args.profile:
         cmd.append("--profile")
-    if args.no_skim:
-        cmd.append("--no-skim")
     res = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if res.returncode != 0:
         sys.exit(f"bench child failed:\n{res.stderr}")
     sys.stderr.write(res.stderr)
     fig = json.loads(res.stdout.strip().splitlines()[-1])
     eps = fig["events"] / fig["seconds"]
-    rss = fig["rss_mb"] + fig["worker_rss_mb"]   # an upper bound: the fork shares pages
+    rss = fig["rss_mb"]
     ok_speed = "ok" if eps >= 1e6 else "BELOW TARGET 1M/s"
     ok_rss = "ok" if rss <= 200 else "ABOVE TARGET 200 MB"
-    from mdtrace import skim
-    how = "off" if args.no_skim else ("C" if skim.ACCELERATED else "pure Python (not built)")
-    print(f"stage={args.stage} skim={how} trace={path.name} "
-          f"events={fig['events']:,} seconds={fig['seconds']:.2f}")
-    cpu = fig["cpu_s"] + fig["worker_cpu_s"]
+    print(f"stage={args.stage} trace={path.name} events={fig['events']:,} "
+          f"seconds={fig['seconds']:.2f}")
     print(f"events/s: {eps:,.0f} ({ok_speed}); per CPU-second: "
-          f"{fig['events'] / max(cpu, 1e-9):,.0f} (CPU: {fig['cpu_s']:.2f} s main + "
-          f"{fig['worker_cpu_s']:.2f} s read-ahead; load: {os.getloadavg()[0]:.1f} on "
-          f"{os.cpu_count()} cores)")
-    print(f"peak RSS: {rss:.1f} MB ({ok_rss}; main {fig['rss_mb']:.1f} MB + read-ahead "
-          f"{fig['worker_rss_mb']:.1f} MB)")
+          f"{fig['events'] / max(fig['cpu_s'], 1e-9):,.0f} (CPU {fig['cpu_s']:.2f} s; load: "
+          f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores)")
+    print(f"peak RSS: {rss:.1f} MB ({ok_rss})")
 
 
 if __name__ == "__main__":

@@ -16,8 +16,14 @@ Event kinds and their ``args`` (all optional unless stated):
 =====================  =====================================================================
 kind                   args
 =====================  =====================================================================
-check_recovery_enter   --  (md_check_recovery entry; daemon thread context)
-check_recovery_exit    --  (state read at return)
+check_recovery_enter   calls: int >= 1 (md_check_recovery entry; daemon thread context)
+check_recovery_exit    calls (state read at return).  The BPF reports md_check_recovery
+                       change-only: an enter when the state words differ from the last
+                       reported enter, an exit likewise, else at most one exit per second
+                       per array carrying the positions; ``calls`` is how many calls of
+                       that kind on that array the event stands for (itself included)
+                       since the previous reported event of its kind.  Absent (every
+                       trace before change-only reporting): 1.  See :func:`calls`.
 do_sync_enter          thread: str (sync thread name), action: str
 do_sync_exit           thread, action
 reap                   mutex_owned: bool (caller owns reconfig_mutex), caller: str,
@@ -188,6 +194,10 @@ def _text(v: Any) -> bool:
     return type(v) is str and "\x00" not in v
 
 
+def _count(v: Any) -> bool:
+    return type(v) is int and 1 <= v < _U64
+
+
 def _flag(v: Any) -> bool:
     return type(v) is bool
 
@@ -211,7 +221,8 @@ def _opt(rule: Any) -> Any:
     return check
 
 
-_RULE_WORDS = {"_uint": "a non-negative integer below 2**64", "_sint": "a 64-bit integer",
+_RULE_WORDS = {"_uint": "a non-negative integer below 2**64",
+               "_count": "a positive integer below 2**64", "_sint": "a 64-bit integer",
                "_text": "a string without NUL", "_flag": "true or false",
                "_secs": "a finite number of seconds >= 0", "_texts": "a list of strings",
                "_tids": "an object of thread name -> id"}
@@ -220,6 +231,8 @@ _DM = {"dm_name": _S, "dm_dev": _S}
 # kind -> arg -> rule; args not listed may hold any JSON (bounded nesting), None is allowed
 # only where a source writes it for "unknown".
 ARG_RULES: dict[str, dict[str, Any]] = {
+    "check_recovery_enter": {"calls": _count},
+    "check_recovery_exit": {"calls": _count},
     "do_sync_enter": {"thread": _S, "action": _S},
     "do_sync_exit": {"thread": _S, "action": _S},
     "reap": {"mutex_owned": _B, "mutex_locked": _B, "caller": _S},
@@ -258,6 +271,18 @@ ARG_RULES: dict[str, dict[str, Any]] = {
     "task_blocked": {"state": _S, "wchan": _S, "frames": _texts, "stack_readable": _B,
                      "blocked_s": _opt(_secs), "tie": _S, "rw": _S},
 }
+
+
+def calls(ev: Event) -> int:
+    """How many probe hits ``ev`` stands for: an md_check_recovery event's ``calls`` (the
+    change-only BPF's count since the last reported event of its kind), 1 for any other
+    event and for traces recorded before change-only reporting.  :func:`check` has made
+    sure it is a positive int."""
+    args = ev.args
+    return args.get("calls", 1) if args and ev.kind in _COUNTED else 1
+
+
+_COUNTED = frozenset({"check_recovery_enter", "check_recovery_exit"})
 
 
 def _too_deep(v: Any) -> bool:

@@ -32,7 +32,7 @@ import os
 import select
 import stat
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -467,96 +467,6 @@ class TraceReader:
             yield from self._batches()
         finally:
             self._stream.close()
-
-    def skim_batches(self, clock: Callable[[], tuple[int, int]], tick_ns: int,
-                     prefetch: bool | None = None,
-                     ) -> Iterator[tuple[list[Event], list[Any] | None]]:
-        """Like :meth:`batches`, with md_check_recovery re-reads skimmed out undecoded
-        (:mod:`mdtrace.skim`).  Yields ``(events, ops)``: ``ops`` None means feed ``events``
-        in order; otherwise each op is None (feed the next event) or a Repeat for
-        ``Engine.feed_repeats``.  ``clock()`` must return the consumer engine's
-        ``Engine.clock()`` once it has consumed everything yielded before.
-
-        ``prefetch`` (None: automatic, for big traces on a multi-core machine) reads,
-        decompresses and skims ahead in a second process (:mod:`mdtrace.prefetch`).
-        """
-        from mdtrace import prefetch as pf_mod
-
-        templates: dict[bytes, Any] = {}
-        pf = pf_mod.start(self, tick_ns) if pf_mod.wanted(self.path, prefetch) else None
-        try:
-            if pf is None:
-                for start, block, err in self._blocks():
-                    yield from self._skim_block(templates, start, block, err, clock, tick_ns)
-                return
-            for msg in pf.messages():
-                if msg[0] == "blk":       # skimmed and checked ahead, with an exact clock
-                    _, start, nlines, skimmed, n_out, out, ops, last_ts = msg
-                    evs = self._decode_block(out, n_out)
-                    if evs is None:
-                        raise MdtraceError(f"{self.path}: internal error: a block the "
-                                           "read-ahead process checked does not decode "
-                                           "(set MDTRACE_PREFETCH=0 and report this)")
-                    self._lineno = start + nlines
-                    self.events_read += len(evs) + skimmed
-                    self.last_ts = max(self.last_ts, last_ts)
-                    yield evs, ops
-                elif msg[0] == "raw":     # from here on the engine's clock drives skimming
-                    _, start, block = msg
-                    yield from self._skim_block(templates, start, block, None, clock, tick_ns)
-                else:                     # "end": what the worker had left, and its error
-                    _, start, self._buf, self._skipping, self._stream.fault, err = msg
-                    self._lineno = start
-                    if err is not None:
-                        err = TraceError(self.path, err[0], err[1], err[2])
-                    yield from self._skim_block(templates, start, b"", err, clock, tick_ns)
-        finally:
-            if pf is not None:
-                pf.close()
-            self._stream.close()
-
-    def _skim_block(self, templates: dict[bytes, Any], start: int, block: bytes,
-                    err: TraceError | None, clock: Callable[[], tuple[int, int]],
-                    tick_ns: int) -> Iterator[tuple[list[Event], list[Any] | None]]:
-        """One block of :meth:`skim_batches`, skimmed with the engine's clock."""
-        from mdtrace import skim
-
-        if err is not None or not block:   # a read error, or the final drain
-            yield from ((b, None) for b in self._plain_block(start, block, err))
-            return
-        now, last_tick = clock()
-        out, ops, skimmed, _, _, _, nlines, n_out = skim.scan(templates, block, now, last_tick,
-                                                            tick_ns)
-        evs = self._decode_block(out, n_out)
-        if evs is None:     # a bad line: forget templates, redo the block line by line
-            templates.clear()
-            yield from ((b, None) for b in self._plain_block(start, block, None))
-            return
-        self._lineno = start + nlines
-        self.events_read += len(evs) + skimmed
-        self.last_ts = max(self.last_ts, skim.last_line_ts(block))
-        yield evs, ops
-
-    # -- what the read-ahead process (mdtrace.prefetch) does with its copy of the reader:
-    #    raw blocks out, each checked to decode, and the tail state handed back at the end
-
-    def raw_blocks(self) -> Iterator[tuple[int, bytes, TraceError | None]]:
-        """:meth:`_blocks`, for the read-ahead process (it advances the line with
-        :meth:`at_line`)."""
-        return self._blocks()
-
-    def at_line(self, lineno: int) -> None:
-        """The lines before ``lineno`` are consumed (line numbers of later errors)."""
-        self._lineno = lineno
-
-    def decodes(self, block: bytes, nlines: int) -> bool:
-        """Whether every line of ``block`` decodes and checks (the result is thrown away:
-        the parent decodes it again, the one place events are made)."""
-        return self._decode_block(block, nlines) is not None
-
-    def tail_state(self) -> tuple[bytes, bool, str | None]:
-        """What the last block left: the partial line, inside an overlong line, stream fault."""
-        return self._buf, self._skipping, self._stream.fault
 
     def _blocks(self) -> Iterator[tuple[int, bytes, TraceError | None]]:
         """Whole-line blocks as read: (line number before the block, block, read error);

@@ -126,9 +126,9 @@ def _trace(draw: st.DrawFn) -> tuple[bytes, str]:
     return data, enc
 
 
-def _check(path: Path, skip_bad: bool, skim: bool) -> None:
+def _check(path: Path, skip_bad: bool) -> None:
     try:
-        model = build_report(path, skip_bad=skip_bad, skim=skim, prefetch=False)
+        model = build_report(path, skip_bad=skip_bad)
     except MdtraceError as exc:
         msg = str(exc)
         assert "\n" not in msg and msg.startswith(str(path)), msg
@@ -150,11 +150,11 @@ def _check(path: Path, skip_bad: bool, skim: bool) -> None:
         pass
 
 
-def _target(case: tuple[bytes, str], skip_bad: bool, skim: bool, tmp: Path) -> None:
+def _target(case: tuple[bytes, str], skip_bad: bool, tmp: Path) -> None:
     data, enc = case
     path = tmp / f"fuzz.jsonl{'' if enc == 'plain' else '.' + enc}"
     path.write_bytes(data)
-    _check(path, skip_bad, skim)
+    _check(path, skip_bad)
 
 
 _SETTINGS = dict(deadline=None, database=None,
@@ -163,10 +163,10 @@ _SETTINGS = dict(deadline=None, database=None,
 
 
 @settings(max_examples=int(os.environ.get("MDTRACE_FUZZ_EXAMPLES", "120")), **_SETTINGS)
-@given(case=_trace(), skip_bad=st.booleans(), skim=st.booleans())
-def test_fuzz_reader_engine_renderers(case: tuple[bytes, str], skip_bad: bool, skim: bool,
+@given(case=_trace(), skip_bad=st.booleans())
+def test_fuzz_reader_engine_renderers(case: tuple[bytes, str], skip_bad: bool,
                                       tmp_path: Path) -> None:
-    _target(case, skip_bad, skim, tmp_path)
+    _target(case, skip_bad, tmp_path)
 
 
 @pytest.mark.slow
@@ -177,9 +177,9 @@ def test_fuzz_long_run(tmp_path: Path) -> None:
     batches = 0
 
     @settings(max_examples=500, **_SETTINGS)
-    @given(case=_trace(), skip_bad=st.booleans(), skim=st.booleans())
-    def batch(case: tuple[bytes, str], skip_bad: bool, skim: bool) -> None:
-        _target(case, skip_bad, skim, tmp_path)
+    @given(case=_trace(), skip_bad=st.booleans())
+    def batch(case: tuple[bytes, str], skip_bad: bool) -> None:
+        _target(case, skip_bad, tmp_path)
 
     while time.monotonic() < end:
         batch()

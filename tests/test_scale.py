@@ -85,9 +85,9 @@ def test_live_engine_retires_stopped_arrays_and_their_series() -> None:
     assert 'array="md0"' not in text and 'array="md499"' in text
     # the name comes back: the generation count continues from the tombstone
     last = eng.snapshot().arrays["md499"].generation
-    eng.advance(eng.clock()[0] + 400 * S)            # past retention_s (300 s)
+    eng.advance(eng.snapshot().now_ns + 400 * S)            # past retention_s (300 s)
     assert eng.snapshot().arrays == {}
-    eng.feed(Event(ts=eng.clock()[0] + 1, kind="array_create", array="md499", mddev="p:x",
+    eng.feed(Event(ts=eng.snapshot().now_ns + 1, kind="array_create", array="md499", mddev="p:x",
                    args={"level": "raid1"}))
     assert eng.snapshot().arrays["md499"].generation == last + 1
     assert eng.lifecycle_of("md0") is Lifecycle.STOPPED   # tombstone: still known stopped
@@ -111,14 +111,14 @@ def test_closed_findings_forgotten_after_retention_counter_kept() -> None:
     eng = Engine(cfg, mode="live")
     feed_all(eng, blocked_ios(40, reports=6))        # 40 F7 raised, then every IO completes
     assert len(eng.findings) == 40 and not any(f.active for f in eng.findings)
-    eng.advance(eng.clock()[0] + 11 * S)
+    eng.advance(eng.snapshot().now_ns + 11 * S)
     assert eng.findings == []
     assert eng.snapshot().health.findings_raised == {"F7": 40}
     assert 'mdtrace_findings_raised_total{code="F7"} 40.0' in _scrape(eng)
     # the post-mortem engine keeps them
     pm = Engine(cfg, mode="replay")
     feed_all(pm, blocked_ios(40, reports=6))
-    pm.advance(pm.clock()[0] + 11 * S)
+    pm.advance(pm.snapshot().now_ns + 11 * S)
     assert len(pm.findings) == 40
 
 
@@ -147,5 +147,5 @@ def test_a_stop_ends_the_wait_for_entries_of_its_blocked_io() -> None:
     evs = list(blocked_ios(30, reports=2))[:-31]     # the IOs never complete...
     feed_all(eng, iter(evs))
     assert eng._waits.count == 30
-    eng.feed(Event(ts=eng.clock()[0] + 1, kind="array_stop", array="md0", mddev="p:1"))
+    eng.feed(Event(ts=eng.snapshot().now_ns + 1, kind="array_stop", array="md0", mddev="p:1"))
     assert eng._waits.count == 0 and eng._waits.waits == {}   # ...the array stopped

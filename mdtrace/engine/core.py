@@ -3,16 +3,19 @@ detectors, keeps findings.
 
 Event detectors run on the event kinds they care about; time-based ones (grace periods, blocked
 IO and stall thresholds, wait-for cycles) run at most every 100 ms of trace time and on
-``advance``/``finish``.  The hot path (``feed``) is one dict lookup per event kind: most events
-of a real trace are md_check_recovery entry/exit and only update the array's state words.
+``advance``/``finish``, over the arrays an event touched since the last tick or that a tick
+detector still has business with.
+
+What an event does to the engine is decided here, in one place (:meth:`Engine.feed`,
+:meth:`Engine._apply` and the per-kind handlers of ``_HANDLERS``); an event counts as the
+number of probe hits it stands for (:func:`mdtrace.events.calls`: change-only
+md_check_recovery reports carry ``calls``).
 """
 
 from __future__ import annotations
 
-import msgspec
-
 from mdtrace.config import EngineConfig
-from mdtrace.engine import blocked, dm_context, lifecycle
+from mdtrace.engine import blocked, dm_context, lifecycle, progress
 from mdtrace.engine.arrays import ArrayRec
 from mdtrace.engine.detectors import (
     EVENT_DETECTORS,
@@ -37,12 +40,8 @@ from mdtrace.engine.model import (
 from mdtrace.engine.retention import MAX_CLOSED, Retention
 from mdtrace.engine.views import array_view
 from mdtrace.engine.waitfor import WaitForGraph
-from mdtrace.events import ArrayState, Event
+from mdtrace.events import ArrayState, Event, calls
 from mdtrace.kernel.flags import Recovery, parse_release
-from mdtrace.moves import MOVE, MOVE_SYSFS
-from mdtrace.moves import fold as _fold
-from mdtrace.moves import fold_seq as _fold_seq
-from mdtrace.skim import Repeat
 
 TICK_NS = 100_000_000
 _TICK_NS = TICK_NS
@@ -50,15 +49,7 @@ _LEVELS = {0: "raid0", 1: "raid1", 4: "raid4", 5: "raid5", 6: "raid6", 10: "raid
 _STOPPED = Lifecycle.STOPPED
 _DONE = int(Recovery.DONE)
 _RESHAPE = int(Recovery.RESHAPE)
-_MOVE_SYSFS = MOVE_SYSFS
-_MOVE = MOVE
-_MOVE_SIZE = MOVE.size
-_unpack_from = MOVE.unpack_from
-_ENTER, _EXIT = "check_recovery_enter", "check_recovery_exit"
-_CHECK_RECOVERY = frozenset({"check_recovery_enter", "check_recovery_exit"})
-# kinds that move the lifecycle state machine (others only update state words)
-_LIFECYCLE_KINDS = frozenset({"thread_register", "do_sync_enter", "do_sync_exit", "reap",
-                              "array_stop", "check_recovery_enter", "check_recovery_exit"})
+_LIFECYCLE_KINDS = lifecycle.KINDS
 _WAIT_RESOURCE = {"sync_thread_stop": "thread", "io_drain": "io", "reshape_progress": "reshape",
                   "dm_suspend": "suspend", "sb_wait": "suspend"}
 
@@ -86,26 +77,32 @@ class Engine:
         self._dm: dict[str, dm_context.DmDevice] = {}
         self._now = 0
         self._last_tick = 0
+        # arrays a tick looks at: touched by an event since the last tick, or with a tick
+        # detector wanting them at the last one (the others' verdicts cannot have changed:
+        # ``wanted`` reads only the array's record, which only events change)
+        self._touched: set[str] = set()
+        self._hot: set[str] = set()
 
     # -- input ------------------------------------------------------------------------------
     def feed(self, ev: Event) -> list[Finding]:
         kind = ev.kind
+        n = calls(ev)
         h = self._health
-        h.events_total += 1
+        h.events_total += n
         by_kind = h.events_by_kind
-        by_kind[kind] = by_kind.get(kind, 0) + 1
+        by_kind[kind] = by_kind.get(kind, 0) + n
         if ev.ts > self._now:
             self._now = ev.ts
         name = ev.array
         if not name:
             if kind == "lost":
-                n = int(ev.args.get("count", 0))
+                lost = int(ev.args.get("count", 0))
                 probe = str(ev.args.get("probe", ""))
                 cause = str(ev.args.get("cause", "") or "ringbuf")
                 if cause != "ringbuf":   # a missed probe hit (sources/bcc_misses.py)
                     probe = f"{probe}:{cause}"
-                h.lost_total += n
-                h.lost_by_probe[probe] = h.lost_by_probe.get(probe, 0) + n
+                h.lost_total += lost
+                h.lost_by_probe[probe] = h.lost_by_probe.get(probe, 0) + lost
             elif kind == "probe_status":
                 h.probes[str(ev.args.get("probe", ""))] = dict(ev.args)
             elif kind == "lock":
@@ -128,33 +125,12 @@ class Engine:
                 dev = self._dm[name] = dm_context.DmDevice(name)
             dm_context.apply(dev, ev)
             return self._maybe_tick()
-        st = ev.state
-        if kind in _CHECK_RECOVERY and arr is not None and st is not None and \
-                st == arr.last_state and arr.lifecycle is not _STOPPED and \
-                (not ev.dm_name or ev.dm_name == arr.dm_name) and \
-                (not ev.mddev or ev.mddev == arr.mddev):
-            # Fast path (most events of a real trace): the daemon ran again and read the same
-            # state words as last time.  Only time, the daemon's tid and the lifecycle
-            # placement can change; lifecycle_of() stays exact.
-            counters = arr.counters
-            counters[kind] = counters.get(kind, 0) + 1
-            ts = ev.ts
-            arr.last_ns = arr.prog_seen_ns = ts
-            arr.daemon_tid = ev.tid
-            if kind == "check_recovery_exit" and arr.sync_thread and arr.recovery & _DONE \
-                    and arr.done_since is None:
-                arr.done_since = ts
-            state = lifecycle.from_state(arr.lifecycle, arr.recovery, arr.sync_thread)
-            if state is not arr.lifecycle:
-                self._set_lifecycle(arr, state, ts)
-            if self._now - self._last_tick >= _TICK_NS:
-                return self._tick(self._now)
-            return []
         if arr is None or (arr.lifecycle is _STOPPED and kind != "array_stop") or (
                 kind == "array_create" and arr.counters) or (
                 ev.mddev and arr.mddev and ev.mddev != arr.mddev):
             arr = self._new_array(arr, ev)
-        new = self._apply(arr, ev)
+        self._touched.add(name)
+        new = self._apply(arr, ev, n)
         if kind in TRIGGER_KINDS:
             for det in EVENT_DETECTORS:
                 new += self._verdicts(det.check(Context(arr, ev, ev.ts, self.config,
@@ -162,74 +138,6 @@ class Engine:
         if self._now - self._last_tick >= _TICK_NS:
             new += self._tick(self._now)
         return new
-
-    def feed_repeats(self, rep: Repeat) -> list[Finding]:
-        """Feed a skimmed run of one array's lines (a :data:`mdtrace.skim.Repeat`) as one
-        step: md_check_recovery re-reads identical to the array's last event but for time,
-        kind and sync position, and folded io_stats / progress samples.
-
-        Exactly what :meth:`feed` does with each, minus the clock tick: the caller (the
-        skimmer) guarantees no tick falls inside the run and that the array's last fed event
-        was such a line, so only counters, time, the DONE-not-reaped start, resync_max,
-        sync_action and, for each move, the progress tracking change.  Returns ``[]``
-        (none of that raises a finding; ticks do).
-        """
-        name, n_enter, n_exit, n_io, n_prog, last_ts, max_ts, first_exit, moves, action = rep
-        arr = self._arrays[name]
-        h = self._health
-        by_kind, counters = h.events_by_kind, arr.counters
-        h.events_total += n_enter + n_exit + n_io + n_prog
-        if n_enter:
-            by_kind[_ENTER] = by_kind.get(_ENTER, 0) + n_enter
-            counters[_ENTER] = counters.get(_ENTER, 0) + n_enter
-        if n_exit:
-            by_kind[_EXIT] = by_kind.get(_EXIT, 0) + n_exit
-            counters[_EXIT] = counters.get(_EXIT, 0) + n_exit
-            if arr.sync_thread and arr.recovery & _DONE and arr.done_since is None:
-                arr.done_since = first_exit
-        if n_io:
-            by_kind["io_stats"] = by_kind.get("io_stats", 0) + n_io
-            counters["io_stats"] = counters.get("io_stats", 0) + n_io
-        if n_prog:
-            by_kind["progress"] = by_kind.get("progress", 0) + n_prog
-            counters["progress"] = counters.get("progress", 0) + n_prog
-            if action:
-                arr.sync_action = action
-        if max_ts > self._now:
-            self._now = max_ts
-        if moves is not None:
-            (arr.prog_token, arr.speed_ref, arr.speed, arr.prog_changed_ns,
-             _) = _fold(moves, arr.prog_token, arr.speed_ref, arr.speed, arr.prog_changed_ns,
-                        arr.prog_seen_ns)
-            st = arr.last_state
-            off = len(moves) - _MOVE_SIZE
-            mv = last = _unpack_from(moves, off)
-            rm = st.resync_max if st is not None else 0
-            while True:     # the last line that set resync_max wins
-                if mv[3] == _MOVE_SYSFS:
-                    if mv[5]:
-                        arr.resync_max = mv[5]
-                        break
-                elif rm:
-                    arr.resync_max = rm
-                    break
-                off -= _MOVE_SIZE
-                if off < 0:
-                    break
-                mv = _unpack_from(moves, off)
-            cr, rp = last[1], last[2]
-            reshape = None if rp < 0 else rp
-            arr.curr_resync = cr
-            arr.reshape_pos = reshape
-            if st is not None and (st.curr_resync != cr or st.reshape_pos != reshape):
-                arr.last_state = msgspec.structs.replace(st, curr_resync=cr,
-                                                         reshape_pos=reshape)
-        arr.last_ns = arr.prog_seen_ns = last_ts
-        return []
-
-    def clock(self) -> tuple[int, int]:
-        """(trace time now, time of the last tick): what a skimmer needs to replay ticks."""
-        return self._now, self._last_tick
 
     def _kernel_log(self, ev: Event) -> list[Finding]:
         """A kernel report: when it killed one of an array's md threads, mark the array
@@ -257,6 +165,7 @@ class Engine:
             return []
         arr.counters["kernel_log"] = arr.counters.get("kernel_log", 0) + 1
         arr.thread_died = d
+        self._touched.add(arr.name)
         new: list[Finding] = []
         for det in EVENT_DETECTORS:
             new += self._verdicts(det.check(Context(arr, ev, ev.ts, self.config,
@@ -284,11 +193,12 @@ class Engine:
     def _close_array_findings(self, name: str, ts: int) -> None:
         self._fs.close_array(name, ts)
 
-    def _apply(self, arr: ArrayRec, ev: Event) -> list[Finding]:
+    def _apply(self, arr: ArrayRec, ev: Event, n: int) -> list[Finding]:
+        """What an array event does to its record (``n``: the probe hits it stands for)."""
         kind = ev.kind
         ts = ev.ts
         counters = arr.counters
-        counters[kind] = counters.get(kind, 0) + 1
+        counters[kind] = counters.get(kind, 0) + n
         arr.last_ns = ts
         st = ev.state
         if st is not None:
@@ -309,8 +219,7 @@ class Engine:
                 arr.resync_max = st.resync_max
             if st.level is not None and st.level >= 0 and not arr.level:
                 arr.level = _LEVELS.get(st.level, f"level{st.level}")
-            rp = st.reshape_pos
-            self._observe(arr, ts, st.curr_resync, -1 if rp is None else rp, 0, 0)
+            progress.observe(arr, ts, st.curr_resync, st.reshape_pos)
         new: list[Finding] = []
         handler = _HANDLERS.get(kind)
         if handler is not None:
@@ -335,26 +244,6 @@ class Engine:
         arr.lifecycle_since = ts
         if len(arr.history) < self.config.max_history:
             arr.history.append((ts, state))
-
-    @staticmethod
-    def _progress(arr: ArrayRec, ts: int, curr: int, reshape: int | None,
-                  sysfs_done: int | None) -> None:
-        Engine._observe(arr, ts, curr, -1 if reshape is None else reshape,
-                        0 if sysfs_done is None else _MOVE_SYSFS, sysfs_done or 0)
-
-    @staticmethod
-    def _observe(arr: ArrayRec, ts: int, curr: int, reshape: int, code: int,
-                 done: int) -> None:
-        """One progress observation (an ordinary event's; any int, unlike packed moves)."""
-        tok = arr.prog_token
-        if tok is not None and tok[0] == curr and tok[1] == reshape and (
-                code != _MOVE_SYSFS or tok[2] == done):
-            arr.prog_seen_ns = ts     # nothing moved (what fold_seq would conclude)
-            return
-        (arr.prog_token, arr.speed_ref, arr.speed, arr.prog_changed_ns,
-         arr.prog_seen_ns) = _fold_seq(((ts, curr, reshape, code, done, 0),), arr.prog_token,
-                                       arr.speed_ref, arr.speed, arr.prog_changed_ns,
-                                       arr.prog_seen_ns)
 
     # -- per-kind handlers (see _HANDLERS) ------------------------------------------------------
     def _h_create(self, arr: ArrayRec, ev: Event) -> None:
@@ -544,7 +433,7 @@ class Engine:
             arr.sync_action = str(a["action"])
         if a.get("total"):
             arr.resync_max = int(a["total"])
-        self._progress(arr, ev.ts, arr.curr_resync, arr.reshape_pos, int(a.get("done", 0)))
+        progress.observe(arr, ev.ts, arr.curr_resync, arr.reshape_pos, int(a.get("done", 0)))
 
     def _h_lock(self, arr: ArrayRec, ev: Event) -> list[Finding]:
         return self._lock(arr, ev)
@@ -622,18 +511,22 @@ class Engine:
         active = {(f.array, f.code) for f in self._fs.open_findings()}
         flagged = {a for a, _ in active}
         config = self.config
+        look = self._touched | self._hot | flagged
+        self._touched = set()
+        hot = self._hot = set()
         for arr in self._arrays.values():
-            if arr.lifecycle is _STOPPED:
-                continue
             name = arr.name
+            if name not in look or arr.lifecycle is _STOPPED:
+                continue
             ctx = None
             for det in TICK_DETECTORS:
                 # with nothing pending for this array a detector would only close findings
-                # that are not open: skip it (ticks are a sixth of a long report's time)
+                # that are not open: skip it
                 if det.wanted(arr, config) or name in flagged and any((name, c) in active
                                                               for c in det.CODES):
                     if ctx is None:
                         ctx = Context(arr, None, now, self.config, self.kernel)
+                        hot.add(name)
                     new += self._verdicts(det.check(ctx), None)
         cycles = self._waits.cycles(self._providers) if self._waits.waits else []
         new += self._graph(cycles=cycles)

@@ -32,6 +32,13 @@ def from_state(current: Lifecycle, recovery: int, sync_thread: bool) -> Lifecycl
     return current
 
 
+# the kinds after which an array's lifecycle may have moved: those :func:`on_event` moves
+# it on, and array_create (a new generation: engine/core.py).  Other events only update the
+# state words.  The report's timeline recorder reads the lifecycle after these.
+KINDS = frozenset({"check_recovery_enter", "check_recovery_exit", "thread_register",
+                   "do_sync_enter", "do_sync_exit", "reap", "array_stop", "array_create"})
+
+
 def on_event(current: Lifecycle, kind: str, recovery: int, sync_thread: bool,
              is_sync_thread_event: bool = True) -> Lifecycle:
     """Transition for an event of ``kind`` given the state word it carried."""

@@ -179,6 +179,10 @@ class RawDecoder:
                    state=state)
         canonicalise(ev, self.table)
         if kind in _NO_ARGS:        # most of any trace: done before the per-kind chain
+            if a0 > 1 and kind != Ev.ARRAY_STOP:
+                # change-only md_check_recovery: a0 = the calls this event stands for
+                # (0 and 1: just itself; events.py ``calls``)
+                ev.args = {"calls": a0}
             return ev
         args: dict[str, object] = {}
         rec = state.rec if state is not None else 0

@@ -20,16 +20,11 @@ from typing import TYPE_CHECKING, Any
 
 from mdtrace.clock import wall_start
 from mdtrace.config import EngineConfig
-from mdtrace.engine.core import TICK_NS, Engine
+from mdtrace.engine.core import Engine
+from mdtrace.engine.lifecycle import KINDS as _LIFECYCLE_KINDS
 from mdtrace.engine.model import Finding, Snapshot
-from mdtrace.events import ArrayState, Event
+from mdtrace.events import ArrayState, Event, calls
 from mdtrace.kernel.flags import Recovery
-from mdtrace.moves import MOVE_STATE as _MOVE_STATE
-from mdtrace.moves import MOVE_SYSFS as _MOVE_SYSFS
-from mdtrace.moves import points as _points
-from mdtrace.moves import points_seq as _points_seq
-from mdtrace.moves import thin as _thin
-from mdtrace.skim import Repeat
 from mdtrace.trace import TraceHeader, TraceReader
 
 if TYPE_CHECKING:
@@ -50,13 +45,25 @@ LANES: tuple[tuple[str, int], ...] = tuple((name, int(Recovery[name])) for name 
     "FROZEN", "WAIT", "ERROR", "LAZY_RECOVER")) + (
     ("sync thread", SYNC_THREAD), ("md suspended", MD_SUSPENDED), ("read-only", READ_ONLY))
 
-# Event kinds after which the engine may have moved an array's lifecycle (engine/lifecycle.py).
-_CHECK_RECOVERY = frozenset({"check_recovery_enter", "check_recovery_exit"})
-_LIFECYCLE_KINDS = frozenset({
-    "check_recovery_enter", "check_recovery_exit", "do_sync_enter", "do_sync_exit", "reap",
-    "thread_register", "array_stop", "array_create",
-})
 _DM_KINDS = frozenset({"dm_suspend_exit", "dm_resume_exit", "raid_target"})
+
+
+def _thin(points: list[Any]) -> None:
+    """Halve a change-point list in place, keeping the first and last points."""
+    last = points[-1]
+    del points[1::2]
+    if points[-1] is not last:
+        points.append(last)
+
+
+def _add_progress(tl: ArrayTimeline, ts: int, done: int, total: int) -> None:
+    """Append a progress point (ts, done, total) unless equal to the last; thin past the cap."""
+    pts = tl.progress
+    if pts and pts[-1][1] == done and pts[-1][2] == total:
+        return
+    pts.append((ts, done, total))
+    if len(pts) > MAX_POINTS:
+        _thin(pts)
 
 
 def _add_point(tl: ArrayTimeline, points: list[Any], ts: int, value: Any) -> None:
@@ -184,7 +191,6 @@ class TimelineRecorder:
         self.first_ns = 0
         self.last_ns = 0
         self._lifecycle_of = engine.lifecycle_of
-        self._last_state_of = engine.last_state_of
 
     def observe(self, ev: Event) -> None:
         """Record what ``ev`` changed.  Called after ``engine.feed(ev)``."""
@@ -200,13 +206,10 @@ class TimelineRecorder:
         if tl is None:
             tl = self.timelines[name] = ArrayTimeline(name, ts, ts)
         tl.last_ns = ts
-        tl.events += 1
+        tl.events += calls(ev)
         st = ev.state
         kind = ev.kind
-        if st is not None and kind in _CHECK_RECOVERY and st == tl.last_state and \
-                self._lifecycle_of(name) is tl.last_lifecycle:
-            return  # the daemon re-read the same state: nothing to draw
-        if st is not None:
+        if st is not None and st != tl.last_state:
             tl.last_state = st
             m = st.rec if st.rec > 0 else 0
             if st.sync_thread:
@@ -216,10 +219,10 @@ class TimelineRecorder:
             if st.ro:
                 m |= READ_ONLY
             _add_point(tl, tl.mask, ts, m)
-            if st.curr_resync > 3 and st.resync_max:
-                _points_seq(tl.progress, ((ts, st.curr_resync, 0, _MOVE_STATE, 0, 0),),
-                            st.resync_max, MAX_POINTS)
-        if kind in _LIFECYCLE_KINDS:
+            if st.curr_resync > 3 and st.resync_max and (
+                    not tl.progress or tl.progress[-1][1] != st.curr_resync):
+                _add_progress(tl, ts, st.curr_resync, st.resync_max)
+        if kind in _LIFECYCLE_KINDS:     # the engine's word on where the lifecycle moves
             cur = self._lifecycle_of(name)
             if cur is not None and cur is not tl.last_lifecycle:
                 tl.last_lifecycle = cur
@@ -235,24 +238,8 @@ class TimelineRecorder:
         elif kind in _DM_KINDS:
             self._dm(tl, ev)
 
-    def repeats(self, rep: Repeat) -> None:
-        """Record a skimmed run (mdtrace.skim): time, the event count and the sync position
-        and sysfs sample moves; flags and lifecycle are as last recorded."""
-        name, n_enter, n_exit, n_io, n_prog, last_ts, max_ts, _, moves, _ = rep
-        if max_ts > self.last_ns:
-            self.last_ns = max_ts
-        tl = self.timelines[name]
-        tl.last_ns = last_ts
-        tl.events += n_enter + n_exit + n_io + n_prog
-        if moves is not None:
-            last = tl.last_state
-            assert last is not None, "a repeat follows the re-read it repeats"
-            _points(tl.progress, moves, last.resync_max, MAX_POINTS)
-            # the engine has just made the same state (feed_repeats runs first)
-            tl.last_state = self._last_state_of(name)
-
     def _progress(self, tl: ArrayTimeline, ts: int, done: int, total: int) -> None:
-        _points_seq(tl.progress, ((ts, 0, 0, _MOVE_SYSFS, done, total),), 0, MAX_POINTS)
+        _add_progress(tl, ts, done, total)
 
     def _dm(self, tl: ArrayTimeline, ev: Event) -> None:
         kind = ev.kind
@@ -319,32 +306,15 @@ class TimelineRecorder:
                 tl.lifecycle = list(view.history)
 
 
-def feed_all(engine: Engine, batches: Iterable[tuple[list[Event], list[Any] | None]],
+def feed_all(engine: Engine, batches: Iterable[list[Event]],
              recorder: TimelineRecorder) -> None:
-    """The hot loop: engine first (so the recorder sees the post-event lifecycle).
-
-    ``batches`` as from ``TraceReader.skim_batches``: events, and the ops interleaving them
-    with skimmed runs (None: plain events only).
-    """
+    """The hot loop: engine first (so the recorder sees the post-event lifecycle)."""
     feed = engine.feed
     observe = recorder.observe
-    feed_repeats = engine.feed_repeats
-    repeats = recorder.repeats
-    for batch, ops in batches:
-        if ops is None:
-            for ev in batch:
-                feed(ev)
-                observe(ev)
-            continue
-        nxt = iter(batch).__next__
-        for op in ops:
-            if op is None:
-                ev = nxt()
-                feed(ev)
-                observe(ev)
-            else:
-                feed_repeats(op)
-                repeats(op)
+    for batch in batches:
+        for ev in batch:
+            feed(ev)
+            observe(ev)
 
 
 @contextmanager
@@ -365,26 +335,16 @@ def _no_cyclic_gc() -> Iterator[None]:
 
 
 def build_report(path: str | os.PathLike[str], *, config: EngineConfig | None = None,
-                 skip_bad: bool = False, skim: bool = True,
-                 prefetch: bool | None = None) -> ReportModel:
+                 skip_bad: bool = False) -> ReportModel:
     """Read ``path`` through the engine and return the model every format renders.
-
-    ``skim=False`` decodes and feeds every event (the reference the skimmed path is tested
-    against; same report).  ``prefetch``: read ahead in a second process (None: for big
-    traces on a multi-core machine; mdtrace.prefetch).
 
     Raises :class:`~mdtrace.trace.TraceError` on unreadable input.
     """
     reader = TraceReader(path, skip_bad=skip_bad)
     engine = Engine(config, mode="replay", kernel=reader.header.kernel)
     recorder = TimelineRecorder(engine)
-    batches: Iterable[tuple[list[Event], list[Any] | None]]
-    if skim:
-        batches = reader.skim_batches(engine.clock, TICK_NS, prefetch)
-    else:
-        batches = ((b, None) for b in reader.batches())
     with _no_cyclic_gc():
-        feed_all(engine, batches, recorder)
+        feed_all(engine, reader.batches(), recorder)
     engine.finish()
     snap = engine.snapshot()
     recorder.finish(snap)
