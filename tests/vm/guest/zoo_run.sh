@@ -14,6 +14,11 @@ variant=${ZOO_VARIANT:-stock}
 echo 0 > /proc/sys/kernel/hung_task_timeout_secs
 modprobe -a async_raid6_recov async_pq async_xor async_memcpy async_tx raid6_pq libcrc32c dm-mod
 if [[ $variant != stock ]]; then
+    # udev/mdadm may have loaded the stock md modules at boot: out with them (no array yet)
+    for m in dm_raid raid456 raid10 raid1 raid0 linear md_mod; do
+        [[ -d /sys/module/$m ]] || continue
+        rmmod "$m" && echo "zoo: unloaded stock $m" || { echo "zoo: rmmod $m failed"; exit 3; }
+    done
     for m in md-mod raid456 dm-raid; do
         if ! insmod "$out/zoo_modules/$m.ko"; then
             echo "zoo: insmod $m.ko failed"; dmesg | tail -5; exit 3
