@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 
 import click
@@ -27,6 +28,17 @@ from mdtrace.sources.snapshot import (
     run_dmsetup_status,
 )
 from mdtrace.sources.snapshot.kcore import read_kernel_state
+
+
+def _startup_s() -> float | None:
+    """Seconds from this process's start (/proc/self/stat starttime, clock ticks since boot)
+    to now (/proc/uptime): the interpreter and imports, before any of our code ran."""
+    try:
+        stat = Path("/proc/self/stat").read_text()
+        start = int(stat.rpartition(")")[2].split()[19]) / os.sysconf("SC_CLK_TCK")
+        return round(float(Path("/proc/uptime").read_text().split()[0]) - start, 2)
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 def _file(path: str, what: str) -> str:
@@ -61,6 +73,8 @@ def command(fmt: str, output: str | None, sys_root: str, proc_root: str,
     root for kernel stacks and kernel state.  Exit 0 no finding, 1 findings, 2 cannot
     diagnose.
     """
+    startup = _startup_s()
+    t0 = time.monotonic()
     if not (Path(proc_root) / "self").exists() and not any(Path(proc_root).glob("[0-9]*")):
         raise MdtraceError(f"{proc_root}: not a /proc tree (no processes): cannot diagnose")
     if not (Path(sys_root) / "block").is_dir():
@@ -100,4 +114,8 @@ def command(fmt: str, output: str | None, sys_root: str, proc_root: str,
             raise MdtraceError(f"{output}: cannot write the diagnosis ({exc.strerror})") \
                 from None
         click.echo(f"diagnosis written to {output}", err=True)
+    if os.environ.get("MDTRACE_TIMINGS") == "1":
+        stages = " ".join(f"{k} {v:.2f}" for k, v in collected.timings.items())
+        click.echo(f"mdtrace diagnose timings (s): start-up {startup} {stages} total-in-"
+                   f"command {time.monotonic() - t0:.2f}", err=True)
     sys.exit(1 if model.snapshot.active_findings() else 0)

@@ -38,8 +38,9 @@ _MD_FUNCS = frozenset({"stop_sync_thread", "idle_sync_thread", "frozen_sync_thre
                        "freeze_array", "action_store", "array_state_store", "level_store",
                        "suspend_lo_store", "suspend_hi_store", "handle_stripe",
                        "reshape_request", "sync_request", "resync_info_update"})
-# frames of an idle md/dm thread: asleep waiting for work, not blocked
-_IDLE = frozenset({"md_thread", "dm_wq_work", "do_work"})
+# frames of an idle md/dm thread: asleep waiting for work, not blocked; dm_wait_event is
+# dmeventd's DM_DEV_WAIT ioctl waiting for the next dm event (seen on 6.1 with an lvm raid LV)
+_IDLE = frozenset({"md_thread", "dm_wq_work", "do_work", "dm_wait_event"})
 
 # innermost md/dm frame (suffixes such as .cold / .isra.0 stripped) -> wait kind
 _WAITS: dict[str, str] = {
@@ -178,8 +179,15 @@ class BlockedTask:
         shown = md_frames(self.frames)[:n]
         return " <- ".join(shown) or self.wchan or "?"
 
+    @property
+    def timed_wait(self) -> str:
+        """'' or 'submit_bio_wait, woken every 5 s': blocked_s is since its last wake-up."""
+        return str(self.event.args.get("timed_wait") or "")
+
     def label(self) -> str:
         t = "unknown time" if self.blocked_s is None else f"{self.blocked_s:.0f}s"
+        if self.timed_wait and self.blocked_s is not None:
+            t = f"{t} since its last timed wake-up ({self.timed_wait}: the IO may be older)"
         return f"{self.comm} (pid {self.tid}, {self.state}, blocked {t})"
 
 

@@ -41,6 +41,11 @@ KERNEL_FAILURE = re.compile(
     r"^(?:\[\s*\d+\.\d+\]\s*)?(kernel BUG at .*|BUG: .*|Oops: .*|general protection fault.*"
     r"|Kernel panic - not syncing.*|INFO: task .* blocked for more than .*"
     r"|rcu: INFO: rcu_[a-z]+ (?:self-)?detected stall.*)$", re.M)
+# hung_task's report (kernel/hung_task.c check_hung_task): a script that provokes it on purpose
+# (a hang created to be diagnosed, hung_task_timeout_secs set low) runs with
+# expect_hung_tasks=True, and then these lines are counted, not failures
+HUNG_TASK = re.compile(r"^(?:\[\s*\d+\.\d+\]\s*)?INFO: task (.*):(\d+) blocked for more than "
+                       r"(\d+) seconds\.", re.M)
 FAILURE_GRACE_S = 120
 # the guest driver's heartbeat ($MDTRACE_OUT/heartbeat) may stand still this long: its longest
 # bounded phase is one scenario (SCEN_TIMEOUT, 300 s); a script without a heartbeat is not timed
@@ -48,10 +53,19 @@ HEARTBEAT_LIMIT_S = 420
 BOOT_LIMIT_S = 300        # qemu start to the job script's start (boots take 20-50 s under TCG)
 
 
-def kernel_failure(console: str) -> str | None:
-    """The first kernel failure report (oops, BUG, panic, hung task, RCU stall) in ``console``."""
-    m = KERNEL_FAILURE.search(console)
-    return m.group(1).strip() if m else None
+def kernel_failure(console: str, expect_hung_tasks: bool = False) -> str | None:
+    """The first kernel failure report (oops, BUG, panic, hung task, RCU stall) in ``console``;
+    hung-task reports are skipped when ``expect_hung_tasks`` (the script provokes them)."""
+    for m in KERNEL_FAILURE.finditer(console):
+        if expect_hung_tasks and m.group(1).startswith("INFO: task "):
+            continue
+        return m.group(1).strip()
+    return None
+
+
+def hung_task_reports(console: str) -> list[str]:
+    """Every hung-task report line in ``console`` ('INFO: task dd:812 blocked for more ...')."""
+    return [m.group(0).split("] ", 1)[-1].strip() for m in HUNG_TASK.finditer(console)]
 
 
 @dataclass
@@ -60,7 +74,9 @@ class Watch:
     runner's poll loop, so its rules are tested without qemu."""
 
     timeout_s: float
+    expect_hung_tasks: bool = False  # hung-task reports are expected: not failures
     failure: str = ""              # first kernel failure line seen on the console
+    hung_tasks: list[str] = field(default_factory=list)  # hung-task lines seen (when expected)
     failure_at: float | None = None
     beat: str = ""
     beat_at: float = 0.0
@@ -68,9 +84,11 @@ class Watch:
 
     def update(self, now: float, console: str, heartbeat: str, started: bool) -> None:
         if not self.failure:
-            line = kernel_failure(console)
+            line = kernel_failure(console, self.expect_hung_tasks)
             if line:
                 self.failure, self.failure_at = line, now
+        if self.expect_hung_tasks:
+            self.hung_tasks += hung_task_reports(console)
         if started and self.started_at is None:
             self.started_at = now
         if heartbeat != self.beat or not self.beat_at:
@@ -108,6 +126,7 @@ class RunResult:
     wedged: str = ""          # why the host stopped a guest that had not finished ('' if not)
     kernel_failure: str = ""  # the first kernel oops/BUG/hung-task line on the console
     failure_to_stop_s: float | None = None  # from that line to qemu stopped
+    hung_tasks: list[str] = field(default_factory=list)  # expected hung-task reports seen
 
     @property
     def ok(self) -> bool:
@@ -200,14 +219,19 @@ def run_script(image: GuestImage, kernel: str, script: str | os.PathLike[str], *
                src: str | os.PathLike[str] | None = None, disks: int = 4, disk_mb: int = 256,
                timeout_s: float = 900, cpus: int = 2, mem_mb: int = 2048,
                accel: str | None = None, env: dict[str, str] | None = None,
-               args: list[str] | None = None, append: str = "") -> RunResult:
+               args: list[str] | None = None, append: str = "",
+               expect_hung_tasks: bool = False) -> RunResult:
     """Boot ``kernel`` ('6.1', '6.12' or a full release), run ``script`` as root, power off.
 
     ``script`` is a host path; it is copied into the out share, run by bash with cwd = the
     project tree (read-only) and ``args``; ``env`` entries are exported first.  Extra disks
     appear as /dev/vdb, /dev/vdc, ... (sparse files, deleted afterwards).  The script gets
     ``timeout_s - 60`` seconds inside the guest (minimum half of it); qemu is killed at
-    ``timeout_s`` whatever happens.  Without ``src`` the guest sees a snapshot of this
+    ``timeout_s`` whatever happens.  ``expect_hung_tasks``: the script provokes hung-task
+    reports on purpose (a hang it creates, hung_task_timeout_secs set low): they are collected
+    in ``RunResult.hung_tasks`` instead of stopping the guest as a kernel failure (an oops,
+    BUG, panic or RCU stall still does); MDTRACE_VM_EXPECT_HUNG_TASKS=1 sets it too.
+    Without ``src`` the guest sees a snapshot of this
     checkout taken at boot (:func:`snapshot_tree`; its ``git describe`` in ``out/src_rev``).
     """
     problem = qemu_problem()
@@ -256,7 +280,9 @@ def run_script(image: GuestImage, kernel: str, script: str | os.PathLike[str], *
     wedged = ""
     qemu_rc: int | None = None
     qemu_log = out / "qemu.log"
-    watch = Watch(timeout_s)
+    # the CLI (`mdtrace vm run-script`) opts in through the environment
+    expect_hung_tasks = expect_hung_tasks or os.environ.get("MDTRACE_VM_EXPECT_HUNG_TASKS") == "1"
+    watch = Watch(timeout_s, expect_hung_tasks=expect_hung_tasks)
     try:
         with open(qemu_log, "wb") as qlog:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=qlog,
@@ -304,6 +330,7 @@ def run_script(image: GuestImage, kernel: str, script: str | os.PathLike[str], *
                      wall_s=wall, boot_s=_read_float(out / "boot_uptime"),
                      uname_r=_read(out / "uname_r").strip(), qemu_rc=qemu_rc, cmdline=cmd,
                      forced_off=forced_off, wedged=wedged, kernel_failure=watch.failure,
+                     hung_tasks=watch.hung_tasks,
                      failure_to_stop_s=(None if watch.failure_at is None or not wedged
                                         else round(time.monotonic() - watch.failure_at, 1)))
 

@@ -56,6 +56,17 @@ def _sync_state(arr: ArrayRec) -> tuple[str, bool]:
     return f"{name} (pid {tid}) is in state {b.state} in {b.stack(3)}", b.state == "D"
 
 
+def _suspended_members(arr: ArrayRec) -> list[str]:
+    """The array's member disks that are suspended dm devices, as the snapshot saw them
+    (``suspended_members`` on its task_blocked events: sources/snapshot/arrays.py)."""
+    out: list[str] = []
+    for b in arr.blocked.values():
+        for m in b.event.args.get("suspended_members") or ():
+            if str(m) not in out:
+                out.append(str(m))
+    return out
+
+
 def check(ctx: Context) -> list[Verdict]:
     arr = ctx.arr
     key = f"F12:{arr.name}:{arr.generation}"
@@ -69,9 +80,23 @@ def check(ctx: Context) -> list[Verdict]:
     # f52f5c71f3d4 "md: fix stopping sync thread" went into 6.7
     old = parse_release(ctx.kernel) < (6, 7) if ctx.kernel else False
     dead = daemon_dead(arr)
+    members = _suspended_members(arr)
+    if members and not dead:
+        # dm queues IO sent to a suspended device until resume (dm_submit_bio -> queue_io
+        # while DMF_BLOCK_IO_FOR_SUSPEND): md_do_sync waits for recovery_active to drain
+        # (its wait_event on recovery_wait after the loop), so it never returns
+        state += (f"; member {', '.join(members)} is a suspended dm device: the sync IO "
+                  "queued on it never completes, so md_do_sync cannot return")
+        proven = True
     if dead:
         remedy = (f"reboot: {dead}, so nothing reaps the sync thread and the stop never "
                   "returns; save the kernel log first (`dmesg > md-oops.txt`).")
+    elif members:
+        remedy = ("resume the suspended member: "
+                  + "; ".join(f"`dmsetup resume {m}`" for m in members)
+                  + "; its queued IO completes, md_do_sync returns and the stop finishes "
+                  "(check first that whoever suspended it, e.g. an lvm or multipath command, "
+                  "is not still at work: `ps -eo pid,stat,args | grep -E 'lvm|dmsetup'`)")
     else:
         disks = f"`dmsetup status {name}`" if is_dm(arr) else f"`mdadm --detail /dev/{name}`"
         remedy = (f"see what the sync thread waits for (its stack is under 'blocked tasks'): "
@@ -92,4 +117,5 @@ def check(ctx: Context) -> list[Verdict]:
              "stopped (older kernels stop them under reconfig_mutex)" if old else ""),
         remedy=remedy,
         evidence=[b.event for b in waiters],
-        details={"tasks": task_details(waiters), "sync_thread": state}))]
+        details={"tasks": task_details(waiters), "sync_thread": state,
+                 "suspended_members": members}))]

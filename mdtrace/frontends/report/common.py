@@ -236,6 +236,8 @@ def blocked_rows(model: ReportModel) -> list[tuple[str, ...]]:
                    key=lambda b: (-(b.blocked_s or 0.0), b.tid))
     for b in tasks:
         blocked = "?" if b.blocked_s is None else fmt_dur(b.blocked_s)
+        if b.timed_wait and b.blocked_s is not None:
+            blocked += " since a timed wake-up"     # the IO may be older (tasks.TIMED_IO_WAITS)
         stack = " <- ".join(b.frames[:8]) if b.frames else (
             f"wchan {b.wchan}" if b.wchan else "(stack unreadable)")
         array = b.array + (f" ({b.tie})" if b.tie else "") if b.array else "?"

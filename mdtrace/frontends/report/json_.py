@@ -92,7 +92,8 @@ def as_dict(model: ReportModel) -> dict[str, Any]:
             "tid": b.tid, "pid": b.pid, "comm": b.comm, "state": b.state, "wchan": b.wchan,
             "frames": list(b.frames), "blocked_s": b.blocked_s, "array": b.array,
             "tie": b.tie, "wait": b.wait, "wait_frame": b.wait_frame, "what": b.what,
-            "suspending": b.suspending} for b in snap.blocked_tasks],
+            "suspending": b.suspending, "timed_wait": b.timed_wait or None}
+            for b in snap.blocked_tasks],
     }
 
 

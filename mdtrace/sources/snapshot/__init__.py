@@ -79,6 +79,9 @@ class Collected:
     # the kcore stage: None when it did not run; per array name the "kernel_state" object
     kernel_state: KernelStateResult | None = None
     kernel_view: dict[str, dict[str, Any]] = field(default_factory=dict)
+    # seconds per stage (sysfs, dmsetup, tasks, kernel_log, kernel_state): what a slow answer
+    # spent its time on (`mdtrace diagnose` prints them with MDTRACE_TIMINGS=1)
+    timings: dict[str, float] = field(default_factory=dict)
 
 
 def _now_s(proc_root: Path) -> float | None:
@@ -206,12 +209,19 @@ def _rw(frames: tuple[str, ...]) -> str:
     return "R" if "read" in names else ""
 
 
-def _task_event(t: TaskFacts, ts: int, array: str, how: str, dm_name: str) -> Event:
+def _task_event(t: TaskFacts, ts: int, array: str, how: str, dm_name: str,
+                members: tuple[str, ...] = ()) -> Event:
+    args: dict[str, Any] = {
+        "state": t.state, "wchan": t.wchan, "frames": list(t.frames or ()),
+        "stack_readable": t.frames is not None, "blocked_s": t.blocked_s, "tie": how,
+        "rw": _rw(t.frames or ()), "argv": list(t.argv[:8])}
+    if t.timed_wait:
+        args["timed_wait"] = t.timed_wait
+    if members:
+        # the array's member disks suspended in dm now (what its own IO may queue behind)
+        args["suspended_members"] = list(members)
     return Event(ts=ts, kind="task_blocked", array=array, dm_name=dm_name, pid=t.pid,
-                 tid=t.tid, comm=t.comm, args={
-                     "state": t.state, "wchan": t.wchan, "frames": list(t.frames or ()),
-                     "stack_readable": t.frames is not None, "blocked_s": t.blocked_s,
-                     "tie": how, "rw": _rw(t.frames or ()), "argv": list(t.argv[:8])})
+                 tid=t.tid, comm=t.comm, args=args)
 
 
 def collect(sys_root: Path | str = "/sys", proc_root: Path | str = "/proc", *,
@@ -223,6 +233,14 @@ def collect(sys_root: Path | str = "/sys", proc_root: Path | str = "/proc", *,
     kernel's own mddev state when ``kernel_state`` is given: kcore.read_kernel_state)."""
     sys_root, proc_root = Path(sys_root), Path(proc_root)
     notes: list[str] = []
+    timings: dict[str, float] = {}
+    lap_at = [time.monotonic()]
+
+    def lap(stage: str) -> None:
+        t1 = time.monotonic()
+        timings[stage] = round(t1 - lap_at[0], 3)
+        lap_at[0] = t1
+
     now_s = _now_s(proc_root)
     live = proc_root == Path("/proc")
     if now_s is None:
@@ -232,6 +250,7 @@ def collect(sys_root: Path | str = "/sys", proc_root: Path | str = "/proc", *,
         kernel = read_attr(proc_root / "sys" / "kernel" / "osrelease") or (
             platform.release() if live else "")
     arrays = md_arrays(sys_root)
+    lap("sysfs")
     if dmsetup is not None:
         text, why = dmsetup()
         has_dm = any((sys_root / "block").glob("dm-*")) if (sys_root / "block").is_dir() \
@@ -239,7 +258,9 @@ def collect(sys_root: Path | str = "/sys", proc_root: Path | str = "/proc", *,
         if why and has_dm:
             notes.append(f"dm-raid arrays not examined ({why})")
         arrays += dm_raid_arrays(sys_root, text)
+    lap("dmsetup")
     ts_scan: TaskScan = scan(proc_root, now_s)
+    lap("tasks")
     tasks = ts_scan.tasks
     stacks_readable = not (ts_scan.stacks_unreadable and ts_scan.seen)
     if not stacks_readable:
@@ -254,9 +275,12 @@ def collect(sys_root: Path | str = "/sys", proc_root: Path | str = "/proc", *,
         if why:
             notes.append(f"kernel log not read ({why}): an md thread killed by an oops "
                          "(F11) cannot be diagnosed")
+    lap("kernel_log")
     events: list[Event] = []
     dm_of = {a.name: a.dm_name for a in arrays}
+    members_of = {a.name: a.suspended_members for a in arrays}
     kres, kview = _kernel_stage(kernel_state, sys_root, proc_root, arrays, notes)
+    lap("kernel_state")
     kby = kres.by_name() if kres is not None and kres.ok else {}
     for a in arrays:
         threads = _threads(a, tasks, arrays)
@@ -267,20 +291,22 @@ def collect(sys_root: Path | str = "/sys", proc_root: Path | str = "/proc", *,
         events += _array_events(a, ts, threads, sync, kby.get(a.name),
                                 kres.table if kres is not None else None)
     events += klog.events(records)
+    lap("events")
     for t in tasks:
         if not t.blocked:
             continue                 # an md/dm thread idle, kept only as alive
         array, how = tie(t, arrays)
         if not array and not md_frames(t.frames or (t.wchan,)):
             continue                 # a D task outside md/dm that nothing ties to an array
-        events.append(_task_event(t, ts, array, how, dm_of.get(array, "")))
+        events.append(_task_event(t, ts, array, how, dm_of.get(array, ""),
+                                  members_of.get(array, ())))
     if not arrays:
         driver = "" if (proc_root / "mdstat").exists() else " (no md driver loaded: no " \
             "/proc/mdstat)"
         notes.insert(0, f"no md or dm-raid arrays on this host{driver}: nothing to diagnose")
     return Collected(now_ns=ts, kernel=kernel, arrays=arrays, tasks=tasks, events=events,
                      notes=notes, stacks_readable=stacks_readable, kernel_state=kres,
-                     kernel_view=kview)
+                     kernel_view=kview, timings=timings)
 
 
 def _kernel_stage(reader: KernelState | None, sys_root: Path, proc_root: Path,

@@ -46,6 +46,10 @@ class ArrayFacts:
     suspend_hi: int | None = None
     ro: int = 0                  # 0 rw, 1 read-only, 2 auto-read-only
     dm_suspended: bool | None = None
+    # member disks that are dm devices suspended now (their dm names): IO md sends them is
+    # queued by dm until `dmsetup resume` (dm_submit_bio -> queue_io while
+    # DMF_BLOCK_IO_FOR_SUSPEND), so a sync thread waiting for it never returns
+    suspended_members: tuple[str, ...] = ()
 
 
 def recovery_of(sync_action: str, reshape: bool) -> int:
@@ -72,6 +76,18 @@ def ro_of(array_state: str, disk_ro: str) -> int:
     return 2 if array_state == "read-auto" else 0
 
 
+def suspended_members(sys_root: Path, disk: str) -> tuple[str, ...]:
+    """dm names of ``disk``'s member devices (``/sys/block/DISK/slaves/dm-N``) that are
+    suspended (``dm/suspended`` = 1)."""
+    out: list[str] = []
+    slaves = sys_root / "block" / disk / "slaves"
+    for m in sorted(slaves.glob("dm-*")) if slaves.is_dir() else []:
+        dm = sys_root / "block" / m.name / "dm"
+        if read_attr(dm / "suspended") == "1":
+            out.append(read_attr(dm / "name") or m.name)
+    return tuple(out)
+
+
 def md_arrays(sys_root: Path) -> list[ArrayFacts]:
     out = []
     block = sys_root / "block"
@@ -87,7 +103,8 @@ def md_arrays(sys_root: Path) -> list[ArrayFacts]:
             reshape_position=snap.reshape_position, degraded=snap.degraded,
             raid_disks=snap.raid_disks, suspend_lo=parse_int(read_attr(md / "suspend_lo")),
             suspend_hi=parse_int(read_attr(md / "suspend_hi")),
-            ro=ro_of(snap.array_state, read_attr(d / "ro"))))
+            ro=ro_of(snap.array_state, read_attr(d / "ro")),
+            suspended_members=suspended_members(sys_root, d.name)))
     return out
 
 
@@ -105,5 +122,6 @@ def dm_raid_arrays(sys_root: Path, dmsetup_status: str) -> list[ArrayFacts]:
             sync_action=snap.sync_action,
             sync_completed="" if snap.done is None else f"{snap.done}/{snap.total}",
             done=snap.done, total=snap.total, degraded=snap.degraded,
-            raid_disks=snap.raid_disks, dm_suspended=None if susp == "" else susp == "1"))
+            raid_disks=snap.raid_disks, dm_suspended=None if susp == "" else susp == "1",
+            suspended_members=suspended_members(sys_root, disk) if disk else ()))
     return out

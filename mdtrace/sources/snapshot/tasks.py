@@ -23,6 +23,13 @@ _STACK_LINE = re.compile(r"^\[<[0-9a-fx]+>\]\s+(?P<fn>[A-Za-z_][\w.]*)\+0x[0-9a-
 _MD_THREAD = re.compile(r"^(md\d+|mdX)_\w+$")
 _DM_THREAD = re.compile(r"^(kdmflush|kcopyd|kdmremove|dm_bufio_cache|kdmraid|dm-\w+)(/\d+)?")
 MAX_FDS = 256
+# innermost frames of an IO wait the kernel wakes on a timer so hung_task stays quiet: 6.1-6.12
+# submit_bio_wait -> blk_wait_io() (block/blk.h) waits with
+# wait_for_completion_io_timeout(hung_task_timeout_secs / 2), blk_io_schedule()
+# (block/blk-core.c) with io_schedule_timeout(the same); each wake-up resets se.exec_start,
+# so the off-CPU time read for such a task is since its last wake-up, not since the IO began
+TIMED_IO_WAITS = frozenset({"submit_bio_wait", "blk_wait_io", "blk_io_schedule",
+                            "io_schedule_timeout", "wait_for_completion_io_timeout"})
 
 
 @dataclass(frozen=True)
@@ -36,6 +43,9 @@ class TaskFacts:
     blocked_s: float | None
     devices: tuple[str, ...] = ()       # /dev paths of open block devices
     argv: tuple[str, ...] = ()
+    # '' or "FRAME, woken every N s": a timed IO wait (TIMED_IO_WAITS), blocked_s is since
+    # its last wake-up
+    timed_wait: str = ""
 
     @property
     def md_thread(self) -> bool:
@@ -117,6 +127,15 @@ def _argv(proc_pid: Path) -> tuple[str, ...]:
     return tuple(a.decode("utf-8", "replace") for a in raw.split(b"\0") if a)[:32]
 
 
+def timed_wait(frames: tuple[str, ...] | None, wchan: str, hung_timeout_s: int | None) -> str:
+    """'' or 'submit_bio_wait, woken every 5 s' for a timed IO wait (TIMED_IO_WAITS) while
+    hung_task's timeout is set (0 disables the timer: an untimed wait)."""
+    first = (frames[0] if frames else wchan).split(" ", 1)[0].split("+", 1)[0].split(".", 1)[0]
+    if first not in TIMED_IO_WAITS or not hung_timeout_s:
+        return ""
+    return f"{first}, woken every {hung_timeout_s / 2:g} s"
+
+
 def wanted(comm: str, state: str, wchan: str, frames: tuple[str, ...] | None) -> bool:
     """Keep md/dm threads, D tasks, and S/I/R tasks whose stack (or wchan) is in md/dm code
     (but not an md/dm thread's idle wait)."""
@@ -138,6 +157,8 @@ class TaskScan:
 def scan(proc_root: Path, now_s: float | None) -> TaskScan:
     """Walk ``proc_root/*/task/*``; tasks that vanish meanwhile are skipped."""
     res = TaskScan([])
+    hung = (_read(proc_root / "sys" / "kernel" / "hung_task_timeout_secs") or "").strip()
+    hung_s = int(hung) if hung.isdigit() else None
     try:
         pids = sorted((int(e.name), e.path) for e in os.scandir(proc_root) if e.name.isdigit())
     except OSError:
@@ -179,5 +200,7 @@ def scan(proc_root: Path, now_s: float | None) -> TaskScan:
                 per_proc = (_devices(proc_pid), _argv(proc_pid))
             res.tasks.append(TaskFacts(tid=tid, pid=pid, comm=comm, state=state, wchan=wchan,
                                        frames=frames, blocked_s=blocked,
-                                       devices=per_proc[0], argv=per_proc[1]))
+                                       devices=per_proc[0], argv=per_proc[1],
+                                       timed_wait=timed_wait(frames, wchan, hung_s)
+                                       if state == "D" else ""))
     return res

@@ -1,0 +1,265 @@
+#!/bin/bash
+# `mdtrace diagnose` on hangs that already exist (issue 11): each hang is created FIRST on the
+# real kernel, mdtrace starts only afterwards; then the remedy, then a second diagnose.
+#   healthy  md1 raid1 resyncing, md2 raid5 idle, md3 raid5 reshaping freely: no finding
+#   stop     md4 raid1 on two dm-linear legs, resyncing; one leg `dmsetup suspend`ed, so the
+#            resync IO queued on it never completes and md_do_sync cannot return; then
+#            `echo idle > sync_action` blocks in the stop (6.1 kthread_stop, 6.7+
+#            stop_sync_thread); remedy: `dmsetup resume` of the leg
+#   lvm      an lvm raid5 LV reshaping (lvconvert --stripes 3), `dmsetup suspend` of the LV,
+#            a direct write queued on it; remedy `dmsetup resume`
+#   ro       raid5 reshape, `mdadm --readonly` mid-reshape; a direct write across the position
+#            (what the kernel does with it is observed), a direct read across it (6.1: sleeps
+#            in raid5_make_request); remedy `mdadm --readwrite` (6.12.117: may trigger the
+#            raid5d double free, docs/kernels.md: then `oops` is diagnosed, F11, reboot)
+# hung_task_timeout_secs is set to HUNG_S (10) so the kernel's own hung-task reports can be put
+# side by side with diagnose's answer (docs/diagnose.md); the host expects them
+# (run_script(expect_hung_tasks=True)).
+# Results: $MDTRACE_OUT/diagnose/: obs.txt ("key value"), NAME.json / NAME.txt / NAME.err per
+# diagnose, NAME.stacks (real /proc/PID/stack texts), dmesg.txt.
+set -u
+out=$MDTRACE_OUT/diagnose
+rm -rf "$out"; mkdir -p "$out"
+HUNG_S=${HUNG_S:-10}
+now() { cut -d' ' -f1 /proc/uptime; }
+log() { echo "[diag $(now)] $*"; }
+obs() { local k=$1; shift; printf '%s %s\n' "$k" "$*" >> "$out/obs.txt"; log "$k = $*"; }
+beat() { echo "$(now) $*" > "$MDTRACE_OUT/heartbeat"; }
+since() { awk -v a="$1" -v b="$(now)" 'BEGIN { printf "%.2f", b - a }'; }
+wait_for() {  # wait_for SECONDS CMD...: poll every 0.2 s
+    local end=$(( $(date +%s) + $1 )); shift
+    until "$@" >/dev/null 2>&1; do (( $(date +%s) >= end )) && return 1; sleep 0.2; done
+}
+# bounded SECONDS CMD...: run CMD in the background, stop waiting after SECONDS (124; a task
+# in D state cannot be killed, timeout(1) would hang with it)
+bounded() {
+    local limit=$(( $1 * 5 )) i p; shift
+    "$@" & p=$!
+    for ((i = 0; i < limit; i++)); do
+        kill -0 "$p" 2>/dev/null || { wait "$p"; return $?; }
+        sleep 0.2
+    done
+    return 124
+}
+oopsed() { dmesg | grep -qE 'kernel BUG at|Oops: |general protection fault'; }
+speed() { echo "$1" > /proc/sys/dev/raid/speed_limit_min; echo "$2" > /proc/sys/dev/raid/speed_limit_max; }
+mdattr() { cat "/sys/block/$1/md/$2" 2>/dev/null; }
+done_ge() { local c; c=$(mdattr "$1" sync_completed | cut -d' ' -f1); [[ $c =~ ^[0-9]+$ ]] && (( c >= $2 )); }
+
+# diag NAME [FORMAT]: one `mdtrace diagnose`, timed from its start to its answer
+diag() {
+    local name=$1 fmt=${2:-json} t0 rc ext
+    ext=$([[ $fmt == json ]] && echo json || echo txt)
+    beat "diagnose $name"
+    t0=$(now)
+    MDTRACE_TIMINGS=1 bounded 120 $MDT diagnose --format "$fmt" -o "$out/$name.$ext" 2> "$out/$name.err"
+    rc=$?
+    obs "diag_$name" "rc=$rc in $(since "$t0")s at $(now)"
+    obs "timings_$name" "$(grep -o 'start-up .*' "$out/$name.err")"
+    return 0
+}
+# stacks NAME: every task in D state or with md/dm frames: comm, state, wchan, /proc/PID/stack
+# (one python3: a shell loop forks per task, ~30 s under TCG)
+stacks() {
+    python3 - "$out/$1.stacks" <<'PY'
+import glob, re, sys
+md = re.compile(r"\[(md_mod|raid456|raid1|raid10|dm_mod|dm_raid)\]")
+with open(sys.argv[1], "a") as out:
+    for t in sorted(glob.glob("/proc/[0-9]*/task/[0-9]*"), key=lambda p: int(p.rsplit("/", 1)[1])):
+        try:
+            st = open(t + "/stat").read().rpartition(")")[2].split()[0]
+            stack = open(t + "/stack").read()
+            comm, wchan = open(t + "/comm").read().strip(), open(t + "/wchan").read().strip()
+        except OSError:
+            continue
+        if st == "D" or md.search(stack):
+            out.write(f"== tid {t.rsplit('/', 1)[1]} comm {comm} state {st} wchan {wchan}\n{stack}")
+PY
+}
+
+# mdtrace as an engineer has it: installed from the host-built wheel with its bytecode compiled
+# (pip's default); without one, the shared tree (every import compiled afresh: slower)
+whl=$(ls "$MDTRACE_OUT"/wheel/mdtrace-*.whl 2>/dev/null | head -1)
+cd /              # not the shared tree's mdtrace/ (python puts the cwd first on sys.path)
+if [[ -n $whl ]]; then
+    inst=/opt/mdtrace-wheel
+    rm -rf "$inst"; python3 -m zipfile -e "$whl" "$inst"
+    python3 -m compileall -q "$inst" /opt/mdtrace-deps > /dev/null 2>&1
+    unset PYTHONDONTWRITEBYTECODE
+    export PYTHONPATH=$inst:/opt/mdtrace-deps
+    printf '#!/bin/sh\nexec python3 -c %s "$@"\n' \
+        "'import sys; sys.argv[0] = \"mdtrace\"; from mdtrace.cli import main; main()'" \
+        > /usr/local/bin/mdtw
+    chmod +x /usr/local/bin/mdtw
+    MDT=mdtw
+else
+    MDT=mdtrace
+fi
+modprobe raid456; modprobe raid1; modprobe dm-raid
+echo "$HUNG_S" > /proc/sys/kernel/hung_task_timeout_secs
+echo -1 > /proc/sys/kernel/hung_task_warnings 2>/dev/null
+echo 0 > /proc/sys/kernel/hung_task_panic 2>/dev/null
+obs kernel "$(uname -r)"
+obs installed_from "$(python3 -c 'import mdtrace; print(mdtrace.__file__)' 2>&1)"
+obs hung_task "timeout $(cat /proc/sys/kernel/hung_task_timeout_secs) s"
+D=(/dev/vd{b..o})
+for d in "${D[@]}"; do wipefs -aq "$d" 2>/dev/null; done
+
+# -- healthy: idle, resyncing, reshaping freely ---------------------------------------------------
+beat healthy
+speed 1000 2000
+mdadm --create /dev/md1 --run --level=1 --raid-devices=2 --size=64M "${D[0]}" "${D[1]}" > "$out/mdadm.log" 2>&1
+mdadm --create /dev/md2 --run --level=5 --raid-devices=3 --size=64M --assume-clean "${D[@]:2:3}" >> "$out/mdadm.log" 2>&1
+mdadm --create /dev/md3 --run --level=5 --raid-devices=3 --size=64M --assume-clean "${D[@]:5:3}" >> "$out/mdadm.log" 2>&1
+mdadm /dev/md3 --add "${D[8]}" >> "$out/mdadm.log" 2>&1
+mdadm --grow /dev/md3 --raid-devices=4 >> "$out/mdadm.log" 2>&1
+wait_for 60 sh -c '[ "$(cat /sys/block/md3/md/sync_action)" = reshape ] && [ "$(cat /sys/block/md1/md/sync_action)" = resync ]'
+sleep 2
+obs healthy_state "md1=$(mdattr md1 sync_action) md2=$(mdattr md2 sync_action) md3=$(mdattr md3 sync_action) pos=$(mdattr md3 reshape_position)"
+diag healthy
+obs healthy_after "md3=$(mdattr md3 sync_action) $(mdattr md3 sync_completed)"
+for m in md1 md2 md3; do bounded 60 mdadm --stop /dev/$m > /dev/null 2>&1 || obs error "mdadm --stop $m blocked"; done
+for d in "${D[@]:0:9}"; do mdadm --zero-superblock "$d" 2>/dev/null; wipefs -aq "$d" 2>/dev/null; done
+
+# -- stop: `echo idle` blocked in the sync thread's stop -------------------------------------------
+beat stop
+sz=$(blockdev --getsz "${D[0]}")
+dmsetup create dleg0 --table "0 $sz linear ${D[0]} 0" && dmsetup create dleg1 --table "0 $sz linear ${D[1]} 0"
+mdadm --create /dev/md4 --run --level=1 --raid-devices=2 --size=64M /dev/mapper/dleg0 /dev/mapper/dleg1 >> "$out/mdadm.log" 2>&1
+wait_for 60 done_ge md4 4096
+t=$(now); bounded 30 dmsetup suspend dleg1; obs stop_leg_suspend "rc=$? in $(since "$t")s"
+sleep 2
+obs stop_state "$(mdattr md4 sync_action) $(mdattr md4 sync_completed)"
+t_stop=$(now)
+sh -c 'echo idle > /sys/block/md4/md/sync_action' 2> "$out/stop_echo.err" &
+ECHO=$!
+sleep 2
+if kill -0 "$ECHO" 2>/dev/null; then
+    obs stop_blocked "yes pid=$ECHO at $t_stop state=$(awk '{ sub(/^.*\) /, ""); print $1 }' /proc/$ECHO/stat)"
+    diag stop_hung
+    stacks stop
+    # the kernel's own report of the same hang (hung_task_timeout_secs = HUNG_S)
+    if wait_for $(( HUNG_S * 3 + 10 )) sh -c "dmesg | grep -q 'task sh:$ECHO blocked for more than'"; then
+        obs stop_hung_task "$(dmesg | grep -m1 "task sh:$ECHO blocked for more than") seen at $(now)"
+    else
+        obs stop_hung_task "none within $(( HUNG_S * 3 + 10 )) s"
+    fi
+    # the remedy: resume the leg; the queued resync IO completes, md_do_sync returns
+    t=$(now); bounded 30 dmsetup resume dleg1; obs stop_remedy "dmsetup resume dleg1 rc=$?"
+    if wait_for 30 sh -c "! kill -0 $ECHO"; then wait "$ECHO"; obs stop_echo_done "rc=$? $(since "$t")s after the resume"; else obs stop_echo_done blocked; fi
+    obs stop_after_state "$(mdattr md4 sync_action)"
+    diag stop_after
+else
+    wait "$ECHO"; obs stop_blocked "no: echo idle returned rc=$?"
+    bounded 30 dmsetup resume dleg1
+fi
+bounded 60 mdadm --stop /dev/md4 > /dev/null 2>&1 || obs error "mdadm --stop md4 blocked"
+dmsetup remove dleg0; dmsetup remove dleg1
+for d in "${D[@]:0:2}"; do wipefs -aq "$d" 2>/dev/null; done
+
+# -- lvm: an lvm raid5 LV reshaping, suspended with a write queued ----------------------------------
+beat lvm
+V=("${D[@]:9:4}")
+speed 1000 200000
+# 32 MiB: the initial sync is most of this part's time under TCG (--nosync would skip it, but
+# lvm2 refuses to add images to an LV_NOTSYNCED raid LV: "Can't add image to out-of-sync RAID LV")
+pvcreate -q -y "${V[@]}" > "$out/lvm.log" 2>&1 && vgcreate -q lvd "${V[@]}" >> "$out/lvm.log" 2>&1 &&
+    lvcreate -q -y --type raid5 -i 2 -L 32M -n r5 lvd "${V[@]:0:3}" >> "$out/lvm.log" 2>&1
+wait_for 150 sh -c '[ "$(lvs --noheadings -o sync_percent lvd/r5 | tr -d " ")" = 100.00 ]'
+obs lvm_synced "$(lvs --noheadings -o sync_percent lvd/r5 | tr -d ' ')"
+speed 500 1000
+bounded 120 lvconvert -q -y --stripes 3 lvd/r5 >> "$out/lvm.log" 2>&1; obs lvm_lvconvert "rc=$?"
+wait_for 60 sh -c 'dmsetup status lvd-r5 | grep -qw reshape'
+sleep 1
+obs lvm_state "$(dmsetup status lvd-r5 | cut -d' ' -f3-)"
+t=$(now); bounded 60 dmsetup suspend lvd-r5; obs lvm_suspend "rc=$? in $(since "$t")s"
+obs lvm_suspended "$(dmsetup info -c --noheadings -o suspended lvd-r5) $(dmsetup status lvd-r5 | cut -d' ' -f3-)"
+t_lvm=$(now)
+dd if=/dev/zero of=/dev/mapper/lvd-r5 bs=64k count=16 oflag=direct status=none 2> "$out/lvm_dd.err" &
+LDD=$!
+sleep 3
+if kill -0 "$LDD" 2>/dev/null; then
+    obs lvm_dd "blocked pid=$LDD since $t_lvm state=$(awk '{ sub(/^.*\) /, ""); print $1 }' /proc/$LDD/stat)"
+    diag lvm_hung
+    stacks lvm
+    t=$(now); bounded 60 dmsetup resume lvd-r5; obs lvm_remedy "dmsetup resume lvd-r5 rc=$?"
+    if wait_for 30 sh -c "! kill -0 $LDD"; then wait "$LDD"; obs lvm_dd_done "rc=$? $(since "$t")s after the resume"; else obs lvm_dd_done blocked; fi
+    sleep 1
+    obs lvm_after_state "$(dmsetup status lvd-r5 | cut -d' ' -f3-)"
+    diag lvm_after
+else
+    wait "$LDD"; obs lvm_dd "not blocked: rc=$?"
+    bounded 60 dmsetup resume lvd-r5
+fi
+speed 1000 200000
+wait_for 120 sh -c 'dmsetup status lvd-r5 | grep -qw idle'
+bounded 60 lvremove -q -y lvd/r5 > /dev/null 2>&1; bounded 30 vgremove -q -y lvd > /dev/null 2>&1
+bounded 30 pvremove -q -y "${V[@]}" > /dev/null 2>&1
+
+# -- ro: a read-only reshape with a write and a read across its position ----------------------------
+# last: on 6.12.117 the remedy can trigger the raid5d double free (docs/kernels.md)
+beat ro
+R=("${D[@]:2:4}")
+for d in "${R[@]}"; do wipefs -aq "$d" 2>/dev/null; done
+speed 1000 2000
+mdadm --create /dev/md5 --run --level=5 --raid-devices=3 --size=64M --assume-clean "${R[@]:0:3}" >> "$out/mdadm.log" 2>&1
+mdadm /dev/md5 --add "${R[3]}" >> "$out/mdadm.log" 2>&1
+mdadm --grow /dev/md5 --raid-devices=4 >> "$out/mdadm.log" 2>&1
+wait_for 60 done_ge md5 8192
+bounded 30 mdadm --readonly /dev/md5 > "$out/ro_readonly.err" 2>&1; obs ro_readonly "rc=$?"
+sleep 1
+pos=$(mdattr md5 reshape_position)
+obs ro_state "$(mdattr md5 array_state) $(mdattr md5 sync_action) pos=$pos ro=$(cat /sys/block/md5/ro)"
+start_mb=$(( pos / 2048 > 4 ? pos / 2048 - 4 : 0 ))
+# the write across the position: what does the kernel do with it?
+t=$(now)
+dd if=/dev/zero of=/dev/md5 bs=1M seek=$start_mb count=8 oflag=direct status=none 2> "$out/ro_write.err" &
+WDD=$!
+if wait_for 5 sh -c "! kill -0 $WDD"; then
+    wait "$WDD"; obs ro_write "rc=$? in $(since "$t")s: $(head -c 200 "$out/ro_write.err")"
+else
+    obs ro_write "blocked pid=$WDD since $t"
+fi
+t_ro=$(now)
+dd if=/dev/md5 of=/dev/null bs=1M skip=$start_mb count=8 iflag=direct status=none 2> "$out/ro_read.err" &
+RDD=$!
+sleep 3
+if kill -0 "$RDD" 2>/dev/null; then
+    obs ro_read "blocked pid=$RDD since $t_ro state=$(awk '{ sub(/^.*\) /, ""); print $1 }' /proc/$RDD/stat)"
+else
+    wait "$RDD"; obs ro_read "rc=$? in $(since "$t_ro")s"
+fi
+# 6.12.117's raid5d double free (docs/kernels.md) can strike as soon as the read meets the
+# window: the host stops the guest FAILURE_GRACE_S (120 s) after it, so the oops is diagnosed
+# at once and nothing else is tried
+oops_exit() {
+    obs kernel_oops "$(dmesg | grep -m1 -E 'kernel BUG at|Oops: |general protection fault')"
+    obs kernel_oops_task "$(dmesg | grep -m1 -oE 'Comm: [^ ]+')"
+    diag oops
+    stacks oops
+    dmesg > "$out/dmesg.txt"
+    obs done yes
+    exit 0
+}
+oopsed && oops_exit
+diag ro_hung
+stacks ro
+oopsed && oops_exit
+beat ro_remedy
+t=$(now); bounded 30 mdadm --readwrite /dev/md5; obs ro_remedy "mdadm --readwrite rc=$?"
+speed 1000 200000
+# an oops (6.12.117) leaves FAILURE_GRACE_S (120 s) before the host stops the guest
+if wait_for 40 sh -c "! kill -0 $RDD && ! kill -0 $WDD || dmesg | grep -qE 'kernel BUG at|Oops: |general protection fault'" &&
+        ! kill -0 "$RDD" 2>/dev/null; then
+    wait "$RDD"; obs ro_read_done "rc=$? $(since "$t")s after the remedy"
+else
+    obs ro_read_done blocked
+fi
+oopsed && oops_exit
+wait_for 120 sh -c '[ "$(cat /sys/block/md5/md/sync_action)" = idle ]'
+obs ro_after_state "$(mdattr md5 sync_action) $(mdattr md5 array_state)"
+diag ro_after
+bounded 60 mdadm --stop /dev/md5 > /dev/null 2>&1 || obs error "mdadm --stop md5 blocked"
+dmesg > "$out/dmesg.txt"
+obs done yes
+exit 0
