@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-fast vm lint bench clean
+.PHONY: demo test test-fast vm vm-zoo vm-zoo-list lint bench clean
 
 demo:            ## set up and run the main job: report on the bundled example trace
 	@bash scripts/bootstrap.sh
@@ -19,6 +19,14 @@ test-fast:       ## fast unit/scenario tier only
 vm:              ## real-kernel tier: build the guest image (cached) and run all scenarios on 6.1 + 6.12
 	@bash scripts/bootstrap.sh
 	@$(VENV)/bin/mdtrace vm scenarios
+
+vm-zoo-list:     ## the kernel zoo: each 6.12 variant (one seed fix reverted) and its diff
+	@PYTHONPATH=. $(PY) -m vmtest.zoo list
+
+vm-zoo:          ## build the zoo (cached) and run stock + every variant on 6.12, one boot each
+	@bash scripts/bootstrap.sh
+	@PYTHONPATH=. $(PY) -m vmtest.zoo build
+	@MDTRACE_ZOO=all $(VENV)/bin/pytest -q -m vm -rs -s -p no:cacheprovider tests/vm/test_zoo.py
 
 lint:
 	@$(VENV)/bin/ruff check mdtrace tests bench

@@ -37,6 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("check", help="re-check saved runs (no boot)")
     p.add_argument("names", nargs="*")
     p.add_argument("--out", default="out/vm-zoo")
+    p = sub.add_parser("golden", help="keep saved runs' traces as tests/data/golden/zoo_*")
+    p.add_argument("names", nargs="+")
+    p.add_argument("--out", default="out/vm-zoo")
     a = ap.parse_args(argv)
     try:
         if a.cmd == "list":
@@ -49,6 +52,19 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"{n}: {b.path} (build {b.manifest.get('build_s')} s)")
             return 0
         from vmtest.zoo.run import load_run, run_variant
+
+        if a.cmd == "golden":
+            from vmtest.zoo.golden import keep
+
+            for n in a.names:
+                saved = load_run(Path(a.out) / n, n)
+                probs = saved.problems()
+                if probs:
+                    raise MdtraceError(f"{n}: the saved run fails its checks, not a "
+                                       f"reference: {probs[0]}")
+                for line in keep(n, saved.results):
+                    print(line)
+            return 0
 
         rc = 0
         for n in a.names or ["stock", "p1", "p3"]:
