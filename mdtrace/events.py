@@ -311,10 +311,13 @@ def check(ev: Event) -> str | None:
         return f"time {ev.ts} out of range (below 2**63 ns)"
     if ev.cpu >= _U64 or ev.pid >= _U64 or ev.tid >= _U64:
         return "cpu/pid/tid out of range"
-    for name in ("array", "dm_name", "comm", "mddev"):
-        v = getattr(ev, name)
-        if v and (len(v) > MAX_NAME or "\x00" in v):
-            return f"{name} {v[:40]!r} is not a name (NUL, or over {MAX_NAME} characters)"
+    a, d, c, m = ev.array, ev.dm_name, ev.comm, ev.mddev
+    if len(a) > MAX_NAME or len(d) > MAX_NAME or len(c) > MAX_NAME or len(m) > MAX_NAME \
+            or "\x00" in a + d + c + m:
+        for name in ("array", "dm_name", "comm", "mddev"):
+            v = getattr(ev, name)
+            if v and (len(v) > MAX_NAME or "\x00" in v):
+                return f"{name} {v[:40]!r} is not a name (NUL, or over {MAX_NAME} characters)"
     st = ev.state
     if st is not None and (st.recovery >= _U64 or st.flags >= _U64 or st.curr_resync >= _U64
                            or st.resync_max >= _U64 or st.ro >= _U64

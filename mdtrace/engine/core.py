@@ -50,6 +50,7 @@ _STOPPED = Lifecycle.STOPPED
 _DONE = int(Recovery.DONE)
 _RESHAPE = int(Recovery.RESHAPE)
 _LIFECYCLE_KINDS = lifecycle.KINDS
+_TICK_CODES = frozenset(c for det in TICK_DETECTORS for c in det.CODES)
 _WAIT_RESOURCE = {"sync_thread_stop": "thread", "io_drain": "io", "reshape_progress": "reshape",
                   "dm_suspend": "suspend", "sb_wait": "suspend"}
 
@@ -508,26 +509,30 @@ class Engine:
     def _tick(self, now: int) -> list[Finding]:
         self._last_tick = now
         new: list[Finding] = []
-        active = {(f.array, f.code) for f in self._fs.open_findings()}
-        flagged = {a for a, _ in active}
-        config = self.config
-        look = self._touched | self._hot | flagged
-        self._touched = set()
-        hot = self._hot = set()
-        for arr in self._arrays.values():
-            name = arr.name
-            if name not in look or arr.lifecycle is _STOPPED:
-                continue
-            ctx = None
-            for det in TICK_DETECTORS:
-                # with nothing pending for this array a detector would only close findings
-                # that are not open: skip it
-                if det.wanted(arr, config) or name in flagged and any((name, c) in active
-                                                              for c in det.CODES):
-                    if ctx is None:
-                        ctx = Context(arr, None, now, self.config, self.kernel)
-                        hot.add(name)
-                    new += self._verdicts(det.check(ctx), None)
+        open_ = self._fs.open               # array -> its open findings
+        look = self._touched
+        if self._hot:
+            look |= self._hot
+        if look or open_:
+            self._touched = set()
+            hot = self._hot = set()
+            config = self.config
+            arrays = self._arrays
+            for name, arr in arrays.items():
+                per = open_.get(name)
+                codes = {f.code for f in per.values()} if per else None
+                if name not in look and not (codes and not codes.isdisjoint(_TICK_CODES)) \
+                        or arr.lifecycle is _STOPPED:
+                    continue
+                ctx = None
+                for det in TICK_DETECTORS:
+                    # with nothing pending for this array a detector would only close
+                    # findings that are not open: skip it
+                    if det.wanted(arr, config) or codes and not codes.isdisjoint(det.CODES):
+                        if ctx is None:
+                            ctx = Context(arr, None, now, config, self.kernel)
+                            hot.add(name)
+                        new += self._verdicts(det.check(ctx), None)
         cycles = self._waits.cycles(self._providers) if self._waits.waits else []
         new += self._graph(cycles=cycles)
         self._forget(now)

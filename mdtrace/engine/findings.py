@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 
 from mdtrace.engine.model import Finding
 
+_NONE: frozenset[str] = frozenset()
+
 
 @dataclass
 class FindingStore:
@@ -76,7 +78,8 @@ class FindingStore:
                 del self.open_by_code[f.code]
 
     def open_keys(self, code: str) -> frozenset[str]:
-        return frozenset(self.open_by_code.get(code, ()))
+        keys = self.open_by_code.get(code)
+        return frozenset(keys) if keys else _NONE
 
     def open_findings(self) -> Iterator[Finding]:
         for per in self.open.values():
