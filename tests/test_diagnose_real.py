@@ -258,3 +258,16 @@ def test_612_read_on_a_read_only_reshape_after_the_raid5d_oops_is_f11_reboot(
     assert "ops_complete_biofill" in f["F11"].explanation
     assert f["F11"].remedy.startswith("reboot")
     assert "md_thread_dead" in f["F7"].title and f["F7"].remedy.startswith("reboot")
+
+
+def test_kallsyms_address_finds_the_module_symbol_only() -> None:
+    from mdtrace.sources.snapshot.kcore import kallsyms_address
+
+    text = ("ffffffff81000000 T _stext\n"
+            "ffffffffc0a10000 d all_mddevs_lock\t[md_mod]\n"
+            "ffffffffc0b20000 d all_mddevs\t[other]\n"
+            "ffffffffc0a1b2c0 d all_mddevs\t[md_mod]\n")
+    assert kallsyms_address(text, "all_mddevs") == 0xffffffffc0a1b2c0
+    assert kallsyms_address("0000000000000000 d all_mddevs\t[md_mod]\n", "all_mddevs") == 0
+    assert kallsyms_address("ffffffff82000000 D all_mddevs\n", "all_mddevs") == 0xffffffff82000000
+    assert kallsyms_address(text, "md_missing") is None

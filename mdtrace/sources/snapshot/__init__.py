@@ -281,6 +281,8 @@ def collect(sys_root: Path | str = "/sys", proc_root: Path | str = "/proc", *,
     members_of = {a.name: a.suspended_members for a in arrays}
     kres, kview = _kernel_stage(kernel_state, sys_root, proc_root, arrays, notes)
     lap("kernel_state")
+    if kres is not None:
+        timings.update({f"kernel_state.{k}": v for k, v in kres.timings.items()})
     kby = kres.by_name() if kres is not None and kres.ok else {}
     for a in arrays:
         threads = _threads(a, tasks, arrays)

@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import struct
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +193,8 @@ class KernelStateResult:
     stopped: str = ""          # why the walk ended early ('' = whole list)
     table: FlagTable | None = None
     sb_names: dict[str, int] = field(default_factory=dict)
+    # seconds per step (kallsyms, open, btf, walk): where a slow stage spent its time
+    timings: dict[str, float] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -326,16 +330,13 @@ def walk(core: Kcore, lay: Layout, head: int, limit: int = MAX_MDDEVS) -> tuple[
 
 
 def kallsyms_address(text: str, symbol: str, module: str = "md_mod") -> int | None:
-    """The address of ``symbol`` (of ``module``) in /proc/kallsyms text; 0 when hidden."""
-    for line in text.splitlines():
-        parts = line.split()
-        if len(parts) >= 3 and parts[2] == symbol and (
-                len(parts) < 4 or parts[3] == f"[{module}]"):
-            try:
-                return int(parts[0], 16)
-            except ValueError:
-                return None
-    return None
+    """The address of ``symbol`` (of ``module``) in /proc/kallsyms text; 0 when hidden.
+
+    One regex over the whole text (C speed): a line-by-line split of ~150 000 lines cost
+    seconds in a TCG guest."""
+    m = re.search(rf"^([0-9a-fA-F]+) \S+ {re.escape(symbol)}(?:[ \t]+\[{re.escape(module)}\])?"
+                  r"[ \t]*$", text, re.M)
+    return int(m.group(1), 16) if m else None
 
 
 def _lockdown(sys_root: Path) -> str:
@@ -364,11 +365,13 @@ def read_kernel_state(sys_root: Path | str = "/sys", proc_root: Path | str = "/p
     Cheapest checks first (kallsyms, opening the core), the BTF parse (about a second) last."""
     sys_root, proc_root = Path(sys_root), Path(proc_root)
     kcore_path = proc_root / "kcore"
+    t0 = time.monotonic()
     try:
         ksyms = (proc_root / "kallsyms").read_text(errors="replace")
     except OSError as exc:
         return KernelStateResult(reason=f"{proc_root}/kallsyms: cannot read ({exc.strerror})")
     head = kallsyms_address(ksyms, "all_mddevs")
+    t_ksyms = round(time.monotonic() - t0, 3)
     if head is None:
         return KernelStateResult(reason=f"all_mddevs not in {proc_root}/kallsyms (md_mod not "
                                  "loaded, or its data symbols hidden)")
@@ -383,9 +386,11 @@ def read_kernel_state(sys_root: Path | str = "/sys", proc_root: Path | str = "/p
     except OSError as exc:
         return KernelStateResult(reason=_denied(exc, kcore_path, sys_root, euid))
     try:
-        return _read(fh, kcore_path, head, sys_root, limit, load_btf)
+        res = _read(fh, kcore_path, head, sys_root, limit, load_btf)
     finally:
         fh.close()
+    res.timings = {"kallsyms": t_ksyms, **res.timings}
+    return res
 
 
 def _read(fh: BinaryIO, kcore_path: Path, head: int, sys_root: Path, limit: int,
@@ -399,11 +404,13 @@ def _read(fh: BinaryIO, kcore_path: Path, head: int, sys_root: Path, limit: int,
     if core.segment_of(head, 16) is None:
         return KernelStateResult(reason=f"all_mddevs is outside {kcore_path}'s memory "
                                  "segments (a core of another boot?)")
+    t0 = time.monotonic()
     try:
         btfs = load_btf(sys_root / "kernel" / "btf")
         offsets = compute_offsets(btfs)
     except EnvironmentProblem as exc:
         return KernelStateResult(reason=f"no usable BTF: {exc}")
+    t_btf = round(time.monotonic() - t0, 3)
     lay = layout(btfs)
     if not lay.mddev_size or not lay.has("MDDEV_ALL_MDDEVS", "LIST_HEAD_NEXT",
                                          "LIST_HEAD_PREV"):
@@ -420,7 +427,9 @@ def _read(fh: BinaryIO, kcore_path: Path, head: int, sys_root: Path, limit: int,
         except BadAddress:
             stopped = stopped or f"mddev {i + 1} on all_mddevs not readable: stopped there"
             break
-    return KernelStateResult(out, "", stopped, offsets.flag_table, sb_names)
+    return KernelStateResult(out, "", stopped, offsets.flag_table, sb_names,
+                             timings={"btf": t_btf,
+                                      "walk": round(time.monotonic() - t0 - t_btf, 3)})
 
 
 def _denied(exc: OSError, path: Path, sys_root: Path, euid: int | None) -> str:
