@@ -51,6 +51,7 @@ _DONE = int(Recovery.DONE)
 _RESHAPE = int(Recovery.RESHAPE)
 _LIFECYCLE_KINDS = lifecycle.KINDS
 _TICK_CODES = frozenset(c for det in TICK_DETECTORS for c in det.CODES)
+_GRAPH_CODES = frozenset(det.CODE for det in GRAPH_DETECTORS)
 _WAIT_RESOURCE = {"sync_thread_stop": "thread", "io_drain": "io", "reshape_progress": "reshape",
                   "dm_suspend": "suspend", "sb_wait": "suspend"}
 
@@ -518,11 +519,14 @@ class Engine:
             hot = self._hot = set()
             config = self.config
             arrays = self._arrays
-            for name, arr in arrays.items():
+            cands = look.union(open_) if open_ else look
+            for name in cands if len(cands) == 1 else [n for n in arrays if n in cands]:
+                arr = arrays.get(name)
+                if arr is None or arr.lifecycle is _STOPPED:
+                    continue
                 per = open_.get(name)
                 codes = {f.code for f in per.values()} if per else None
-                if name not in look and not (codes and not codes.isdisjoint(_TICK_CODES)) \
-                        or arr.lifecycle is _STOPPED:
+                if name not in look and not (codes and not codes.isdisjoint(_TICK_CODES)):
                     continue
                 ctx = None
                 for det in TICK_DETECTORS:
@@ -533,8 +537,12 @@ class Engine:
                             ctx = Context(arr, None, now, config, self.kernel)
                             hot.add(name)
                         new += self._verdicts(det.check(ctx), None)
-        cycles = self._waits.cycles(self._providers) if self._waits.waits else []
-        new += self._graph(cycles=cycles)
+        if self._waits.waits:
+            new += self._graph(cycles=self._waits.cycles(self._providers))
+        elif not self._fs.open_by_code.keys().isdisjoint(_GRAPH_CODES):
+            # a graph detector has business on a tick only with a cycle or a finding of its
+            # own open (to clear it): without waits there is no cycle
+            new += self._graph(cycles=[])
         self._forget(now)
         return new
 
