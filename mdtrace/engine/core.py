@@ -40,7 +40,7 @@ from mdtrace.engine.model import (
 from mdtrace.engine.retention import MAX_CLOSED, Retention
 from mdtrace.engine.views import array_view
 from mdtrace.engine.waitfor import WaitForGraph
-from mdtrace.events import ArrayState, Event, calls
+from mdtrace.events import Event, calls
 from mdtrace.kernel.flags import Recovery, parse_release
 
 TICK_NS = 100_000_000
@@ -599,11 +599,6 @@ class Engine:
         return new
 
     # -- output -----------------------------------------------------------------------------
-    def last_state_of(self, name: str) -> ArrayState | None:
-        """The state words of array ``name``'s last event that carried them (None if none)."""
-        arr = self._arrays.get(name) or self._ret.retired.get(name)
-        return None if arr is None else arr.last_state
-
     def lifecycle_of(self, name: str) -> Lifecycle | None:
         """The current lifecycle state of array ``name`` (None if never seen); cheap enough
         to call after every event (the report's timeline recorder does)."""
