@@ -52,7 +52,7 @@ def main() -> int:
 
     out = a.out / a.kernel
     res = run_script(ensure_image(), a.kernel, ROOT / "bench" / "vm_resync_rate_guest.sh",
-                     out_dir=out, disks=3, disk_mb=128, timeout_s=900)
+                     out_dir=out, disks=3, disk_mb=128, timeout_s=1500)
     print(res.output)
     print(f"# {res.summary()}")
     figures: dict[str, Any] = {"kernel": res.uname_r}
