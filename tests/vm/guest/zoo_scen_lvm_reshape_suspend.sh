@@ -9,6 +9,9 @@ settle=${HANG_SETTLE_S:-20}
 hang() {  # hang STEP: the step never returned
     obs outcome "hang:$1"
     hang_dump
+    # what `mdtrace diagnose` (stacks, sysfs, kernel state) says about the hang, while it lasts
+    bounded 150 sh -c 'mdtrace diagnose --format json -o "$1/diagnose.json" 2> "$1/diagnose.err"' _ "$SDIR"
+    obs diagnose_rc "$?"
     sleep "$settle"
     obs after_settle "$(dmsetup status $dm 2>/dev/null | cut -d' ' -f4-8)"
     exit 0
