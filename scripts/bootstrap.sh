@@ -9,9 +9,8 @@ stamp="$VENV/.mdtrace-installed"
 if [[ ! -x "$VENV/bin/python" ]]; then
     "$PYTHON" -m venv "$VENV"
 fi
-# setup.py builds the C skimmer (mdtrace/_skimc.c) in place; rebuild when it changes.
-if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" || setup.py -nt "$stamp" ||
-      mdtrace/_skimc.c -nt "$stamp" ]]; then
+# reinstall when the project metadata or setup.py (man pages, completion) changes
+if [[ ! -f "$stamp" || pyproject.toml -nt "$stamp" || setup.py -nt "$stamp" ]]; then
     "$VENV/bin/pip" install -q --disable-pip-version-check -e '.[test]'
     touch "$stamp"
 fi
