@@ -135,7 +135,8 @@ class ZooExpect:
     allowed: tuple[FindingSpec, ...] = ()
 
 
-_COMPLETED = (_obs("outcome", "completed"), _obs("stripes", "3"))
+# lvs counts the parity image too: 3 data stripes + 1 = 4
+_COMPLETED = (_obs("outcome", "completed"), _obs("stripes", "4"))
 
 # (variant, scenario) -> what must hold.  The stock kernel has every fix: the reproducer
 # completes and the report holds no finding at all.
