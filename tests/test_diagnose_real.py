@@ -271,3 +271,30 @@ def test_kallsyms_address_finds_the_module_symbol_only() -> None:
     assert kallsyms_address("0000000000000000 d all_mddevs\t[md_mod]\n", "all_mddevs") == 0
     assert kallsyms_address("ffffffff82000000 D all_mddevs\n", "all_mddevs") == 0xffffffff82000000
     assert kallsyms_address(text, "md_missing") is None
+
+
+def _spinning_read(tmp: Path, dmesg: str):  # noqa: ANN202 - ReportModel
+    """6.12.117's busy-retried read (state R, no md frame caught) holding /dev/md5 open."""
+    md_array(tmp / "sys", "md5", array_state="readonly", reshape_position="24576")
+    t = RealTask(1328, "dd", "R", "0", "")
+    proc = tree(tmp, [t], kernel="6.12.117+deb12-amd64", fds={"dd": ("/dev/md5",)})
+    return diagnose(tmp, proc, dmesg=dmesg)
+
+
+def test_612_busy_retried_read_is_f7_requeue_from_the_kernel_log(tmp_path: Path) -> None:
+    line = "dm-raid456: io across reshape position while reshape can't make progress"
+    times = (470.1, 470.2, 475.3, 480.4, 485.5, 490.6, 495.5)    # ratelimited: <= 5 s apart
+    dmesg = "".join(f"[  {t:.6f}] {line}\n" for t in times)
+    model = _spinning_read(tmp_path, dmesg)
+    f = active(model)
+    assert set(f) == {"F7"}, sorted(f)
+    assert "read_only" in f["F7"].title and "--readwrite" in f["F7"].remedy
+    (dd,) = model.snapshot.blocked_tasks
+    assert dd.wait == "reshape_io" and dd.state == "R" and dd.blocked_s == 29.9   # 500 - 470.1
+
+
+def test_a_running_task_is_no_blocked_io_without_fresh_refusals(tmp_path: Path) -> None:
+    line = "dm-raid456: io across reshape position while reshape can't make progress"
+    for name, dmesg in (("none", ""), ("old", f"[  480.000000] {line}\n")):
+        model = _spinning_read(tmp_path / name, dmesg)
+        assert active(model) == {} and model.snapshot.blocked_tasks == [], name

@@ -198,6 +198,10 @@ def from_event(ev: Event) -> BlockedTask:
     frames = tuple(str(f) for f in raw) if isinstance(raw, list) else ()
     wchan = str(a.get("wchan") or "")
     kind, frame = wait_kind(frames or ((wchan,) if wchan else ()))
+    if a.get("requeue"):
+        # a running task whose IO the kernel log shows refused across the reshape and
+        # retried (6.9+: sources/snapshot requeue_series): the reshape wait, busy form
+        kind, frame = "reshape_io", "raid5_make_request (refused and retried)"
     blocked = a.get("blocked_s")
     blocked_s = float(blocked) if isinstance(blocked, int | float) else None
     since = ev.ts - int(blocked_s * 1e9) if blocked_s is not None else ev.ts
@@ -218,4 +222,5 @@ def io_wait_event(bt: BlockedTask) -> Event:
     return Event(ts=ev.ts, kind="io_wait", array=bt.array, pid=bt.pid, tid=bt.tid,
                  comm=bt.comm, dm_name=ev.dm_name,
                  args={"io_id": f"task:{bt.tid}", "sector": 0, "sectors": 0, "rw": rw,
-                       "wait_ns": wait_ns, "done": False, "mode": "stack"})
+                       "wait_ns": wait_ns, "done": False,
+                       "mode": "requeue" if ev.args.get("requeue") else "stack"})

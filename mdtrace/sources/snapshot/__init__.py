@@ -15,6 +15,7 @@ Read-only: it opens files under sys_root / proc_root, reads /dev/kmsg, and runs
 
 from __future__ import annotations
 
+import dataclasses
 import platform
 import re
 import shutil
@@ -209,14 +210,36 @@ def _rw(frames: tuple[str, ...]) -> str:
     return "R" if "read" in names else ""
 
 
+# 6.9+ raid5_make_request's log line each time it refuses IO across a reshape that cannot
+# move (STRIPE_WAIT_RESHAPE; pr_err_ratelimited: a burst of 10 per 5 s while it goes on)
+_ACROSS = "io across reshape position while reshape can't make progress"
+REQUEUE_FRESH_S = 10.0   # the series must have gone on until this close to now
+REQUEUE_GAP_S = 6.0      # lines further apart than this start a new series (ratelimit: 5 s)
+
+
+def requeue_series(records: klog.Records, now_s: float) -> dict[str, Any] | None:
+    """The current series of 'io across reshape position' lines: {first_s, last_s, lines},
+    or None when the last one is older than REQUEUE_FRESH_S (nothing is being refused now)."""
+    times = [us / 1e6 for us, text in records if _ACROSS in text]
+    if not times or now_s - times[-1] > REQUEUE_FRESH_S:
+        return None
+    first = len(times) - 1
+    while first > 0 and times[first] - times[first - 1] <= REQUEUE_GAP_S:
+        first -= 1
+    return {"first_s": round(times[first], 3), "last_s": round(times[-1], 3),
+            "lines": len(times) - first}
+
+
 def _task_event(t: TaskFacts, ts: int, array: str, how: str, dm_name: str,
-                members: tuple[str, ...] = ()) -> Event:
+                members: tuple[str, ...] = (), requeue: dict[str, Any] | None = None) -> Event:
     args: dict[str, Any] = {
         "state": t.state, "wchan": t.wchan, "frames": list(t.frames or ()),
         "stack_readable": t.frames is not None, "blocked_s": t.blocked_s, "tie": how,
         "rw": _rw(t.frames or ()), "argv": list(t.argv[:8])}
     if t.timed_wait:
         args["timed_wait"] = t.timed_wait
+    if requeue:
+        args["requeue"] = requeue
     if members:
         # the array's member disks suspended in dm now (what its own IO may queue behind)
         args["suspended_members"] = list(members)
@@ -294,14 +317,26 @@ def collect(sys_root: Path | str = "/sys", proc_root: Path | str = "/proc", *,
                                 kres.table if kres is not None else None)
     events += klog.events(records)
     lap("events")
+    series = requeue_series(records, now_s)
     for t in tasks:
         if not t.blocked:
             continue                 # an md/dm thread idle, kept only as alive
         array, how = tie(t, arrays)
+        requeue = None
+        if t.spinning:
+            # a running task with an array open is a blocked IO only with the kernel's word
+            # for it: its array reshaping (a position) and the refusals logged until now
+            # (6.9+ md_handle_request re-submits the refused bio in a loop: 41425f96d7aa)
+            af = next((x for x in arrays if x.name == array), None)
+            if series is None or af is None or af.reshape_position is None and af.kind == "md":
+                continue
+            requeue = series
+            t = dataclasses.replace(t, blocked_s=round(max(now_s - series["first_s"], 0.0),
+                                                       1))
         if not array and not md_frames(t.frames or (t.wchan,)):
             continue                 # a D task outside md/dm that nothing ties to an array
         events.append(_task_event(t, ts, array, how, dm_of.get(array, ""),
-                                  members_of.get(array, ())))
+                                  members_of.get(array, ()), requeue))
     if not arrays:
         driver = "" if (proc_root / "mdstat").exists() else " (no md driver loaded: no " \
             "/proc/mdstat)"

@@ -23,6 +23,7 @@ _STACK_LINE = re.compile(r"^\[<[0-9a-fx]+>\]\s+(?P<fn>[A-Za-z_][\w.]*)\+0x[0-9a-
 _MD_THREAD = re.compile(r"^(md\d+|mdX)_\w+$")
 _DM_THREAD = re.compile(r"^(kdmflush|kcopyd|kdmremove|dm_bufio_cache|kdmraid|dm-\w+)(/\d+)?")
 MAX_FDS = 256
+_MD_DEV = re.compile(r"^/dev/(md\d+|md/.+|dm-\d+|mapper/.+)$")
 # innermost frames of an IO wait the kernel wakes on a timer so hung_task stays quiet: 6.1-6.12
 # submit_bio_wait -> blk_wait_io() (block/blk.h) waits with
 # wait_for_completion_io_timeout(hung_task_timeout_secs / 2), blk_io_schedule()
@@ -46,6 +47,11 @@ class TaskFacts:
     # '' or "FRAME, woken every N s": a timed IO wait (TIMED_IO_WAITS), blocked_s is since
     # its last wake-up
     timed_wait: str = ""
+    # running (R), no md frame caught, but holding an md/dm block device open: 6.9+ busy-
+    # retries IO refused across a reshape that cannot move (md_handle_request's loop), so such
+    # a task is the IO's only trace besides the kernel log; kept only with that log evidence
+    # (sources/snapshot/__init__.py)
+    spinning: bool = False
 
     @property
     def md_thread(self) -> bool:
@@ -58,7 +64,7 @@ class TaskFacts:
     @property
     def blocked(self) -> bool:
         """In D state, or asleep/running in md/dm code other than a thread's idle wait."""
-        if self.state == "D":
+        if self.state == "D" or self.spinning:
             return True
         frames = self.frames if self.frames else ((self.wchan,) if self.wchan else ())
         return bool(md_frames(frames)) and not idle(frames)
@@ -186,8 +192,15 @@ def scan(proc_root: Path, now_s: float | None) -> TaskScan:
             frames = parse_stack(stack) if stack is not None else None
             if frames is None:
                 res.stacks_unreadable += 1
+            spinning = False
             if not wanted(comm, state, wchan, frames):
-                continue
+                if state != "R" or pid == os.getpid():
+                    continue
+                if per_proc is None:
+                    per_proc = (_devices(proc_pid), _argv(proc_pid))
+                if not any(_MD_DEV.match(d) for d in per_proc[0]):
+                    continue
+                spinning = True
             blocked = None
             if state in ("D", "S", "I") and now_s is not None:
                 sched = _read(t / "sched")
@@ -202,5 +215,5 @@ def scan(proc_root: Path, now_s: float | None) -> TaskScan:
                                        frames=frames, blocked_s=blocked,
                                        devices=per_proc[0], argv=per_proc[1],
                                        timed_wait=timed_wait(frames, wchan, hung_s)
-                                       if state == "D" else ""))
+                                       if state == "D" else "", spinning=spinning))
     return res

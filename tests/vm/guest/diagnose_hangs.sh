@@ -182,6 +182,7 @@ if kill -0 "$LDD" 2>/dev/null; then
     obs lvm_dd "blocked pid=$LDD since $t_lvm state=$(awk '{ sub(/^.*\) /, ""); print $1 }' /proc/$LDD/stat)"
     diag lvm_hung
     stacks lvm
+    speed 100 200     # the reshape must still be running (freely) for the chain below
     t=$(now); bounded 60 dmsetup resume lvd-r5; obs lvm_remedy "dmsetup resume lvd-r5 rc=$?"
     if wait_for 30 sh -c "! kill -0 $LDD"; then wait "$LDD"; obs lvm_dd_done "rc=$? $(since "$t")s after the resume"; else obs lvm_dd_done blocked; fi
     sleep 1
@@ -190,6 +191,42 @@ if kill -0 "$LDD" 2>/dev/null; then
 else
     wait "$LDD"; obs lvm_dd "not blocked: rc=$?"
     bounded 60 dmsetup resume lvd-r5
+fi
+
+# -- chain (before 6.9 only): the 41425f96d7aa deadlock, created first -------------------------
+# the LV's reshape frozen (`dmsetup message ... frozen`: 6.9+ answers EINVAL), a direct write
+# across its position sleeping in raid5_make_request, then `dmsetup suspend` of the LV waiting
+# for that write to drain: F9.  Remedy tried: interrupt the suspend (dm_wait_for_completion
+# waits TASK_INTERRUPTIBLE), then `dmsetup message ... idle` (clears FROZEN)
+IFS=. read -r kmaj kmin _ <<< "$(uname -r)"
+obs chain_precondition "kernel $kmaj.$kmin, $(dmsetup status lvd-r5 | cut -d' ' -f6-8)"
+if (( kmaj < 6 || (kmaj == 6 && kmin < 9) )) && dmsetup status lvd-r5 | grep -qw reshape; then
+    beat chain
+    bounded 30 dmsetup message lvd-r5 0 frozen; obs chain_frozen "rc=$? $(dmsetup status lvd-r5 | cut -d' ' -f6-8)"
+    t_chain=$(now)
+    dd if=/dev/zero of=/dev/mapper/lvd-r5 bs=1M count=32 oflag=direct status=none 2> "$out/chain_dd.err" &
+    CDD=$!
+    wait_for 20 grep -qs raid5_make_request "/proc/$CDD/stack"
+    obs chain_dd "pid=$CDD $(awk '{ sub(/^.*\) /, ""); print $1 }' /proc/$CDD/stat 2>/dev/null) $(grep -o 'raid5_make_request' /proc/$CDD/stack 2>/dev/null | head -1)"
+    dmsetup suspend lvd-r5 2> "$out/chain_suspend.err" &
+    CSU=$!
+    sleep 4
+    if kill -0 "$CSU" 2>/dev/null; then
+        obs chain_suspend "blocked pid=$CSU since $(since "$t_chain")s after the write"
+        diag chain_hung
+        stacks chain
+        t=$(now); kill -INT "$CSU"
+        if wait_for 20 sh -c "! kill -0 $CSU"; then wait "$CSU"; obs chain_suspend_killed "rc=$? in $(since "$t")s, suspended=$(dmsetup info -c --noheadings -o suspended lvd-r5)"; else obs chain_suspend_killed "still blocked"; fi
+        speed 1000 200000
+        bounded 30 dmsetup message lvd-r5 0 idle; obs chain_idle "rc=$? $(dmsetup status lvd-r5 | cut -d' ' -f6-8)"
+        if wait_for 60 sh -c "! kill -0 $CDD"; then wait "$CDD"; obs chain_dd_done "rc=$? $(since "$t")s after the kill"; else obs chain_dd_done blocked; fi
+        [[ $(dmsetup info -c --noheadings -o suspended lvd-r5) == Suspended ]] && bounded 30 dmsetup resume lvd-r5
+        diag chain_after
+    else
+        wait "$CSU"; obs chain_suspend "returned rc=$?"
+        bounded 30 dmsetup resume lvd-r5; bounded 30 dmsetup message lvd-r5 0 idle
+        wait_for 60 sh -c "! kill -0 $CDD"
+    fi
 fi
 speed 1000 200000
 wait_for 120 sh -c 'dmsetup status lvd-r5 | grep -qw idle'
