@@ -298,3 +298,22 @@ def test_a_running_task_is_no_blocked_io_without_fresh_refusals(tmp_path: Path) 
     for name, dmesg in (("none", ""), ("old", f"[  480.000000] {line}\n")):
         model = _spinning_read(tmp_path / name, dmesg)
         assert active(model) == {} and model.snapshot.blocked_tasks == [], name
+
+
+def test_612_real_busy_retried_read_caught_in_md_account_bio_is_f7_requeue(
+        tmp_path: Path) -> None:
+    """6.12.117, measured: the read across the read-only reshape is R, its stack caught in
+    raid5_make_request -> md_account_bio -> bio_alloc_clone (no known wait), the log shows a
+    burst of 10 refusals every 5 s: F7 read_only, blocked since the first burst."""
+    tasks = load("6.12.117-readonly-reshape-read-busy-retry.stacks")
+    assert wait_kind(parse_stack(tasks[0].stack)) == ("", "md_account_bio")
+    md_array(tmp_path / "sys", "md5", array_state="readonly", reshape_position="24576")
+    dmesg = (REAL / "6.12.117-readonly-reshape-read-busy-retry.dmesg").read_text()
+    proc = tree(tmp_path, tasks, kernel="6.12.117+deb12-amd64", fds={"dd": ("/dev/md5",)})
+    (proc / "uptime").write_text("284.00 100.00\n")
+    model = diagnose(tmp_path, proc, dmesg=dmesg)
+    f = active(model)
+    assert set(f) == {"F7"}, sorted(f)
+    assert "read_only" in f["F7"].title and "--readwrite" in f["F7"].remedy
+    (dd,) = model.snapshot.blocked_tasks
+    assert dd.wait == "reshape_io" and dd.blocked_s == 21.1        # 284 - 262.9025

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mdtrace.engine.blocked import md_frames
+from mdtrace.engine.blocked import md_frames, wait_kind
 from mdtrace.engine.detectors.base import lvm_name
 from mdtrace.events import ArrayState, Event
 from mdtrace.kernel.flags import FlagTable
@@ -323,16 +323,21 @@ def collect(sys_root: Path | str = "/sys", proc_root: Path | str = "/proc", *,
             continue                 # an md/dm thread idle, kept only as alive
         array, how = tie(t, arrays)
         requeue = None
-        if t.spinning:
+        if t.state == "R" and (t.spinning or wait_kind(t.frames or ())[0] == ""):
+            # running, its stack (if caught) in no known wait: e.g. 6.12.117's retried read
+            # caught in raid5_make_request -> md_account_bio -> bio_alloc_clone (measured)
             # a running task with an array open is a blocked IO only with the kernel's word
             # for it: its array reshaping (a position) and the refusals logged until now
             # (6.9+ md_handle_request re-submits the refused bio in a loop: 41425f96d7aa)
             af = next((x for x in arrays if x.name == array), None)
             if series is None or af is None or af.reshape_position is None and af.kind == "md":
-                continue
-            requeue = series
-            t = dataclasses.replace(t, blocked_s=round(max(now_s - series["first_s"], 0.0),
-                                                       1))
+                if t.spinning:
+                    continue
+            else:
+                requeue = series
+            if requeue is not None:
+                t = dataclasses.replace(t, blocked_s=round(max(now_s - requeue["first_s"],
+                                                               0.0), 1))
         if not array and not md_frames(t.frames or (t.wchan,)):
             continue                 # a D task outside md/dm that nothing ties to an array
         events.append(_task_event(t, ts, array, how, dm_of.get(array, ""),
