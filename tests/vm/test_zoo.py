@@ -6,9 +6,11 @@ guest proves which modules it loaded, and the reproducers run under `mdtrace rec
 host's `mdtrace report --format json` of each trace must hold the variant's class on the LV,
 with its reason and remedy (vmtest/zoo/run.py EXPECT), and nothing unexpected.
 
-Default vm tier (CI): ``ZOO_CI`` only (p3: one boot, figures in docs/vm.md).  ``make vm-zoo``
-(MDTRACE_ZOO=all) runs every variant with an expectation, and the stock kernel under the same
-reproducer.  MDTRACE_VM_RECHECK=1 re-checks the saved runs under $MDTRACE_ZOO_OUT instead.
+Default vm tier (CI): ``ZOO_CI``, empty for now: the p3 boot took 10.4 min (host load 5-6) and
+14.1 min (load 10), over the ~8 min the zoo may add to CI, and has passed its full checks once
+(docs/vm.md, "The zoo").  ``make vm-zoo`` (MDTRACE_ZOO=all) runs every variant with an
+expectation, and the stock kernel under the same reproducer.  MDTRACE_VM_RECHECK=1 re-checks
+the saved runs under $MDTRACE_ZOO_OUT instead.
 """
 
 from __future__ import annotations
@@ -23,9 +25,11 @@ pytestmark = pytest.mark.vm
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = Path(os.environ.get("MDTRACE_ZOO_OUT", ROOT / "out" / "vm-zoo"))
-ZOO_CI = ("p3",)
+ZOO_CI: tuple[str, ...] = ()
 ZOO_ALL = ("stock", "p1", "p3")
 RUNS = ZOO_ALL if os.environ.get("MDTRACE_ZOO") == "all" else ZOO_CI
+NOT_IN_CI = ("the zoo runs under `make vm-zoo` (MDTRACE_ZOO=all): one 6.12 boot per variant, "
+             "10-14 min each under TCG here (docs/vm.md, The zoo)")
 
 
 def _skip_loudly(why: str) -> None:
@@ -52,11 +56,13 @@ def _zoo_problem() -> str | None:
     return None
 
 
-@pytest.fixture(scope="module", params=RUNS)
+@pytest.fixture(scope="module", params=RUNS or ("none",))
 def zoo_run(request: pytest.FixtureRequest):  # -> ZooRun
     from vmtest.zoo.run import load_run, run_variant
 
     name = request.param
+    if name == "none":
+        pytest.skip(NOT_IN_CI)
     if os.environ.get("MDTRACE_VM_RECHECK") == "1":
         saved = load_run(OUT / name, name)
         if not saved.results:

@@ -72,6 +72,10 @@ def keep(variant: str, results: dict[str, ScenarioResult], dest: Path = GOLDEN,
                     "time_s": r.time_s, "host_report_findings": found,
                     "event_kinds": event_kinds(out), "observations": r.obs,
                     "engine": engine_summary(out)}
+        diag = r.dir / "diagnose.json"
+        if diag.is_file() and diag.stat().st_size:
+            shutil.copyfile(diag, out.with_name(out.name.removesuffix(".jsonl.gz")
+                                                + ".diagnose.json"))
         out.with_name(out.name.removesuffix(".jsonl.gz") + ".expected.json").write_text(
             json.dumps(expected, indent=1, sort_keys=True) + "\n")
         done.append(f"kept {out.name} ({size} bytes, findings "

@@ -39,7 +39,9 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             "for it, so nothing waits for a reap while the array is suspended "
             "(docs/kernels.md, zoo)"),
     Variant("p2", 2, "55a48ad2db64", "md: don't ignore read-only array in md_check_recovery()",
-            "p2-55a48ad2db64.patch", "F2", "not run yet"),
+            "p2-55a48ad2db64.patch", "F2",
+            "not run: by the 6.12 code no sync thread can finish while dm-raid is read-only "
+            "(docs/kernels.md, zoo); unverified"),
     Variant("p3", 3, "82ec0ae59d02", "md: make sure md_do_sync() will set MD_RECOVERY_DONE",
             "p3-82ec0ae59d02.patch", "F3", "yes"),
 )}
