@@ -317,3 +317,31 @@ def test_612_real_busy_retried_read_caught_in_md_account_bio_is_f7_requeue(
     assert "read_only" in f["F7"].title and "--readwrite" in f["F7"].remedy
     (dd,) = model.snapshot.blocked_tasks
     assert dd.wait == "reshape_io" and dd.blocked_s == 21.1        # 284 - 262.9025
+
+
+def test_61_lvm_suspend_draining_a_write_on_the_frozen_reshape_is_f9_message_idle(
+        tmp_path: Path) -> None:
+    """6.1.0-56, measured: lvd/r5 reshape frozen (`dmsetup message lvd-r5 0 frozen`), dd's
+    write across it asleep in raid5_make_request under raid_map, `dmsetup suspend lvd-r5` in D
+    at __dm_suspend -> synchronize_srcu (dd holds dm's SRCU read lock: SIGINT did nothing in
+    20 s).  F9 names both; the remedy is dm-raid's `idle` message, then resume."""
+    tasks = load("6.1.0-56-amd64-lvm-suspend-drains-write-on-frozen-reshape.stacks")
+    by = {t.comm: t for t in tasks}
+    assert wait_kind(parse_stack(by["dd"].stack)) == ("reshape_io", "raid5_make_request")
+    assert wait_kind(parse_stack(by["dmsetup"].stack)) == ("io_drain", "__dm_suspend")
+    sys_root = tmp_path / "sys"
+    dm_disk(sys_root, "dm-6", "lvd-r5", False)
+    status = "lvd-r5: 0 98304 raid raid5_ls 4 AAAA 0/32768 frozen 0 8192 -\n"
+    proc = tree(tmp_path, tasks, kernel="6.1.0-56-amd64", blocked_s=7.0,
+                fds={"dd": ("/dev/mapper/lvd-r5",)})
+    (proc / "1050" / "cmdline").write_bytes(b"dmsetup\0suspend\0lvd-r5")
+    f = active(diagnose(tmp_path, proc, status))
+    assert set(f) == {"F7", "F9"}, sorted(f)
+    f9 = f["F9"]
+    assert "dd/1038 waits for reshape:dm-6" in f9.explanation
+    assert "dmsetup/1050 waits for io:dm-6" in f9.explanation
+    assert "synchronize_srcu, uninterruptibly" in f9.explanation
+    assert "`dmsetup message lvd-r5 0 idle`" in f9.remedy and "`dmsetup resume lvd-r5`" in \
+        f9.remedy
+    assert "reboot" not in f9.remedy
+    assert f9.fix.startswith("41425f96d7aa")

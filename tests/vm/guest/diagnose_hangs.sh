@@ -196,8 +196,7 @@ fi
 # -- chain (before 6.9 only): the 41425f96d7aa deadlock, created first -------------------------
 # the LV's reshape frozen (`dmsetup message ... frozen`: 6.9+ answers EINVAL), a direct write
 # across its position sleeping in raid5_make_request, then `dmsetup suspend` of the LV waiting
-# for that write to drain: F9.  Remedy tried: interrupt the suspend (dm_wait_for_completion
-# waits TASK_INTERRUPTIBLE), then `dmsetup message ... idle` (clears FROZEN)
+# for that write to drain: F9.  Remedy: `dmsetup message ... idle`, then `dmsetup resume`
 IFS=. read -r kmaj kmin _ <<< "$(uname -r)"
 obs chain_precondition "kernel $kmaj.$kmin, $(dmsetup status lvd-r5 | cut -d' ' -f6-8)"
 if (( kmaj < 6 || (kmaj == 6 && kmin < 9) )) && dmsetup status lvd-r5 | grep -qw reshape; then
@@ -215,12 +214,15 @@ if (( kmaj < 6 || (kmaj == 6 && kmin < 9) )) && dmsetup status lvd-r5 | grep -qw
         obs chain_suspend "blocked pid=$CSU since $(since "$t_chain")s after the write"
         diag chain_hung
         stacks chain
-        t=$(now); kill -INT "$CSU"
-        if wait_for 20 sh -c "! kill -0 $CSU"; then wait "$CSU"; obs chain_suspend_killed "rc=$? in $(since "$t")s, suspended=$(dmsetup info -c --noheadings -o suspended lvd-r5)"; else obs chain_suspend_killed "still blocked"; fi
-        speed 1000 200000
-        bounded 30 dmsetup message lvd-r5 0 idle; obs chain_idle "rc=$? $(dmsetup status lvd-r5 | cut -d' ' -f6-8)"
-        if wait_for 60 sh -c "! kill -0 $CDD"; then wait "$CDD"; obs chain_dd_done "rc=$? $(since "$t")s after the kill"; else obs chain_dd_done blocked; fi
-        [[ $(dmsetup info -c --noheadings -o suspended lvd-r5) == Suspended ]] && bounded 30 dmsetup resume lvd-r5
+        # the remedy (measured on 6.1): the suspend is stuck in synchronize_srcu (D, not
+        # interruptible: dd sleeps inside dm's map under the SRCU read lock), but dm-raid's
+        # message needs no suspend lock: `idle` clears FROZEN, the reshape moves, dd's bio
+        # passes, the suspend completes; dd's next bio is then queued until `dmsetup resume`
+        t=$(now); speed 1000 200000
+        bounded 30 dmsetup message lvd-r5 0 idle; obs chain_idle "rc=$?"
+        if wait_for 60 sh -c "! kill -0 $CSU"; then wait "$CSU"; obs chain_suspend_done "rc=$? $(since "$t")s after the idle message, $(dmsetup info -c --noheadings -o suspended lvd-r5)"; else obs chain_suspend_done blocked; fi
+        bounded 30 dmsetup resume lvd-r5; obs chain_resume "rc=$?"
+        if wait_for 60 sh -c "! kill -0 $CDD"; then wait "$CDD"; obs chain_dd_done "rc=$? $(since "$t")s after the idle message"; else obs chain_dd_done blocked; fi
         diag chain_after
     else
         wait "$CSU"; obs chain_suspend "returned rc=$?"
