@@ -18,12 +18,13 @@ mdadm --create /dev/md0 --run --force --level=5 --raid-devices=3 --size=60M \
 sleep 2
 t1=$(now)
 dd if=/dev/zero of=/dev/md0 bs=4k count=20000 oflag=direct status=none &
+ddp=$!
 for ((i = 0; i < 100; i++)); do
     grep -q resync /sys/block/md0/md/sync_action || break
     sleep 1
 done
 t2=$(now)
-wait
+wait $ddp   # not a bare wait: mdtrace record is a background job too
 echo 200000 > /proc/sys/dev/raid/speed_limit_max
 for ((i = 0; i < 120; i++)); do grep -q idle /sys/block/md0/md/sync_action && break; sleep 1; done
 t3=$(now)
