@@ -252,14 +252,15 @@ def test_the_612_raid5d_oops_is_f11_reboot(guest: Guest) -> None:
 def test_lvm_suspend_draining_a_write_stuck_on_the_frozen_reshape_is_f9(guest: Guest) -> None:
     """Before 6.9 only (41425f96d7aa): the LV's reshape frozen by `dmsetup message ... frozen`,
     a direct write across the position asleep in raid5_make_request, then `dmsetup suspend`
-    waiting for it to drain: F9, the chain dd -> reshape -> dmsetup -> dd, on the LV.  Remedy
-    checked: interrupting the suspend, then `dmsetup message ... idle`; then clean."""
+    waiting for it to drain (D, in __dm_suspend's synchronize_srcu): F9, the chain dd ->
+    reshape -> dmsetup -> dd, on the LV.  Its remedy, applied: `dmsetup message lvd-r5 0 idle`
+    (the suspend then completes), `dmsetup resume lvd-r5`; then the write ends, clean."""
     o = guest.obs
     if "chain_suspend" not in o:
         pytest.skip(f"{guest.rel}: the chain needs `dmsetup message frozen` and a sleeping "
                     "raid5_make_request (before 6.9)")
     print(f"\n  {guest.rel} chain: {o.get('chain_dd')}; suspend {o['chain_suspend']}; "
-          f"killed {o.get('chain_suspend_killed')}; idle {o.get('chain_idle')}; dd "
+          f"idle {o.get('chain_idle')}; suspend {o.get('chain_suspend_done')}; dd "
           f"{o.get('chain_dd_done')}", file=sys.stderr)
     assert o["chain_suspend"].startswith("blocked"), o["chain_suspend"]
     doc = guest.diag("chain_hung")
@@ -269,5 +270,7 @@ def test_lvm_suspend_draining_a_write_stuck_on_the_frozen_reshape_is_f9(guest: G
     assert f9["array"] == "dm-6" or "lvd-r5" in f9["explanation"], f9
     assert f"dd/{_pid(o['chain_dd'])} " in f9["explanation"], f9["explanation"]
     assert "dmsetup" in f9["explanation"], f9["explanation"]
+    assert "`dmsetup message lvd-r5 0 idle`" in f9["remedy"], f9["remedy"]
+    assert o.get("chain_suspend_done", "").startswith("rc=0"), o.get("chain_suspend_done")
     assert o.get("chain_dd_done", "").startswith("rc=0"), o.get("chain_dd_done")
     assert guest.rc("chain_after") == 0, codes(guest.diag("chain_after"))
