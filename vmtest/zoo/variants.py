@@ -37,7 +37,7 @@ VARIANTS: dict[str, Variant] = {v.name: v for v in (
             "no: 6.12's raid_postsuspend stops the sync thread (md_stop_writes -> "
             "stop_sync_thread) before mddev_suspend (16c4770c75b1) and md_stop no longer waits "
             "for it, so nothing waits for a reap while the array is suspended "
-            "(docs/kernels.md, zoo)"),
+            "(docs/kernels.md, zoo; measured: the reproducer completes, no finding)"),
     Variant("p2", 2, "55a48ad2db64", "md: don't ignore read-only array in md_check_recovery()",
             "p2-55a48ad2db64.patch", "F2",
             "not run: by the 6.12 code no sync thread can finish while dm-raid is read-only "
