@@ -7,10 +7,10 @@ host's `mdtrace report --format json` of each trace must hold the variant's clas
 with its reason and remedy (vmtest/zoo/run.py EXPECT), and nothing unexpected.
 
 Default vm tier (CI): ``ZOO_CI``, empty for now: the p3 boot took 10.4 min (host load 5-6) and
-14.1 min (load 10), over the ~8 min the zoo may add to CI, and has passed its full checks once
-(docs/vm.md, "The zoo").  ``make vm-zoo`` (MDTRACE_ZOO=all) runs every variant with an
-expectation, and the stock kernel under the same reproducer.  MDTRACE_VM_RECHECK=1 re-checks
-the saved runs under $MDTRACE_ZOO_OUT instead.
+14.1 min (load 10), over the ~8 min the zoo may add to CI (docs/vm.md, "The zoo").
+``make vm-zoo`` (MDTRACE_ZOO=all) runs every variant with an expectation, and the stock kernel
+under the same reproducer.  MDTRACE_VM_RECHECK=1 re-checks the saved runs under
+$MDTRACE_ZOO_OUT instead.
 """
 
 from __future__ import annotations
