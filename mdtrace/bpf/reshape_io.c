@@ -107,8 +107,9 @@ static __always_inline void account(struct pt_regs *ctx, u64 mddev, u64 wait, in
         __sync_fetch_and_add(&st->blocked, 1);
     if (wait > st->max_wait)
         st->max_wait = wait;
-    if (st->last_emit == 0)
-        st->last_emit = now;
+    /* the first tracked request of an array reports at once (last_emit 0): since the io_gate
+     * tracks requests only while a reshape position exists, a short episode would otherwise
+     * never fill an IO_STATS_NS window */
     if (now - st->last_emit < IO_STATS_NS)
         return;
     struct mdt_event *e = ev_new(EV_IO_STATS);
