@@ -59,8 +59,9 @@ sysfs_state            level, array_state, sync_action, degraded, raid_disks (sy
                        from a snapshot also sync_completed (str: 'N / M', 'none',
                        'delayed'), suspend_lo, suspend_hi, dm_suspended: bool, threads:
                        {md thread name: tid} alive in /proc (the state's flags are the ones
-                       sync_action implies, unless state_source: 'kcore': the kernel's own
-                       words, with sb_flags (raw), recovery_active, pending_writes,
+                       sync_action implies, unless state_source: 'kcore' or 'bpf' (its
+                       fallback probe): the kernel's own words, with sb_flags (raw),
+                       recovery_active, pending_writes,
                        active_io / writes_pending (counts, only where meaningful) and
                        active_io_mode / writes_pending_mode ('percpu', 'atomic', 'dead'))
 probe_status           probe: str, attached: bool, reason: str, method ('kprobe','fentry',..)

@@ -2,7 +2,8 @@
 
 One shot, read-only, no BPF and no prior trace: sysfs and ``dmsetup status`` for every md
 array and dm-raid target, every task blocked in md/dm code with its kernel stack, the kernel
-log since boot, then each mddev's own words from /proc/kcore (mdtrace.sources.snapshot),
+log since boot, then each mddev's own words from /proc/kcore, or where that is closed a BPF
+probe fired by reading array_state / dmsetup status (mdtrace.sources.snapshot.kernel_state),
 fed to the engine like any event stream; the findings render through the report renderers
 (same schema and finding model as `mdtrace report`).  Exit 0: no finding; 1: findings; 2:
 cannot diagnose (one line).
@@ -10,6 +11,7 @@ cannot diagnose (one line).
 
 from __future__ import annotations
 
+import functools
 import os
 import sys
 import time
@@ -27,7 +29,7 @@ from mdtrace.sources.snapshot import (
     klog,
     run_dmsetup_status,
 )
-from mdtrace.sources.snapshot.kcore import read_kernel_state
+from mdtrace.sources.snapshot.kernel_state import read_kernel_state_any
 
 
 def _startup_s() -> float | None:
@@ -62,14 +64,15 @@ def _file(path: str, what: str) -> str:
 @click.option("--kernel-log", "klog_file", metavar="FILE",
               help="Kernel log text (dmesg, journalctl -k, a kmsg dump) instead of /dev/kmsg.")
 @click.option("--no-kernel-state", "no_kernel_state", is_flag=True,
-              help="Do not read each mddev's own state from /proc/kcore (with BTF offsets; "
-                   "needs root with CAP_SYS_RAWIO and no kernel lockdown).")
+              help="Do not read each mddev's own state (from /proc/kcore with BTF offsets, "
+                   "or a BPF probe where kcore is closed; needs root, no kernel lockdown).")
 def command(fmt: str, output: str | None, sys_root: str, proc_root: str,
             dmsetup_file: str | None, klog_file: str | None, no_kernel_state: bool) -> None:
     """Explain an md/dm-raid hang happening now: which array, which tasks, why, what to do.
 
     Reads only (sysfs, /proc, dmsetup status, the kernel log, and each mddev's own state
-    from /proc/kcore + kallsyms + BTF under the --proc-root / --sys-root trees); run as
+    from /proc/kcore + kallsyms + BTF under the --proc-root / --sys-root trees, or where
+    kcore is closed on a live host a BPF probe on array_state_show / raid_status); run as
     root for kernel stacks and kernel state.  Exit 0 no finding, 1 findings, 2 cannot
     diagnose.
     """
@@ -93,8 +96,10 @@ def command(fmt: str, output: str | None, sys_root: str, proc_root: str,
         kernel_log = lambda: (records, "")  # noqa: E731
     else:
         kernel_log = klog.read_kmsg if live else None
+    reader = None if no_kernel_state else functools.partial(
+        read_kernel_state_any, announce=lambda m: click.echo(f"mdtrace: {m}", err=True))
     collected = collect(sys_root, proc_root, dmsetup=dmsetup, kernel_log=kernel_log,
-                        kernel_state=None if no_kernel_state else read_kernel_state)
+                        kernel_state=reader)
     if live and os.geteuid() != 0:
         click.echo("mdtrace: not root: other users' kernel stacks, open files, /dev/kmsg and "
                    "dmsetup cannot be read; the diagnosis uses sysfs, task states and wchan "

@@ -152,9 +152,11 @@ def _threads(a: ArrayFacts, tasks: list[TaskFacts], arrays: list[ArrayFacts]) ->
     return out
 
 
-def _kernel_args(k: MddevState) -> dict[str, Any]:
-    """The kernel's counters as sysfs_state args (events.py ARG_RULES)."""
-    out: dict[str, Any] = {"state_source": "kcore", "sb_flags": k.sb_flags}
+def _kernel_args(k: MddevState, source: str) -> dict[str, Any]:
+    """The kernel's counters as sysfs_state args (events.py ARG_RULES); state_source says
+    which reader got them ('kcore', 'bpf': the same words, kernel_state.py)."""
+    out: dict[str, Any] = {"state_source": "kcore" if source == "/proc/kcore" else "bpf",
+                           "sb_flags": k.sb_flags}
     for name in ("recovery_active", "pending_writes"):
         if getattr(k, name) is not None:
             out[name] = getattr(k, name)
@@ -169,7 +171,7 @@ def _kernel_args(k: MddevState) -> dict[str, Any]:
 
 def _array_events(a: ArrayFacts, ts: int, threads: dict[str, int], sync_thread: bool,
                   kstate: MddevState | None = None,
-                  table: FlagTable | None = None) -> list[Event]:
+                  table: FlagTable | None = None, source: str = "/proc/kcore") -> list[Event]:
     reshape = a.reshape_position is not None
     rec = recovery_of(a.sync_action, reshape)
     st = ArrayState(ro=a.ro, sync_thread=sync_thread, reshape_pos=a.reshape_position,
@@ -192,7 +194,7 @@ def _array_events(a: ArrayFacts, ts: int, threads: dict[str, int], sync_thread: 
         if v is not None:
             args[k] = v
     if kstate is not None and table is not None:
-        args.update(_kernel_args(kstate))
+        args.update(_kernel_args(kstate, source))
     evs = [Event(ts=ts, kind="array_create", array=a.name, dm_name=a.dm_name,
                  args={"kind": a.kind, "level": a.level, "source": "snapshot"}),
            Event(ts=ts, kind="sysfs_state", array=a.name, dm_name=a.dm_name, state=st,
@@ -314,7 +316,8 @@ def collect(sys_root: Path | str = "/sys", proc_root: Path | str = "/proc", *,
             # mdX_* threads of several dm-raid arrays cannot be told apart: assume alive
             sync = any(_SYNC_THREAD.match(t.comm) for t in tasks if t.comm.startswith("mdX_"))
         events += _array_events(a, ts, threads, sync, kby.get(a.name),
-                                kres.table if kres is not None else None)
+                                kres.table if kres is not None else None,
+                                kres.source if kres is not None else "")
     events += klog.events(records)
     lap("events")
     series = requeue_series(records, now_s)
@@ -378,9 +381,11 @@ def _kernel_stage(reader: KernelState | None, sys_root: Path, proc_root: Path,
     by = res.by_name()
     for a in arrays:
         k = by.get(a.name)
-        view[a.name] = k.to_json(res.table, res.sb_names) if k is not None else {
-            "read": False, "reason": "no mddev of this name on all_mddevs"}
+        view[a.name] = k.to_json(res.table, res.sb_names, res.source) if k is not None else {
+            "read": False, "reason": f"no mddev of this name seen by {res.source}"}
         view[a.name]["read_s"] = took
+    if res.fallback_from:
+        notes.append(f"kernel state read through the {res.source}: {res.fallback_from}")
     if res.stopped:
         notes.append(f"kernel state partly read: {res.stopped}")
     return res, view

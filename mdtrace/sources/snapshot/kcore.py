@@ -23,8 +23,10 @@ loaded, or addresses hidden), no md_mod BTF.
 from __future__ import annotations
 
 import errno
+import io
 import os
 import re
+import stat
 import struct
 import time
 from collections.abc import Callable
@@ -35,7 +37,7 @@ from typing import Any, BinaryIO
 from mdtrace.errors import EnvironmentProblem
 from mdtrace.events import reshape_pos_from_kernel
 from mdtrace.kernel.flags import FlagTable, mddev_names, recovery_names
-from mdtrace.kernel.offsets import FIELDS, BtfSet, compute_offsets
+from mdtrace.kernel.offsets import FIELDS, BtfSet, KernelOffsets, compute_offsets
 
 MAX_READ = 64 * 1024          # one read: a struct mddev is ~2.3 KiB
 MAX_MDDEVS = 256              # entries walked on all_mddevs
@@ -63,7 +65,38 @@ class Segment:
     size: int                 # p_filesz: bytes the file holds for this range
 
 
-class Kcore:
+class Memory:
+    """Kernel memory as :func:`read_mddev` reads it: :class:`Kcore` (the whole of it, through
+    /proc/kcore) or :class:`Captured` (the few regions a BPF probe copied, bpf_state.py).  One
+    reader over both is what keeps the two paths' answers the same."""
+
+    def read(self, addr: int, size: int) -> bytes:
+        raise NotImplementedError
+
+    def u64(self, addr: int) -> int:
+        return int.from_bytes(self.read(addr, 8), "little")
+
+    def cstr(self, addr: int, size: int) -> str:
+        return self.read(addr, size).split(b"\0", 1)[0].decode("utf-8", "replace")
+
+
+class Captured(Memory):
+    """Regions of kernel memory copied elsewhere (by a BPF probe): a read must lie wholly
+    inside one region, else :class:`BadAddress` (the probe did not copy it)."""
+
+    def __init__(self, regions: dict[int, bytes]) -> None:
+        self.regions = {a: b for a, b in regions.items() if a > 0 and b}
+
+    def read(self, addr: int, size: int) -> bytes:
+        if not 0 < size <= MAX_READ or addr <= 0:
+            raise BadAddress("read size or address out of range")
+        for base, data in self.regions.items():
+            if base <= addr and addr + size <= base + len(data):
+                return data[addr - base:addr - base + size]
+        raise BadAddress("address not captured by the probe")
+
+
+class Kcore(Memory):
     """Kernel virtual memory through an ELF64 core file (/proc/kcore, or a test's core).
 
     Reads go through :meth:`_pread` with file offsets computed from one segment only.
@@ -118,12 +151,6 @@ class Kcore:
             raise BadAddress("short read")
         return data
 
-    def u64(self, addr: int) -> int:
-        return int.from_bytes(self.read(addr, 8), "little")
-
-    def cstr(self, addr: int, size: int) -> str:
-        return self.read(addr, size).split(b"\0", 1)[0].decode("utf-8", "replace")
-
 
 # -- what is read per mddev -------------------------------------------------------------------
 
@@ -166,9 +193,10 @@ class MddevState:
     active_io: RefState | None = None
     writes_pending: RefState | None = None
 
-    def to_json(self, table: FlagTable, sb_names: dict[str, int]) -> dict[str, Any]:
+    def to_json(self, table: FlagTable, sb_names: dict[str, int],
+                source: str = "/proc/kcore") -> dict[str, Any]:
         return {
-            "read": True, "source": "/proc/kcore",
+            "read": True, "source": source,
             "recovery": recovery_names(table.recovery_canon(self.recovery)),
             "recovery_raw": self.recovery,
             "flags": mddev_names(table.mddev_canon(self.flags)), "flags_raw": self.flags,
@@ -195,6 +223,10 @@ class KernelStateResult:
     sb_names: dict[str, int] = field(default_factory=dict)
     # seconds per step (kallsyms, open, btf, walk): where a slow stage spent its time
     timings: dict[str, float] = field(default_factory=dict)
+    # where the words came from: /proc/kcore, or the BPF probe (bpf_state.py); why the first
+    # reader could not be used when the answer is the fallback's
+    source: str = "/proc/kcore"
+    fallback_from: str = ""
 
     @property
     def ok(self) -> bool:
@@ -229,7 +261,7 @@ def layout(btfs: BtfSet) -> Layout:
     return Layout(off, size, (md.struct_size("mddev") if md else 0) or 0)
 
 
-def read_mddev(core: Kcore, lay: Layout, mddev: int) -> MddevState:
+def read_mddev(core: Memory, lay: Layout, mddev: int) -> MddevState:
     """One struct mddev in one read, plus its name (gendisk, or the dm device for dm-raid)."""
     buf = core.read(mddev, lay.mddev_size)
     o = lay.off
@@ -254,7 +286,7 @@ def read_mddev(core: Kcore, lay: Layout, mddev: int) -> MddevState:
         writes_pending=_ref(core, lay, buf, "MDDEV_WRITES_PENDING"))
 
 
-def _ref(core: Kcore, lay: Layout, buf: bytes, define: str) -> RefState | None:
+def _ref(core: Memory, lay: Layout, buf: bytes, define: str) -> RefState | None:
     """A percpu_ref member (an atomic_t in kernels that had one: the count itself)."""
     if define not in lay.off:
         return None
@@ -280,7 +312,7 @@ def _ref(core: Kcore, lay: Layout, buf: bytes, define: str) -> RefState | None:
     return RefState(mode, count)
 
 
-def _names(core: Kcore, lay: Layout, mddev: int, gendisk: int) -> tuple[str, str, str]:
+def _names(core: Memory, lay: Layout, mddev: int, gendisk: int) -> tuple[str, str, str]:
     """(name, dm name, kind): md arrays have a gendisk; dm-raid ones (before 6.16) reach the
     dm device through container_of(mddev, struct raid_set, md)->ti->table->md (common.h)."""
     o = lay.off
@@ -326,6 +358,34 @@ def walk(core: Kcore, lay: Layout, head: int, limit: int = MAX_MDDEVS) -> tuple[
     return out, ""
 
 
+@dataclass(frozen=True)
+class KernelLayout:
+    """What both readers need from the running kernel's BTF: offsets (and the flag table) for
+    the FIELDS, the struct sizes, the MD_SB_* names."""
+
+    btfs: BtfSet
+    offsets: KernelOffsets
+    lay: Layout
+    sb_names: dict[str, int]
+
+
+def load_layout(sys_root: Path, load_btf: Callable[[Path], BtfSet] = BtfSet.from_dir,
+                ) -> KernelLayout | str:
+    """The layout from ``sys_root``/kernel/btf, or the one-line reason it cannot be had."""
+    try:
+        btfs = load_btf(sys_root / "kernel" / "btf")
+        offsets = compute_offsets(btfs)
+    except EnvironmentProblem as exc:
+        return f"no usable BTF: {exc}"
+    lay = layout(btfs)
+    if not lay.mddev_size:
+        return ("BTF of md_mod has no struct mddev size (kernel layout mdtrace does not know; "
+                "please report)")
+    md = btfs.modules["md_mod"]
+    sb = md.enum("mddev_sb_flags") or md.enum_containing("MD_SB_CHANGE_PENDING") or {}
+    return KernelLayout(btfs, offsets, lay, {k.removeprefix("MD_SB_"): v for k, v in sb.items()})
+
+
 # -- the stage ----------------------------------------------------------------------------------
 
 
@@ -339,7 +399,9 @@ def kallsyms_address(text: str, symbol: str, module: str = "md_mod") -> int | No
     return int(m.group(1), 16) if m else None
 
 
-def _lockdown(sys_root: Path) -> str:
+def lockdown_mode(sys_root: Path) -> str:
+    """The active mode in sys_root/kernel/security/lockdown (none, integrity,
+    confidentiality); '' when the file is absent."""
     try:
         text = (sys_root / "kernel" / "security" / "lockdown").read_text()
     except OSError:
@@ -396,6 +458,14 @@ def read_kernel_state(sys_root: Path | str = "/sys", proc_root: Path | str = "/p
 def _read(fh: BinaryIO, kcore_path: Path, head: int, sys_root: Path, limit: int,
           load_btf: Callable[[Path], BtfSet]) -> KernelStateResult:
     try:
+        masked = stat.S_ISCHR(os.fstat(fh.fileno()).st_mode)
+    except (OSError, ValueError, io.UnsupportedOperation):
+        masked = False
+    if masked:
+        # docker/podman/runc mask /proc/kcore by bind-mounting /dev/null over it
+        return KernelStateResult(reason=f"{kcore_path}: masked (a character device such as "
+                                 "/dev/null is mounted over it: a container's masked path)")
+    try:
         core = Kcore(fh, str(kcore_path))
     except BadAddress as exc:
         return KernelStateResult(reason=f"{kcore_path}: cannot read ({exc})")
@@ -405,20 +475,14 @@ def _read(fh: BinaryIO, kcore_path: Path, head: int, sys_root: Path, limit: int,
         return KernelStateResult(reason=f"all_mddevs is outside {kcore_path}'s memory "
                                  "segments (a core of another boot?)")
     t0 = time.monotonic()
-    try:
-        btfs = load_btf(sys_root / "kernel" / "btf")
-        offsets = compute_offsets(btfs)
-    except EnvironmentProblem as exc:
-        return KernelStateResult(reason=f"no usable BTF: {exc}")
+    kl = load_layout(sys_root, load_btf)
+    if isinstance(kl, str):
+        return KernelStateResult(reason=kl)
     t_btf = round(time.monotonic() - t0, 3)
-    lay = layout(btfs)
-    if not lay.mddev_size or not lay.has("MDDEV_ALL_MDDEVS", "LIST_HEAD_NEXT",
-                                         "LIST_HEAD_PREV"):
+    lay = kl.lay
+    if not lay.has("MDDEV_ALL_MDDEVS", "LIST_HEAD_NEXT", "LIST_HEAD_PREV"):
         return KernelStateResult(reason="BTF of md_mod has no struct mddev.all_mddevs "
                                  "(kernel layout mdtrace does not know; please report)")
-    md = btfs.modules["md_mod"]
-    sb = md.enum("mddev_sb_flags") or md.enum_containing("MD_SB_CHANGE_PENDING") or {}
-    sb_names = {k.removeprefix("MD_SB_"): v for k, v in sb.items()}
     addrs, stopped = walk(core, lay, head, limit)
     out = []
     for i, a in enumerate(addrs):
@@ -427,7 +491,7 @@ def _read(fh: BinaryIO, kcore_path: Path, head: int, sys_root: Path, limit: int,
         except BadAddress:
             stopped = stopped or f"mddev {i + 1} on all_mddevs not readable: stopped there"
             break
-    return KernelStateResult(out, "", stopped, offsets.flag_table, sb_names,
+    return KernelStateResult(out, "", stopped, kl.offsets.flag_table, kl.sb_names,
                              timings={"btf": t_btf,
                                       "walk": round(time.monotonic() - t0 - t_btf, 3)})
 
@@ -435,7 +499,7 @@ def _read(fh: BinaryIO, kcore_path: Path, head: int, sys_root: Path, limit: int,
 def _denied(exc: OSError, path: Path, sys_root: Path, euid: int | None) -> str:
     if exc.errno not in (errno.EPERM, errno.EACCES):
         return f"{path}: cannot open ({exc.strerror})"
-    mode = _lockdown(sys_root)
+    mode = lockdown_mode(sys_root)
     if mode == "confidentiality":
         return (f"{path}: forbidden by kernel lockdown ({mode}, "
                 f"{sys_root}/kernel/security/lockdown): kernel memory cannot be read here")
@@ -447,6 +511,6 @@ def _denied(exc: OSError, path: Path, sys_root: Path, euid: int | None) -> str:
             "policy forbids it)")
 
 
-__all__ = ["BadAddress", "Kcore", "KcoreUnavailable", "KernelStateResult", "Layout",
-           "MddevState", "RefState", "kallsyms_address", "layout", "read_kernel_state",
-           "read_mddev", "walk"]
+__all__ = ["BadAddress", "Captured", "Kcore", "KcoreUnavailable", "KernelLayout",
+           "KernelStateResult", "Layout", "MddevState", "Memory", "RefState", "kallsyms_address",
+           "layout", "load_layout", "read_kernel_state", "read_mddev", "walk"]
