@@ -12,6 +12,10 @@
 #            (what the kernel does with it is observed), a direct read across it (6.1: sleeps
 #            in raid5_make_request); remedy `mdadm --readwrite` (6.12.117: may trigger the
 #            raid5d double free, docs/kernels.md: then `oops` is diagnosed, F11, reboot)
+# The stop hang (md: array_state_show) and the lvm hang (dm-raid: raid_status) are diagnosed
+# twice: as usual (the kernel state from /proc/kcore), then with /proc/kcore masked the way
+# container runtimes mask it (/dev/null bind-mounted over it, in a private mount namespace):
+# the kernel state then comes from the BPF probe fallback (NAME_bpf.json; same answer).
 # hung_task_timeout_secs is set to HUNG_S (10) so the kernel's own hung-task reports can be put
 # side by side with diagnose's answer (docs/diagnose.md); the host expects them
 # (run_script(expect_hung_tasks=True)).
@@ -53,6 +57,20 @@ diag() {
     beat "diagnose $name"
     t0=$(now)
     MDTRACE_TIMINGS=1 bounded 120 $MDT diagnose --format "$fmt" -o "$out/$name.$ext" 2> "$out/$name.err"
+    rc=$?
+    obs "diag_$name" "rc=$rc in $(since "$t0")s at $(now)"
+    obs "timings_$name" "$(grep -o 'start-up .*' "$out/$name.err")"
+    return 0
+}
+# diag_masked NAME: the same diagnose with /proc/kcore masked (a private mount namespace:
+# nothing outside it changes); one bcc compile, 60-130 s under TCG: a longer bound
+diag_masked() {
+    local name=$1 t0 rc
+    beat "diagnose $name (kcore masked)"
+    t0=$(now)
+    MDTRACE_TIMINGS=1 bounded 400 unshare -m --propagation private sh -c \
+        'mount --bind /dev/null /proc/kcore && exec "$@"' sh \
+        $MDT diagnose --format json -o "$out/$name.json" 2> "$out/$name.err"
     rc=$?
     obs "diag_$name" "rc=$rc in $(since "$t0")s at $(now)"
     obs "timings_$name" "$(grep -o 'start-up .*' "$out/$name.err")"
@@ -137,6 +155,7 @@ sleep 2
 if kill -0 "$ECHO" 2>/dev/null; then
     obs stop_blocked "yes pid=$ECHO at $t_stop state=$(awk '{ sub(/^.*\) /, ""); print $1 }' /proc/$ECHO/stat)"
     diag stop_hung
+    diag_masked stop_hung_bpf
     stacks stop
     # the kernel's own report of the same hang (hung_task_timeout_secs = HUNG_S)
     if wait_for $(( HUNG_S * 3 + 10 )) sh -c "dmesg | grep -q 'task sh:$ECHO blocked for more than'"; then
@@ -181,6 +200,7 @@ sleep 3
 if kill -0 "$LDD" 2>/dev/null; then
     obs lvm_dd "blocked pid=$LDD since $t_lvm state=$(awk '{ sub(/^.*\) /, ""); print $1 }' /proc/$LDD/stat)"
     diag lvm_hung
+    diag_masked lvm_hung_bpf
     stacks lvm
     speed 100 200     # the reshape must still be running (freely) for the chain below
     t=$(now); bounded 60 dmsetup resume lvd-r5; obs lvm_remedy "dmsetup resume lvd-r5 rc=$?"
