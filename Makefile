@@ -13,12 +13,12 @@ test:            ## everything CI runs: lint, fast tier, bcc tier, real-kernel v
 
 test-fast:       ## fast unit/scenario tier only
 	@bash scripts/bootstrap.sh
-	@$(VENV)/bin/ruff check mdtrace tests bench
+	@$(VENV)/bin/ruff check mdtrace vmtest tests bench
 	@$(VENV)/bin/pytest -q
 
 vm:              ## real-kernel tier: build the guest image (cached) and run all scenarios on 6.1 + 6.12
 	@bash scripts/bootstrap.sh
-	@$(VENV)/bin/mdtrace vm scenarios
+	@$(VENV)/bin/python -m vmtest scenarios
 
 vm-zoo-list:     ## the kernel zoo: each 6.12 variant (one seed fix reverted) and its diff
 	@PYTHONPATH=. $(PY) -m vmtest.zoo list
@@ -29,7 +29,7 @@ vm-zoo:          ## build the zoo (cached) and run stock + every variant on 6.12
 	@MDTRACE_ZOO=all $(VENV)/bin/pytest -q -m vm -rs -s -p no:cacheprovider tests/vm/test_zoo.py
 
 lint:
-	@$(VENV)/bin/ruff check mdtrace tests bench
+	@$(VENV)/bin/ruff check mdtrace vmtest tests bench
 
 bench:
 	@bash scripts/bootstrap.sh

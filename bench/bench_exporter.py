@@ -15,7 +15,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from mdtrace.frontends.exporter.loadgen import scrape_load
+from vmtest.exporter_load import scrape_load
 
 ROOT = Path(__file__).resolve().parents[1]
 TRACE = ROOT / "tests" / "data" / "golden" / "6.1.0-56-amd64" / "reshape_frozen_io.jsonl.gz"

@@ -35,7 +35,7 @@ def _f7_latency(bench: Path) -> dict[str, Any]:
     if not trace.is_file():
         return {"f7": "not measured (no mdtrace record in the guest)"}
     from mdtrace.trace import TraceError
-    from mdtrace.vm.detect import first_detection
+    from vmtest.detect import first_detection
 
     try:
         d = first_detection(trace, "F7")
@@ -90,7 +90,7 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench-vm")
     a = ap.parse_args()
     from mdtrace.trace import TraceError
-    from mdtrace.vm import ensure_image, run_script
+    from vmtest import ensure_image, run_script
 
     out = a.out / a.kernel
     res = run_script(ensure_image(), a.kernel, ROOT / "bench" / "vm_fio_guest.sh", out_dir=out,
@@ -109,7 +109,7 @@ def main() -> int:
             if iops[n]:
                 figures[f"ratio_{n}"] = round(iops[n] / mean, 3)
     if (b / "bench_trace.jsonl.gz").is_file():
-        from mdtrace.vm.golden import event_kinds
+        from vmtest.golden import event_kinds
 
         try:
             kinds = event_kinds(b / "bench_trace.jsonl.gz")

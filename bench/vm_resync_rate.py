@@ -48,7 +48,7 @@ def main() -> int:
     ap.add_argument("--kernel", default="6.1")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench-resync")
     a = ap.parse_args()
-    from mdtrace.vm import ensure_image, run_script
+    from vmtest import ensure_image, run_script
 
     out = a.out / a.kernel
     res = run_script(ensure_image(), a.kernel, ROOT / "bench" / "vm_resync_rate_guest.sh",

@@ -26,7 +26,6 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "doctor": ("mdtrace.commands.doctor", "Check what can be traced on this kernel, and why not."),
     "top": ("mdtrace.commands.top", "Live terminal UI (or over a replayed trace)."),
     "exporter": ("mdtrace.commands.exporter", "Prometheus exporter (live or replayed trace)."),
-    "vm": ("mdtrace.commands.vm", "Build/boot the real-kernel qemu guest and run scenarios."),
 }
 
 # the commands that load BPF: each gets --ebpf (print the program, exit; commands/_ebpf.py)

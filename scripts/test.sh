@@ -7,9 +7,9 @@ bash scripts/install-system-deps.sh
 bash scripts/bootstrap.sh
 VENV=${VENV:-.venv}
 echo "== ruff"
-"$VENV/bin/ruff" check --no-cache mdtrace tests bench
+"$VENV/bin/ruff" check --no-cache mdtrace vmtest tests bench
 echo "== mypy"
-"$VENV/bin/mypy" mdtrace
+"$VENV/bin/mypy" mdtrace vmtest
 echo "== pytest: fast + bcc tiers"
 "$VENV/bin/pytest" -q -m "not vm and not slow" -p no:cacheprovider
 # The real-kernel vm tier runs by default (issue 6): Debian 6.1 and 6.12 guests under qemu
@@ -18,12 +18,12 @@ echo "== pytest: fast + bcc tiers"
 # skips, loudly, where no guest can run (no qemu, no root to build the image, no space).
 if [[ "${MDTRACE_VM:-1}" == 0 ]]; then
     echo "!! SKIPPED: real-kernel vm tier (MDTRACE_VM=0): md/dm-raid behaviour NOT checked" >&2
-elif ! why=$("$VENV/bin/python" -c 'from mdtrace.vm.scenarios import tier_problem as t
+elif ! why=$("$VENV/bin/python" -c 'from vmtest.scenarios import tier_problem as t
 w = t(); print(w or ""); raise SystemExit(1 if w else 0)'); then
     echo "!! SKIPPED: real-kernel vm tier: ${why:-cannot check whether a guest can run}" >&2
 else
     echo "== pytest: vm tier (real md kernels under qemu; cold image build ~2.5 min, ~12 min/kernel)"
-    "$VENV/bin/mdtrace" vm info
+    "$VENV/bin/python" -m vmtest info
     # -rs: a skipped vm test prints its reason; -s: per-kernel scenario summaries as they finish
     "$VENV/bin/pytest" -q -m vm -rs -s -p no:cacheprovider
 fi

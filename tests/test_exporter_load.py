@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 from test_exporter_support import FROZEN, exporter_proc, http_get, parse, value
 
-from mdtrace.frontends.exporter.loadgen import scrape_load
+from vmtest.exporter_load import scrape_load
 
 CLIENTS = 50
 

@@ -1,5 +1,5 @@
 """Fast tier: real-kernel golden traces (tests/data/golden/<release>/, recorded in the qemu
-guest by `mdtrace vm scenarios` + `mdtrace vm golden`) read and replayed on every run.
+guest by `python -m vmtest scenarios` + `python -m vmtest golden`) read and replayed on every run.
 
 Each trace must (1) contain no raw kernel pointer, (2) decode completely with the same event
 counts as when it was kept, (3) give the engine findings and lifecycles kept with it, and the
@@ -34,20 +34,20 @@ def _expected(trace: Path) -> dict:
 def test_golden_traces_present() -> None:
     if not TRACES:
         pytest.skip("no golden traces in tests/data/golden yet: record them in the guest with "
-                    "'mdtrace vm scenarios' then 'mdtrace vm golden'")
+                    "'python -m vmtest scenarios' then 'python -m vmtest golden'")
     assert {p.parent.name for p in TRACES} <= {d.name for d in (GOLDEN.parent / "btf").iterdir()}
 
 
 @pytest.mark.parametrize("trace", TRACES, ids=_ids)
 def test_no_raw_pointers(trace: Path) -> None:
-    from mdtrace.vm.golden import raw_pointers
+    from vmtest.golden import raw_pointers
 
     assert raw_pointers(trace) == []
 
 
 @pytest.mark.parametrize("trace", TRACES, ids=_ids)
 def test_decodes_as_recorded(trace: Path) -> None:
-    from mdtrace.vm.golden import event_kinds
+    from vmtest.golden import event_kinds
 
     exp = _expected(trace)
     assert TraceReader(trace).header.kernel == trace.parent.name
@@ -58,10 +58,10 @@ def test_decodes_as_recorded(trace: Path) -> None:
 @pytest.mark.parametrize("trace", TRACES, ids=_ids)
 def test_replay_matches_kept_summary(trace: Path) -> None:
     """The engine's findings and per-array lifecycle over the trace are the ones kept with
-    it (``engine``, written by `mdtrace vm golden`), and the guest's `mdtrace report`
+    it (``engine``, written by `python -m vmtest golden`), and the guest's `mdtrace report`
     findings where the guest had one (``guest_report_findings``; null in the traces kept
     before it had: their ``engine`` summary was regenerated on the host, issue 12)."""
-    from mdtrace.vm.golden import engine_summary
+    from vmtest.golden import engine_summary
 
     exp = _expected(trace)
     got = engine_summary(trace)
@@ -72,7 +72,7 @@ def test_replay_matches_kept_summary(trace: Path) -> None:
 
 @pytest.mark.parametrize("trace", TRACES, ids=_ids)
 def test_scenario_meaning(trace: Path) -> None:
-    from mdtrace.vm.golden import engine_summary
+    from vmtest.golden import engine_summary
 
     name = trace.name.removesuffix(".jsonl.gz")
     got = engine_summary(trace)

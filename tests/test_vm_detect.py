@@ -1,12 +1,12 @@
-"""F7 detection latency (mdtrace.vm.detect) counts from the reported IO's own start, not from an
+"""F7 detection latency (vmtest.detect) counts from the reported IO's own start, not from an
 earlier slow IO of the same array that completed (a real 6.1 guest run: udev's probe read)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from mdtrace.vm.detect import first_detection
 from tests.scenarios.builder import Scenario, Sim
+from vmtest.detect import first_detection
 
 
 def _build(sim: Sim) -> None:

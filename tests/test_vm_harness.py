@@ -7,9 +7,9 @@ from pathlib import Path
 import pytest
 
 from mdtrace.errors import MdtraceError
-from mdtrace.vm.image import GuestImage, find_image
-from mdtrace.vm.recipe import KERNELS, Recipe, cache_root, kernel_release
-from mdtrace.vm.runner import build_cmdline
+from vmtest.image import GuestImage, find_image
+from vmtest.recipe import KERNELS, Recipe, cache_root, kernel_release
+from vmtest.runner import build_cmdline
 
 
 def test_recipe_digest_stable_and_sensitive() -> None:
@@ -79,7 +79,7 @@ def _scenario_dir(root: Path, name: str, obs: list[tuple[str, str]], rc: int = 0
 
 
 def test_load_results_and_obs_history(tmp_path: Path) -> None:
-    from mdtrace.vm.scenarios import load_results, obs_history, obs_matches
+    from vmtest.scenarios import load_results, obs_history, obs_matches
 
     _scenario_dir(tmp_path, "x", [("io", "blocked after 12.0s"), ("io", "done rc=1 in 13s")])
     r = load_results(tmp_path)["x"]
@@ -92,7 +92,7 @@ def test_load_results_and_obs_history(tmp_path: Path) -> None:
 
 
 def test_finding_codes_from_nested_report(tmp_path: Path) -> None:
-    from mdtrace.vm.scenarios import load_results
+    from vmtest.scenarios import load_results
 
     rep = {"arrays": [{"name": "md0", "findings": [{"code": "F7"}, {"code": "F10"}]}],
            "findings": [{"code": "F7", "array": "md0"}]}
@@ -101,7 +101,7 @@ def test_finding_codes_from_nested_report(tmp_path: Path) -> None:
 
 
 def test_findings_required_and_allowed(tmp_path: Path) -> None:
-    from mdtrace.vm.scenarios import F, findings, load_results
+    from vmtest.scenarios import F, findings, load_results
 
     rep = {"findings": [
         {"code": "F4", "array": "md0", "details": {"caller": "raid5_start_reshape"}},
@@ -131,7 +131,7 @@ def test_findings_checked_on_host_report_of_the_trace(tmp_path: Path) -> None:
     """With a trace present the host's report of it is checked, not the guest's report.json."""
     import shutil
 
-    from mdtrace.vm.scenarios import EXPECT, findings, load_results, report_drift
+    from vmtest.scenarios import EXPECT, findings, load_results, report_drift
 
     golden = (Path(__file__).parent / "data/golden" / KERNELS["6.12"]
               / "reshape_frozen_io.jsonl.gz")
@@ -153,7 +153,7 @@ def test_findings_checked_on_host_report_of_the_trace(tmp_path: Path) -> None:
 def test_expect_states_findings_per_kernel() -> None:
     """Every scenario says, for each kernel, which findings must and may appear; the fixed
     6.12 kernel allows neither F4 nor F6 anywhere, the 6.1 reshapes require F4."""
-    from mdtrace.vm.scenarios import EXPECT
+    from vmtest.scenarios import EXPECT
 
     scenarios = {p.stem for p in (Path(__file__).parent / "vm/guest/scenarios").glob("*.sh")}
     assert set(EXPECT) == scenarios
@@ -174,7 +174,7 @@ def test_expect_states_findings_per_kernel() -> None:
 def test_golden_traces_meet_expect_findings(trace: Path) -> None:
     """The recorded real-kernel traces, reported by this checkout's engine, satisfy EXPECT's
     findings for their scenario and kernel (what the vm tier asserts after a boot)."""
-    from mdtrace.vm.scenarios import EXPECT, events_seen, findings, golden_result
+    from vmtest.scenarios import EXPECT, events_seen, findings, golden_result
 
     r = golden_result(trace)
     spec = EXPECT[r.name].finding_spec(r.kernel)
@@ -184,8 +184,8 @@ def test_golden_traces_meet_expect_findings(trace: Path) -> None:
 
 
 def test_saved_run_round_trip(tmp_path: Path) -> None:
-    from mdtrace.vm.runner import RunResult
-    from mdtrace.vm.scenarios import load_run, save_run
+    from vmtest.runner import RunResult
+    from vmtest.scenarios import load_run, save_run
 
     out = tmp_path / KERNELS["6.1"]
     _scenario_dir(out, "resync_raid5", [("started", "resync")])
@@ -201,7 +201,7 @@ def test_saved_run_round_trip(tmp_path: Path) -> None:
 
 
 def test_check_scenario_failures(tmp_path: Path) -> None:
-    from mdtrace.vm.scenarios import check_scenario, load_results
+    from vmtest.scenarios import check_scenario, load_results
 
     # healthy resync that recorded nothing although the recorder ran, and exited 1
     _scenario_dir(tmp_path, "resync_raid5", [("error", "mdadm --create failed")], rc=1,
@@ -213,7 +213,7 @@ def test_check_scenario_failures(tmp_path: Path) -> None:
 
 
 def test_check_scenario_passes_md_side_without_trace(tmp_path: Path) -> None:
-    from mdtrace.vm.scenarios import check_scenario, load_results
+    from vmtest.scenarios import check_scenario, load_results
 
     _scenario_dir(tmp_path, "resync_raid5", [
         ("started", "resync"), ("finished", "idle"), ("last_sync_action", "resync")])
@@ -223,7 +223,7 @@ def test_check_scenario_passes_md_side_without_trace(tmp_path: Path) -> None:
 def test_raw_pointer_scan(tmp_path: Path) -> None:
     import gzip
 
-    from mdtrace.vm.golden import raw_pointers
+    from vmtest.golden import raw_pointers
 
     clean = tmp_path / "clean.jsonl.gz"
     clean.write_bytes(gzip.compress(
@@ -237,7 +237,7 @@ def test_raw_pointer_scan(tmp_path: Path) -> None:
 
 
 def test_raw_pointer_scan_ignores_negative_u64(tmp_path: Path) -> None:
-    from mdtrace.vm.golden import raw_pointers
+    from vmtest.golden import raw_pointers
 
     t = tmp_path / "t.jsonl"
     # -616 as u64 (a wait_ns underflow) and MaxSector are not pointers; kernel text is
@@ -252,7 +252,7 @@ def test_tier_problem_says_why(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
     import shutil
     from collections import namedtuple
 
-    from mdtrace.vm import image, runner, scenarios
+    from vmtest import image, runner, scenarios
 
     monkeypatch.setenv("MDTRACE_VM_CACHE", str(tmp_path / "cache"))   # nothing built there
     real_which = shutil.which
@@ -274,7 +274,7 @@ def test_tier_problem_says_why(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) 
 def test_snapshot_tree_takes_what_git_would(tmp_path: Path) -> None:
     import subprocess
 
-    from mdtrace.vm.runner import snapshot_tree
+    from vmtest.runner import snapshot_tree
 
     src, dest = tmp_path / "src", tmp_path / "snap"
     (src / "pkg").mkdir(parents=True)
@@ -299,7 +299,7 @@ def test_snapshot_tree_takes_what_git_would(tmp_path: Path) -> None:
 
 def _fake_qemu(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, body: str) -> GuestImage:
     """A stand-in qemu-system-x86_64: finds the out share in its argv, then runs ``body``."""
-    from mdtrace.vm import runner
+    from vmtest import runner
 
     fake = tmp_path / "bin" / "qemu-system-x86_64"
     fake.parent.mkdir(parents=True)
@@ -321,7 +321,7 @@ def test_runner_stops_a_guest_that_cannot_power_off(tmp_path: Path,
     host stops qemu after RC_GRACE_S instead of waiting for the hard timeout."""
     import time
 
-    from mdtrace.vm.runner import run_script
+    from vmtest.runner import run_script
 
     script = tmp_path / "s.sh"
     script.write_text("true\n")
@@ -344,7 +344,7 @@ def test_runner_stops_a_guest_that_cannot_power_off(tmp_path: Path,
 
 
 def test_vm_check_command_rechecks_saved_run(tmp_path: Path) -> None:
-    """`mdtrace vm check` re-reports a saved run's trace on the host: the real 6.12 trace of
+    """`python -m vmtest check` re-reports a saved run's trace on the host: the real 6.12 trace of
     reshape_frozen_io meets the findings (only the observations, not saved here, fail), and the
     guest/host drift is noted; with the healthy 6.1 resync's trace in its place F7 is lacking."""
     import json
@@ -352,7 +352,7 @@ def test_vm_check_command_rechecks_saved_run(tmp_path: Path) -> None:
 
     from click.testing import CliRunner
 
-    from mdtrace.commands.vm import command
+    from vmtest.cli import command
 
     rel = KERNELS["6.12"]
     golden = Path(__file__).parent / "data/golden"
@@ -376,7 +376,7 @@ def test_known_kernel_hang_is_checked_not_excused(tmp_path: Path) -> None:
     """reshape_frozen_io's known kernel failure (the resumed reshape never moves again): the
     script's exit code is expected then, but mdtrace must report F10 (and F7), and the
     result carries a NOTE saying the kernel hung."""
-    from mdtrace.vm.scenarios import EXPECT, check_scenario, kernel_hang_note, load_results
+    from vmtest.scenarios import EXPECT, check_scenario, kernel_hang_note, load_results
 
     base = [("frozen", "frozen"), ("after_idle", "reshape"),
             ("error", "reshape stalled after idle (remedy: reshape)")]
@@ -407,8 +407,8 @@ def test_scenarios_after_a_wedge_run_in_a_fresh_boot(tmp_path: Path,
     once more for those, so one kernel bug costs one scenario, not every later one."""
     import json
 
-    from mdtrace.vm import scenarios
-    from mdtrace.vm.runner import RunResult
+    from vmtest import scenarios
+    from vmtest.runner import RunResult
 
     calls: list[list[str]] = []
 
@@ -437,7 +437,7 @@ def test_scenarios_after_a_wedge_run_in_a_fresh_boot(tmp_path: Path,
 # -- wedged guests (issue 10): the host's watch, reruns, kernel failures checked -------------
 
 def test_console_kernel_failure_lines_only_from_the_kernel() -> None:
-    from mdtrace.vm.runner import kernel_failure
+    from vmtest.runner import kernel_failure
 
     assert kernel_failure("[   88.1] kernel BUG at mm/slub.c:550!\n") == \
         "kernel BUG at mm/slub.c:550!"
@@ -451,7 +451,7 @@ def test_console_kernel_failure_lines_only_from_the_kernel() -> None:
 
 
 def test_watch_stops_a_wedged_guest_within_the_grace() -> None:
-    from mdtrace.vm.runner import BOOT_LIMIT_S, FAILURE_GRACE_S, HEARTBEAT_LIMIT_S, Watch
+    from vmtest.runner import BOOT_LIMIT_S, FAILURE_GRACE_S, HEARTBEAT_LIMIT_S, Watch
 
     w = Watch(timeout_s=1800)
     w.update(10, "", "", started=False)
@@ -478,8 +478,8 @@ def test_a_boot_stopped_mid_scenario_reruns_it(tmp_path: Path,
     the rest again; its partial results are kept aside; at most MAX_BOOTS boots."""
     import json
 
-    from mdtrace.vm import scenarios
-    from mdtrace.vm.runner import RunResult
+    from vmtest import scenarios
+    from vmtest.runner import RunResult
 
     calls: list[list[str]] = []
     order = scenarios.all_scenarios()
@@ -520,7 +520,7 @@ def test_a_boot_stopped_mid_scenario_reruns_it(tmp_path: Path,
 def test_kernel_failure_in_a_scenario_is_checked_not_excused(tmp_path: Path) -> None:
     """An oops that kills an md thread passes only with mdtrace's F11 for that thread; any
     other kernel failure fails the scenario."""
-    from mdtrace.vm.scenarios import check_scenario, kernel_hang_note, load_results
+    from vmtest.scenarios import check_scenario, kernel_hang_note, load_results
 
     obs = [("readonly", "ok ro=1 state=readonly"),
            ("kernel_failure", "kernel BUG at mm/slub.c:550!"),

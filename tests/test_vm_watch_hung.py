@@ -1,10 +1,10 @@
-"""The console watch's "expected hung tasks" switch (mdtrace/vm/runner.py): a script that
+"""The console watch's "expected hung tasks" switch (vmtest/runner.py): a script that
 provokes hung-task reports on purpose (tests/vm/guest/diagnose_hangs.sh) is not stopped as a
 kernel failure for them; an oops still is."""
 
 from __future__ import annotations
 
-from mdtrace.vm.runner import FAILURE_GRACE_S, Watch, hung_task_reports, kernel_failure
+from vmtest.runner import FAILURE_GRACE_S, Watch, hung_task_reports, kernel_failure
 
 HUNG = ("[  173.255472] INFO: task sh:573 blocked for more than 10 seconds.\n"
         "[  173.256001]       Not tainted 6.1.0-56-amd64 #1 Debian 6.1.192-1\n")

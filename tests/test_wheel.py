@@ -20,6 +20,11 @@ def test_wheel_ships_the_bpf_programs(tmp_path: Path) -> None:
     shipped = {n.removeprefix("mdtrace/bpf/") for n in names if n.startswith("mdtrace/bpf/")}
     in_tree = {p.name for p in (ROOT / "mdtrace" / "bpf").iterdir() if p.suffix in (".c", ".h")}
     assert in_tree and shipped == in_tree
+    # the harness is not the product (issue 15): no vm harness, load generator or test data
+    harness = sorted(n for n in names if n.startswith(("vmtest/", "tests/", "mdtrace/vm/"))
+                     or "loadgen" in n or "exporter_load" in n)
+    assert not harness, harness
+    assert not any(n.startswith("mdtrace/") and "/guest/" in n for n in names)
     # installed elsewhere, bcc_source looks beside the package, not in a checkout
     site = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(site)

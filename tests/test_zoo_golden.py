@@ -29,7 +29,7 @@ def test_zoo_goldens_present() -> None:
 
 @pytest.mark.parametrize("trace", TRACES, ids=_id)
 def test_no_raw_pointers(trace: Path) -> None:
-    from mdtrace.vm.golden import raw_pointers
+    from vmtest.golden import raw_pointers
 
     assert raw_pointers(trace) == []
     diag = trace.with_name(_id(trace) + ".diagnose.json")
@@ -39,7 +39,7 @@ def test_no_raw_pointers(trace: Path) -> None:
 
 @pytest.mark.parametrize("trace", TRACES, ids=_id)
 def test_decodes_as_recorded(trace: Path) -> None:
-    from mdtrace.vm.golden import event_kinds
+    from vmtest.golden import event_kinds
 
     assert event_kinds(trace) == expected_of(trace)["event_kinds"]
 
@@ -53,7 +53,7 @@ def test_meets_the_vm_tier_expectation(trace: Path) -> None:
 
 @pytest.mark.parametrize("trace", TRACES, ids=_id)
 def test_replay_matches_kept_summary(trace: Path) -> None:
-    from mdtrace.vm.golden import engine_summary
+    from vmtest.golden import engine_summary
 
     assert engine_summary(trace) == expected_of(trace)["engine"]
 

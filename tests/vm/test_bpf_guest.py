@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from mdtrace.trace import TraceReader
-from mdtrace.vm.recipe import KERNELS
+from vmtest.recipe import KERNELS
 
 pytestmark = pytest.mark.vm
 
@@ -33,8 +33,8 @@ RAW_PTR = re.compile(rb"0x[0-9a-f]{8,}|ffff[0-9a-f]{12}|18446[0-9]{15}", re.I)
 
 @pytest.fixture(scope="module", params=sorted(KERNELS))
 def guest(request: pytest.FixtureRequest):  # -> (release, out_dir, events, run result)
-    from mdtrace.vm import ensure_image, run_script
-    from mdtrace.vm.scenarios import tier_problem
+    from vmtest import ensure_image, run_script
+    from vmtest.scenarios import tier_problem
 
     rel = KERNELS[request.param]
     out = OUT / rel

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from mdtrace.vm.recipe import KERNELS
-from mdtrace.vm.scenarios import F7_SLACK_S
+from vmtest.recipe import KERNELS
+from vmtest.scenarios import F7_SLACK_S
 
 pytestmark = pytest.mark.vm
 
@@ -40,8 +40,8 @@ ZERO = "kprobe_events=0 kprobes_list=0 progs=0 links=0"
 
 @pytest.fixture(scope="module", params=sorted(KERNELS))
 def live(request: pytest.FixtureRequest):  # -> (release, obs dict, result dir)
-    from mdtrace.vm import ensure_image, run_script
-    from mdtrace.vm.scenarios import tier_problem
+    from vmtest import ensure_image, run_script
+    from vmtest.scenarios import tier_problem
 
     why = tier_problem()
     if why:

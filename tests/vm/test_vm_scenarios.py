@@ -1,6 +1,6 @@
 """Real-kernel tier: every guest scenario on the 6.1 and 6.12 guest kernels, one boot per kernel.
 
-Each scenario runs under `mdtrace record` in the guest; the checks (mdtrace/vm/scenarios.py
+Each scenario runs under `mdtrace record` in the guest; the checks (vmtest/scenarios.py
 EXPECT) assert the kernel's observed behaviour and, from the recorded trace, the findings of
 `mdtrace report --format json` (run again on the host over the trace the guest recorded, with
 this checkout's engine) and the decoded lifecycle events.  Skips (loudly) only when no guest can
@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from mdtrace.vm.recipe import KERNELS
+from vmtest.recipe import KERNELS
 
 pytestmark = pytest.mark.vm
 
@@ -38,7 +38,7 @@ def _skip_loudly(why: str) -> None:
 @pytest.fixture(scope="module", params=sorted(KERNELS))
 def kernel_run(request: pytest.FixtureRequest):  # -> ScenarioRun
     """Boot the guest kernel once and run all scenarios (cached for the module)."""
-    from mdtrace.vm.scenarios import load_run, run_scenarios, tier_problem
+    from vmtest.scenarios import load_run, run_scenarios, tier_problem
 
     rel = KERNELS[request.param]
     if os.environ.get("MDTRACE_VM_RECHECK") == "1":
@@ -73,7 +73,7 @@ def test_guest_completed(kernel_run) -> None:
 
 @pytest.mark.parametrize("name", SCENARIOS)
 def test_scenario(kernel_run, name: str) -> None:
-    from mdtrace.vm.scenarios import check_scenario, kernel_hang_note
+    from vmtest.scenarios import check_scenario, kernel_hang_note
 
     r = kernel_run.results.get(name)
     assert r is not None, f"scenario {name} produced no result dir"

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from mdtrace.vm.recipe import KERNELS
+from vmtest.recipe import KERNELS
 
 pytestmark = pytest.mark.vm
 
@@ -19,8 +19,8 @@ OUT = Path(os.environ.get("MDTRACE_VM_OUT", ROOT / "out" / "vm")) / "wedge"
 
 
 def test_wedged_guest_is_stopped_and_the_rest_reruns() -> None:
-    from mdtrace.vm.runner import FAILURE_GRACE_S
-    from mdtrace.vm.scenarios import check_scenario, run_scenarios, tier_problem
+    from vmtest.runner import FAILURE_GRACE_S
+    from vmtest.scenarios import check_scenario, run_scenarios, tier_problem
 
     why = tier_problem()
     if why:

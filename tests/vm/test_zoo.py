@@ -40,7 +40,7 @@ def _skip_loudly(why: str) -> None:
 
 def _zoo_problem() -> str | None:
     from mdtrace.errors import MdtraceError
-    from mdtrace.vm.scenarios import tier_problem
+    from vmtest.scenarios import tier_problem
 
     why = tier_problem()
     if why:

@@ -72,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
                    else load_run(Path(a.out) / n, n))
             probs = run.problems()
             for name, r in sorted(run.results.items()):
-                codes = sorted({f.get("code") for f in (r.findings() or [])})
+                codes = sorted({str(f.get("code")) for f in (r.findings() or [])})
                 print(f"{'FAIL' if probs else 'PASS'} {n}/{name}: outcome "
                       f"{r.obs.get('outcome')}, findings {codes}, {r.time_s} s")
             for p_ in probs:

@@ -4,7 +4,7 @@ one fix of the seed series reverted per variant, cached by a recipe key.
 Source: Debian's ``linux-source-6.12`` 6.12.117-1~deb12u1 (bookworm-security), the exact source
 of the guest's ``linux-image-6.12.117+deb12-amd64``; built against
 ``linux-headers-6.12.117+deb12-amd64`` (whose ``vmlinux`` carries the BTF the modules' split BTF
-is generated against).  Layout of the cache, like the guest image's (mdtrace/vm/image.py)::
+is generated against).  Layout of the cache, like the guest image's (vmtest/image.py)::
 
     <cache_root>/zoo/src-6.12.117-1~deb12u1/drivers/md/   the pristine md sources (extracted once)
     <cache_root>/zoo/<variant>-<key>/                      md-mod.ko raid456.ko dm-raid.ko,
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from mdtrace.errors import EnvironmentProblem, MdtraceError
-from mdtrace.vm.recipe import cache_root
+from vmtest.recipe import cache_root
 from vmtest.zoo.variants import Variant, variant
 
 Log = Callable[[str], None]

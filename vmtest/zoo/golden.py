@@ -2,7 +2,7 @@
 ``.expected.json`` beside it (the host report's findings with array, reason and remedy, the
 events per kind, the observations, the engine's summary).  Kept by
 ``python -m vmtest.zoo golden`` from a run's out dir; refused when the trace holds a raw kernel
-pointer (mdtrace/vm/golden.py raw_pointers).  tests/test_zoo_golden.py replays them against the
+pointer (vmtest/golden.py raw_pointers).  tests/test_zoo_golden.py replays them against the
 same EXPECT as the vm tier.
 """
 
@@ -14,8 +14,8 @@ from pathlib import Path
 from typing import Any
 
 from mdtrace.errors import MdtraceError
-from mdtrace.vm.golden import engine_summary, event_kinds, raw_pointers
-from mdtrace.vm.scenarios import ScenarioResult
+from vmtest.golden import engine_summary, event_kinds, raw_pointers
+from vmtest.scenarios import ScenarioResult
 from vmtest.zoo.build import RELEASE
 
 GOLDEN = Path(__file__).resolve().parents[2] / "tests" / "data" / "golden"

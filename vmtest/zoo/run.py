@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from mdtrace.errors import MdtraceError
-from mdtrace.vm.scenarios import F, FindingSpec, ScenarioResult, findings, load_results
+from vmtest.scenarios import F, FindingSpec, ScenarioResult, findings, load_results
 from vmtest.zoo.build import MODULES, RELEASE, ensure_build
 from vmtest.zoo.variants import VARIANTS
 
@@ -69,7 +69,7 @@ def _finding_fields(code: str, *, array: str = LV_RX, remedy: str = ".+",
 
 def _events(r: ScenarioResult) -> list[dict[str, Any]]:
     if r.replay is None:
-        from mdtrace.vm.scenarios import _decode_on_host
+        from vmtest.scenarios import _decode_on_host
 
         r.replay = _decode_on_host(r.trace) or []
     return r.events()
@@ -218,7 +218,7 @@ def load_run(out_dir: Path, variant: str) -> ZooRun:
 def run_variant(variant: str, out_root: Path, scenarios: tuple[str, ...] = (
         "lvm_reshape_suspend",), *, timeout_s: float = 1500) -> ZooRun:
     """One boot of 6.12 with ``variant`` loaded, running ``scenarios``."""
-    from mdtrace.vm import ensure_image, run_script
+    from vmtest import ensure_image, run_script
 
     if variant != "stock" and variant not in VARIANTS:
         raise MdtraceError(f"unknown zoo variant {variant!r}: stock, {', '.join(VARIANTS)}")

@@ -1,7 +1,7 @@
 # Helpers for guest scenario scripts (sourced).  Each scenario runs in its own bash with
 # SCEN (its name) and SDIR ($MDTRACE_OUT/scenarios/$SCEN, writable) set by run_scenarios.sh.
 # Observations go to $SDIR/obs.jsonl: {"t": guest uptime s, "k": key, "v": value} per line;
-# the host checks them (mdtrace/vm/scenarios.py) alongside the mdtrace trace/report.
+# the host checks them (vmtest/scenarios.py) alongside the mdtrace trace/report.
 
 now() { cut -d' ' -f1 /proc/uptime; }
 

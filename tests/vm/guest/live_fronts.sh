@@ -147,7 +147,7 @@ echo idle > /sys/block/md0/md/sync_action
 echo 200000 > /proc/sys/dev/raid/speed_limit_max
 obs after_idle "$(cat /sys/block/md0/md/sync_action)"
 # an oops (6.12.117's raid5d double free on the unfreeze) leaves 120 s before the host stops
-# the guest (mdtrace/vm/runner.py Watch): from it on every wait below is short
+# the guest (vmtest/runner.py Watch): from it on every wait below is short
 oopsed() { dmesg | grep -qE 'kernel BUG at|Oops: |general protection fault'; }
 if wait_for 60 sh -c "! kill -0 $DD || dmesg | grep -qE 'kernel BUG at|Oops: |general protection fault'" &&
         ! kill -0 "$DD" 2>/dev/null; then
@@ -211,7 +211,7 @@ tmux kill-server 2>/dev/null
 sleep 1
 obs leftovers_after_stop "$(leftovers)"
 
-# after a kernel oops the host stops the guest 120 s later (mdtrace/vm/runner.py Watch): the
+# after a kernel oops the host stops the guest 120 s later (vmtest/runner.py Watch): the
 # parts below need more (two compiles), and the kernel is broken anyway
 if oopsed; then
     obs late "skipped: the kernel oopsed"; obs burst "skipped: the kernel oopsed"

@@ -1,7 +1,7 @@
 #!/bin/bash
 # Reproducer (no probes, no mdtrace): 6.12.117 "kernel BUG at mm/slub.c:550" in raid5d /
 # md_end_clone_io after a direct write across a frozen reshape position of a freshly grown raid5.
-# Run: mdtrace vm run-script --kernel 6.12 --timeout 360 tests/vm/guest/repro_612_raid5d_oops.sh
+# Run: python -m vmtest run-script --kernel 6.12 --timeout 360 tests/vm/guest/repro_612_raid5d_oops.sh
 # Exit 3 = oops reproduced (the guest kernel is then broken: the script ends the boot).
 modprobe raid456
 for i in 1 2 3; do

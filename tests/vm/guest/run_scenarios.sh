@@ -24,7 +24,7 @@ can_record=0
 record_available && can_record=1
 echo "run_scenarios: kernel $(uname -r), record=$can_record, scenarios: ${names[*]}"
 # Every wait below is bounded, and the driver says where it is in $out/heartbeat: the host
-# (mdtrace/vm/runner.py) stops a guest whose heartbeat stands still for minutes, or that
+# (vmtest/runner.py) stops a guest whose heartbeat stands still for minutes, or that
 # logged a kernel oops/BUG and did not finish soon after, and reruns the rest in a fresh boot.
 beat() { echo "$(cut -d' ' -f1 /proc/uptime) $*" > "$out/heartbeat"; }
 
@@ -41,7 +41,7 @@ run_bounded() {
 }
 
 # Kernel reports that mean the kernel itself failed (the same list as the host's console
-# watch, mdtrace/vm/runner.py KERNEL_FAILURE).  Counted before each scenario; a new one during
+# watch, vmtest/runner.py KERNEL_FAILURE).  Counted before each scenario; a new one during
 # it ends the scenario (after FAIL_SETTLE_S, so the recorder sees the aftermath) and the boot.
 FAIL_RE='kernel BUG at|BUG: |Oops: |general protection fault|Kernel panic - not syncing|INFO: task .* blocked for more than|rcu: INFO: rcu_[a-z]+ (self-)?detected stall'
 fail_count() { dmesg 2>/dev/null | grep -cE "$FAIL_RE"; }

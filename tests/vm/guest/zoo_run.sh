@@ -10,7 +10,7 @@ out=${MDTRACE_OUT:?}
 src=/mnt/src/tests/vm/guest
 variant=${ZOO_VARIANT:-stock}
 # mdtrace judges the hangs here, not the kernel's watchdog (whose first "blocked for more than"
-# line would also make the host stop the boot: mdtrace/vm/runner.py KERNEL_FAILURE)
+# line would also make the host stop the boot: vmtest/runner.py KERNEL_FAILURE)
 echo 0 > /proc/sys/kernel/hung_task_timeout_secs
 modprobe -a async_raid6_recov async_pq async_xor async_memcpy async_tx raid6_pq libcrc32c dm-mod
 if [[ $variant != stock ]]; then

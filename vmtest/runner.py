@@ -1,6 +1,6 @@
 """Boot a guest kernel under qemu, run one script in it, bring its results back.
 
-The guest's boot agent (mdtrace/vm/guest/mdtrace-vm-agent, a systemd oneshot) mounts two 9p
+The guest's boot agent (vmtest/guest/mdtrace-vm-agent, a systemd oneshot) mounts two 9p
 shares: ``src`` (the project tree, read-only, at /mnt/src, the script's cwd) and ``out`` (a
 writable host directory at /mnt/out, ``$MDTRACE_OUT``).  It runs ``/mnt/out/job.sh``, tees the
 output to the serial console and ``output.log``, writes the exit code to ``rc`` and powers off.
@@ -22,8 +22,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from mdtrace.errors import EnvironmentProblem, MdtraceError
-from mdtrace.vm.image import GuestImage
-from mdtrace.vm.recipe import kernel_release
+from vmtest.image import GuestImage
+from vmtest.recipe import kernel_release
 
 QEMU = "qemu-system-x86_64"
 ACCELS = {
@@ -154,8 +154,8 @@ def qemu_problem() -> str | None:
 
 
 def default_src_dir() -> Path:
-    """The project tree to share: the checkout this mdtrace package was imported from."""
-    here = Path(__file__).resolve().parents[2]
+    """The project tree to share: the checkout this harness lives in."""
+    here = Path(__file__).resolve().parents[1]
     if (here / "pyproject.toml").is_file() and (here / "mdtrace").is_dir():
         return here
     raise MdtraceError(f"cannot find the mdtrace project tree above {here}: pass --src DIR")
@@ -280,7 +280,7 @@ def run_script(image: GuestImage, kernel: str, script: str | os.PathLike[str], *
     wedged = ""
     qemu_rc: int | None = None
     qemu_log = out / "qemu.log"
-    # the CLI (`mdtrace vm run-script`) opts in through the environment
+    # the CLI (`python -m vmtest run-script`) opts in through the environment
     expect_hung_tasks = expect_hung_tasks or os.environ.get("MDTRACE_VM_EXPECT_HUNG_TASKS") == "1"
     watch = Watch(timeout_s, expect_hung_tasks=expect_hung_tasks)
     try:

@@ -1,4 +1,6 @@
-"""`mdtrace vm`: build the real-kernel guest image and run scripts / scenarios in it."""
+"""``python -m vmtest``: build the real-kernel guest image and run scripts / scenarios in it.
+
+The test harness, kept out of the shipped package (issue 15), like drgn's vmtest."""
 
 from __future__ import annotations
 
@@ -12,13 +14,13 @@ from mdtrace.errors import MdtraceError
 
 
 def _kernels(value: tuple[str, ...]) -> list[str]:
-    from mdtrace.vm.recipe import KERNELS, kernel_release
+    from vmtest.recipe import KERNELS, kernel_release
 
     names = list(value) or list(KERNELS)
     return [kernel_release(k) for k in names]
 
 
-@click.group("vm")
+@click.group("vmtest")
 def command() -> None:
     """Real-kernel qemu guest (Debian 6.1 and 6.12 kernels with md, dm-raid, bcc).
 
@@ -31,7 +33,7 @@ def command() -> None:
 @click.option("--rebuild", is_flag=True, help="Build again even if a cached image exists.")
 def build(rebuild: bool) -> None:
     """Build (or find) the guest image and print where it is."""
-    from mdtrace.vm.image import ensure_image
+    from vmtest.image import ensure_image
 
     img = ensure_image(rebuild=rebuild)
     t = img.manifest.get("timings", {})
@@ -42,16 +44,16 @@ def build(rebuild: bool) -> None:
 @command.command("info")
 def info() -> None:
     """Show the cache directory, the recipe digest and whether the image is built."""
-    from mdtrace.vm.image import build_tools_problem, find_image
-    from mdtrace.vm.recipe import cache_root, default_recipe
-    from mdtrace.vm.runner import qemu_problem
+    from vmtest.image import build_tools_problem, find_image
+    from vmtest.recipe import cache_root, default_recipe
+    from vmtest.runner import qemu_problem
 
     r = default_recipe()
     img = find_image(r)
     click.echo(f"cache: {cache_root()}\nrecipe: {r.digest()}\nkernels: {', '.join(r.kernels)}")
-    click.echo(f"image: {img.path if img else 'not built (run: mdtrace vm build)'}")
+    click.echo(f"image: {img.path if img else 'not built (run: python -m vmtest build)'}")
     click.echo(f"can build: {build_tools_problem() or 'yes'}\ncan boot: {qemu_problem() or 'yes'}")
-    from mdtrace.vm.scenarios import tier_problem
+    from vmtest.scenarios import tier_problem
 
     click.echo(f"vm tier can run: {tier_problem() or 'yes'}")
 
@@ -75,9 +77,9 @@ def run_script_cmd(kernel: str, disks: int, disk_mb: int, timeout_s: float,
                    out_dir: Path | None, src: Path | None, env: tuple[str, ...], quiet: bool,
                    script: Path, args: tuple[str, ...]) -> None:
     """Boot KERNEL, run SCRIPT [ARGS] as root in the guest, exit with its exit code."""
-    from mdtrace.vm.image import ensure_image
-    from mdtrace.vm.recipe import kernel_release
-    from mdtrace.vm.runner import run_script
+    from vmtest.image import ensure_image
+    from vmtest.recipe import kernel_release
+    from vmtest.runner import run_script
 
     kernel_release(kernel)  # one-line error before any build
     envd = {}
@@ -113,7 +115,7 @@ def scenarios(kernels: tuple[str, ...], out_dir: Path, only: tuple[str, ...],
               timeout_s: float) -> None:
     """Run every guest scenario (tests/vm/scenarios) under mdtrace record, one boot per kernel,
     and check each scenario's findings and lifecycle."""
-    from mdtrace.vm.scenarios import check_all, run_scenarios
+    from vmtest.scenarios import check_all, run_scenarios
 
     failed = 0
     rels = _kernels(kernels)  # validate names before booting anything
@@ -129,15 +131,15 @@ def scenarios(kernels: tuple[str, ...], out_dir: Path, only: tuple[str, ...],
 @command.command("check")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("out/vm"), show_default=True,
-              help="Output of 'mdtrace vm scenarios' (<out>/<release>/).")
+              help="Output of 'python -m vmtest scenarios' (<out>/<release>/).")
 @click.option("--kernel", "-k", "kernels", multiple=True,
               help="Guest kernel(s): 6.1, 6.12 (default: every kernel with results).")
 @click.option("--only", multiple=True, help="Check only these scenarios (default: all).")
 def check(out_dir: Path, kernels: tuple[str, ...], only: tuple[str, ...]) -> None:
     """Check saved scenario results again without booting: the findings come from this host's
     `mdtrace report` of each recorded trace, so engine changes are re-checked in seconds."""
-    from mdtrace.vm.recipe import KERNELS
-    from mdtrace.vm.scenarios import check_all, load_run
+    from vmtest.recipe import KERNELS
+    from vmtest.scenarios import check_all, load_run
 
     rels = _kernels(kernels) if kernels else list(KERNELS.values())
     failed = checked = 0
@@ -145,7 +147,7 @@ def check(out_dir: Path, kernels: tuple[str, ...], only: tuple[str, ...]) -> Non
         run = load_run(out_dir / rel)
         if run is None:
             if kernels:
-                raise MdtraceError(f"{out_dir / rel}: no saved scenario run (run 'mdtrace vm "
+                raise MdtraceError(f"{out_dir / rel}: no saved scenario run (run 'python -m vmtest "
                                    f"scenarios --kernel {rel}' first)")
             continue
         if only:
@@ -158,7 +160,7 @@ def check(out_dir: Path, kernels: tuple[str, ...], only: tuple[str, ...]) -> Non
             click.echo(line)
             failed += line.startswith("FAIL")
     if not checked:
-        raise MdtraceError(f"{out_dir}: no saved scenario runs (run 'mdtrace vm scenarios')")
+        raise MdtraceError(f"{out_dir}: no saved scenario runs (run 'python -m vmtest scenarios')")
     if failed:
         raise MdtraceError(f"{failed} scenario check(s) failed; results under {out_dir}")
 
@@ -166,17 +168,18 @@ def check(out_dir: Path, kernels: tuple[str, ...], only: tuple[str, ...]) -> Non
 @command.command("golden")
 @click.option("--from", "src_dir", type=click.Path(file_okay=False, exists=True, path_type=Path),
               default=Path("out/vm"), show_default=True,
-              help="Output of 'mdtrace vm scenarios' (<dir>/<release>/scenarios/...).")
+              help="Output of 'python -m vmtest scenarios' (<dir>/<release>/scenarios/...).")
 @click.option("--dest", type=click.Path(file_okay=False, path_type=Path),
               default=Path("tests/data/golden"), show_default=True)
 def golden(src_dir: Path, dest: Path) -> None:
     """Keep the recorded scenario traces as golden traces (pointer-checked) for the fast tier."""
-    from mdtrace.vm.golden import collect
-    from mdtrace.vm.scenarios import load_results
+    from vmtest.golden import collect
+    from vmtest.scenarios import load_results
 
     kernels = [d for d in sorted(src_dir.iterdir()) if (d / "scenarios").is_dir()]
     if not kernels:
-        raise MdtraceError(f"{src_dir}: no scenario results (run 'mdtrace vm scenarios' first)")
+        raise MdtraceError(f"{src_dir}: no scenario results "
+                           "(run 'python -m vmtest scenarios' first)")
     for kdir in kernels:
         for line in collect(load_results(kdir, kdir.name), dest):
             click.echo(line)

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mdtrace.errors import EnvironmentProblem, MdtraceError
-from mdtrace.vm.recipe import GUEST_FILES_DIR, Recipe, cache_root, default_recipe, kernel_release
+from vmtest.recipe import GUEST_FILES_DIR, Recipe, cache_root, default_recipe, kernel_release
 
 Log = Callable[[str], None]
 

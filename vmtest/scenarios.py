@@ -5,7 +5,7 @@ code, duration), ``obs.jsonl`` (what the scenario observed through sysfs/mdadm/d
 kernel's behaviour), ``timeline.txt`` and, when ``mdtrace record`` ran, ``trace.jsonl.gz``,
 ``report.json`` and ``replay.json``.  :data:`EXPECT` says what each scenario must show, per
 kernel where the kernels differ; :func:`check_scenario` turns that into PASS/FAIL lines used by
-both ``mdtrace vm scenarios`` and the ``@pytest.mark.vm`` tests.
+both ``python -m vmtest scenarios`` and the ``@pytest.mark.vm`` tests.
 """
 
 from __future__ import annotations
@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from mdtrace.errors import MdtraceError
-from mdtrace.vm.image import ensure_image
-from mdtrace.vm.runner import RunResult, default_src_dir, run_script
+from vmtest.image import ensure_image
+from vmtest.runner import RunResult, default_src_dir, run_script
 
 GUEST_DIR = Path("tests/vm/guest")
 
@@ -203,9 +203,9 @@ NEED_MEM_GB = 3      # the guest's 2 GiB plus qemu itself
 def tier_problem() -> str | None:
     """Why the vm tier cannot run on this machine (no qemu; no image and no way to build it;
     too little disk space or memory), or None.  One line, for the loud skip."""
-    from mdtrace.vm.image import build_tools_problem, find_image
-    from mdtrace.vm.recipe import cache_root
-    from mdtrace.vm.runner import qemu_problem
+    from vmtest.image import build_tools_problem, find_image
+    from vmtest.recipe import cache_root
+    from vmtest.runner import qemu_problem
 
     why = qemu_problem()
     if why:
@@ -473,7 +473,7 @@ def detected_within(code: str, slack_s: float = F7_SLACK_S) -> Check:
     def check(r: ScenarioResult) -> str | None:
         if not r.recorded:
             return None
-        from mdtrace.vm.detect import first_detection
+        from vmtest.detect import first_detection
 
         d = first_detection(r.trace, code)
         if d is None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from mdtrace.errors import MdtraceError
-from mdtrace.vm.scenarios import ScenarioResult
+from vmtest.scenarios import ScenarioResult
 
 # kernel addresses on x86_64: 0xffff800000000000 and up; as hex text or as decimal integers
 _HEX_PTR = re.compile(rb"(?i)\b(?:0x)?ffff[89a-f][0-9a-f]{11}\b")
