@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from mdtrace.kernel.headers import headers_problem
 from mdtrace.kernel.offsets import BtfSet
 from mdtrace.sources.snapshot.kcore import (
     BadAddress,
@@ -209,7 +210,7 @@ def read_by_probe(sys_root: Path | str = "/sys", proc_root: Path | str = "/proc"
     """Every mddev the reads reach, through mddev_state.c; a result with a reason when not."""
     sys_root, proc_root = Path(sys_root), Path(proc_root)
     if check:
-        why = refusal(sys_root, proc_root)
+        why = refusal(sys_root, proc_root) or headers_problem() or ""
         if why:
             return KernelStateResult(reason=f"BPF probe not run: {why}", source=SOURCE)
     t0 = time.monotonic()
