@@ -47,6 +47,8 @@ class Paths:
     package_list: Path | None = None
     # answers of package_known for this run (apt-cache takes ~1 s a question)
     known: dict[str, bool | None] = field(default_factory=dict, repr=False, compare=False)
+    # module BTF made from DWARF (mdtrace.kernel.dwarf_btf), for kernels that build none
+    btf_cache: Path = Path("/var/cache/mdtrace/btf")
 
 
 # -- checked advice --------------------------------------------------------------------------
@@ -181,10 +183,39 @@ def check_btf(paths: Paths, module: str) -> Check:
     if module == "vmlinux":
         return Check("btf_vmlinux", False, f"{p} missing: kernel built without "
                      "CONFIG_DEBUG_INFO_BTF", "use a distribution kernel with BTF")
+    made = paths.btf_cache / paths.release / f"{module}.btf"
+    if made.is_file():
+        return Check(f"btf_{module}", True, f"{p} missing (this kernel builds no module BTF); "
+                     f"using {made}, made from the -dbg package's DWARF by pahole")
+    cfg = _config(paths)
+    if cfg.get("CONFIG_DEBUG_INFO_BTF") == "y" and \
+            cfg.get("CONFIG_DEBUG_INFO_BTF_MODULES") != "y":
+        return no_module_btf(paths, module)
     return Check(f"btf_{module}", False, f"{p} missing: module {module} not loaded or "
                  "kernel without CONFIG_DEBUG_INFO_BTF_MODULES",
                  modprobe_advice(paths, module) if module != "md_mod"
                  else modprobe_advice(paths, "md_mod", "raid456"))
+
+
+def no_module_btf(paths: Paths, module: str) -> Check:
+    """The kernel has vmlinux BTF but never builds module BTF (5.10 and older: the option
+    CONFIG_DEBUG_INFO_BTF_MODULES came in 5.11).  md's struct layout is then only in the DWARF
+    of the debug package; pahole turns it into the split BTF mdtrace reads."""
+    rel = paths.release
+    dbg = f"linux-image-{rel}-dbg"
+    pkgs = [x for x in (dbg, "dwarves") if package_known(paths, x) is not False]
+    detail = (f"no BTF for {module}: this kernel builds none for modules "
+              "(CONFIG_DEBUG_INFO_BTF_MODULES is not set or not in its config: module BTF "
+              "came with Linux 5.11), and md's struct layout is in no header package")
+    if dbg in pkgs:
+        fix = (f"apt-get install {' '.join(pkgs)}; then python3 -m mdtrace.kernel.dwarf_btf "
+               f"(pahole makes the md/dm module BTF from the DWARF into "
+               f"{paths.btf_cache / rel}, where mdtrace finds it)")
+    else:
+        fix = (f"no {dbg} package here: get this kernel's debug info (vmlinux/module DWARF "
+               "from its build), then python3 -m mdtrace.kernel.dwarf_btf --debug-root DIR; "
+               "or boot a 5.11+ kernel with CONFIG_DEBUG_INFO_BTF_MODULES=y")
+    return Check(f"btf_{module}", False, detail, fix)
 
 
 def check_modules(paths: Paths) -> list[Check]:

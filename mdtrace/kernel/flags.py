@@ -1,12 +1,18 @@
 """Recovery / mddev flag tables and their decoding.
 
 The kernel's ``enum recovery_flags`` changed order in 6.11 (commit 0476d09c36a8 "md: rearrange
-recovery_flags"), and ``enum mddev_flags`` changed in 6.7 and 6.19.  A trace therefore stores
-the *kernel's* raw bit values plus the table (name -> bit) that was in force, read from BTF at
+recovery_flags"), gained ``MD_RECOVERY_LAZY_RECOVER`` in 6.18 (c951ccf0bf2d, backported: the
+6.12.117 BTF has it, bit 13) and lost ``MD_RECOVERY_ERROR`` in 7.0 (af9c40ff5aed "md: remove
+MD_RECOVERY_ERROR handling and simplify resync_offset update": every later bit moves down one,
+7.2 BTF: SYNC 6 .. RESHAPE 10, RESYNCING_REMOTE 11, LAZY_RECOVER 12); ``enum mddev_flags``
+changed in 6.7, 6.19 and 7.x (7.2 adds MD_DM_SUSPENDING).  A trace therefore stores the
+*kernel's* raw bit values plus the table (name -> bit) that was in force, read from BTF at
 record time.  On ingest every raw mask is translated once into mdtrace's own canonical
-:class:`Recovery` bit set, so the engine and detectors never see kernel bit positions.
-The per-version tables below are only a fallback for kernels whose BTF lacks the enums
-(before 6.7 the mddev flags were an enum too, but older recovery flags were #defines).
+:class:`Recovery` bit set, so the engine and detectors never see kernel bit positions; a flag
+the kernel lacks (ERROR on 7.x) simply never appears.
+The per-version tables below are only a fallback for kernels whose BTF lacks the enums; no
+kernel measured so far does (5.10, 6.1, 6.12, 7.2 all have both enums in md_mod's BTF; 5.10's
+module BTF has to be made from DWARF: mdtrace.kernel.dwarf_btf).
 """
 
 from __future__ import annotations
@@ -57,6 +63,12 @@ class MddevFlag(enum.IntFlag):
     BROKEN = 1 << 11
     DO_DELETE = 1 << 12
     DELETED = 1 << 13
+    # names BTF gives that the fallback tables never had (5.10 .. 7.2 md_mod BTF)
+    CLUSTER_RESYNC_LOCKED = 1 << 14
+    HAS_SUPERBLOCK = 1 << 15
+    FAILLAST_DEV = 1 << 16
+    SERIALIZE_POLICY = 1 << 17
+    DM_SUSPENDING = 1 << 18     # 7.x: a dm-raid table of this mddev is suspending
 
 
 # Kernel enum recovery_flags (drivers/md/md.h), as the 6.1 and 6.12 BTF give it (tests/test_btf.py).

@@ -6,11 +6,20 @@ even though ``struct mddev`` and ``enum recovery_flags`` changed between them.
 
 BTF comes from ``/sys/kernel/btf/{vmlinux,md_mod,raid456,dm_mod,dm_raid}`` (or, in tests, a
 directory of captured blobs).  vmlinux and md_mod are required; the others only switch their
-probes off (``HAVE_DM``, ``HAVE_DM_RAID``, ``HAVE_RAID456`` = 0) when absent.
+probes off (``HAVE_DM``, ``HAVE_DM_RAID``, ``HAVE_RAID456`` = 0) when absent.  Kernels without
+module BTF (5.10: CONFIG_DEBUG_INFO_BTF_MODULES came in 5.11) use module BTF made from the -dbg
+package's DWARF (:mod:`mdtrace.kernel.dwarf_btf`), looked up in its cache directory.
+
+Everything that differs between kernels is read from BTF, never from the release number:
+``enum recovery_flags`` (5.10/6.1: RUNNING 0 .. ERROR 10, WAIT 11; 6.11+ reordered; 7.0 dropped
+ERROR; LAZY_RECOVER from 6.18, backported into 6.12.y), the ``md_unregister_thread`` and
+``mddev_suspend`` prototypes, and the struct offsets (tests/test_btf_kernels.py checks 5.10,
+6.1, 6.12 and 7.2).
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -82,26 +91,44 @@ class BtfSet:
     vmlinux: Btf
     modules: dict[str, Btf] = field(default_factory=dict)
     where: str = ""
+    # modules whose BTF came from a fallback directory (DWARF-made: mdtrace.kernel.dwarf_btf)
+    from_dwarf: dict[str, str] = field(default_factory=dict)
 
     @classmethod
-    def from_dir(cls, root: str | Path = SYS_BTF) -> BtfSet:
-        """Blobs named ``vmlinux``/``md_mod`` (sysfs) or ``*.btf`` / ``*.btf.zst`` (captured)."""
+    def from_dir(cls, root: str | Path = SYS_BTF,
+                 fallback: Sequence[str | Path] | None = None) -> BtfSet:
+        """Blobs named ``vmlinux``/``md_mod`` (sysfs) or ``*.btf`` / ``*.btf.zst`` (captured).
+
+        A module missing from ``root`` is looked up in the ``fallback`` directories (split BTF
+        on the same vmlinux); by default, for /sys/kernel/btf, the DWARF-made cache of the
+        running release (:func:`mdtrace.kernel.dwarf_btf.cache_dir`).
+        """
         root = Path(root)
         vm = _find_blob(root, "vmlinux")
         if vm is None:
             raise EnvironmentProblem(
                 f"{root}/vmlinux: no kernel BTF (needs CONFIG_DEBUG_INFO_BTF=y; mdtrace reads "
                 "struct offsets from it; use a kernel built with BTF)")
+        if fallback is None:
+            from mdtrace.kernel.dwarf_btf import cache_dir
+
+            fallback = [cache_dir()] if root == SYS_BTF else []
         base = load_blob(vm)
         mods: dict[str, Btf] = {}
+        dwarf: dict[str, str] = {}
         for name in MODULES:
-            p = _find_blob(root, name)
-            if p is not None:
+            for d in (root, *map(Path, fallback)):
+                p = _find_blob(d, name)
+                if p is None:
+                    continue
                 try:
                     mods[name] = load_blob(p, base=base)
                 except BtfError:
                     continue
-        return cls(base, mods, str(root))
+                if d != root:
+                    dwarf[name] = str(p)
+                break
+        return cls(base, mods, str(root), dwarf)
 
     def get(self, module: str) -> Btf | None:
         return self.vmlinux if module == "vmlinux" else self.modules.get(module)
@@ -122,6 +149,7 @@ class KernelOffsets:
     flag_table: FlagTable
     missing: list[str]          # optional fields/modules not found (probes switched off)
     modules: list[str]          # module BTF found
+    from_dwarf: list[str] = field(default_factory=list)  # of those, made from -dbg DWARF
 
     def cflags(self) -> list[str]:
         return [f"-D{k}={v}" for k, v in sorted(self.defines.items())]
@@ -132,7 +160,9 @@ def compute_offsets(btfs: BtfSet) -> KernelOffsets:
     if "md_mod" not in btfs.modules:
         raise EnvironmentProblem(
             f"{btfs.where}/md_mod: no BTF for the md module (load it: 'modprobe md_mod "
-            "raid456'; kernel needs CONFIG_DEBUG_INFO_BTF_MODULES=y)")
+            "raid456'; kernel needs CONFIG_DEBUG_INFO_BTF_MODULES=y, 5.11+; without it, make "
+            "the module BTF from the kernel's -dbg package: 'python3 -m "
+            "mdtrace.kernel.dwarf_btf', see 'mdtrace doctor')")
     defines: dict[str, int] = {}
     missing: list[str] = []
     for define, module, struct_name, path, required in FIELDS:
@@ -183,7 +213,7 @@ def compute_offsets(btfs: BtfSet) -> KernelOffsets:
     defines["HAVE_DM_NAMES"] = int(dm_ok)
     defines["HAVE_R5CONF"] = int(defines["R5CONF_RESHAPE_PROGRESS"] >= 0
                                  and defines["R5CONF_RESHAPE_SAFE"] >= 0)
-    return KernelOffsets(defines, table, missing, sorted(btfs.modules))
+    return KernelOffsets(defines, table, missing, sorted(btfs.modules), sorted(btfs.from_dwarf))
 
 
 def _release_guess(btfs: BtfSet) -> str:

@@ -29,13 +29,13 @@ carry none (5.10: see README.md); they go to ``OUT/dwarf/`` (never under the nam
 from __future__ import annotations
 
 import argparse
-from bisect import bisect_left
 import lzma
-import struct
 import re
+import struct
 import subprocess
 import sys
 import tempfile
+from bisect import bisect_left
 from pathlib import Path
 
 # capture_btf.sh's list, plus the names 7.x added or turned into macros
