@@ -2,7 +2,7 @@
 VENV ?= .venv
 PY := $(VENV)/bin/python
 
-.PHONY: demo test test-fast vm vm-zoo vm-zoo-list lint bench clean
+.PHONY: demo test test-fast vm vm-all vm-zoo vm-zoo-list lint bench clean
 
 demo:            ## set up and run the main job: report on the bundled example trace
 	@bash scripts/bootstrap.sh
@@ -19,6 +19,10 @@ test-fast:       ## fast unit/scenario tier only
 vm:              ## real-kernel tier: build the guest image (cached) and run all scenarios on 6.1 + 6.12
 	@bash scripts/bootstrap.sh
 	@$(VENV)/bin/python -m vmtest scenarios
+
+vm-all:          ## the vm tier on every kernel: 5.10 (bullseye), 6.1 + 6.12 (bookworm), 7.2 (sid)
+	@bash scripts/bootstrap.sh
+	@MDTRACE_VM_KERNELS=all $(VENV)/bin/pytest -q -m vm -rs -s -p no:cacheprovider
 
 vm-zoo-list:     ## the kernel zoo: each 6.12 variant (one seed fix reverted) and its diff
 	@PYTHONPATH=. $(PY) -m vmtest.zoo list

@@ -90,10 +90,10 @@ def main() -> int:
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench-vm")
     a = ap.parse_args()
     from mdtrace.trace import TraceError
-    from vmtest import ensure_image, run_script
+    from vmtest import image_for, run_script
 
     out = a.out / a.kernel
-    res = run_script(ensure_image(), a.kernel, ROOT / "bench" / "vm_fio_guest.sh", out_dir=out,
+    res = run_script(image_for(a.kernel), a.kernel, ROOT / "bench" / "vm_fio_guest.sh", out_dir=out,
                      disks=4, disk_mb=256, timeout_s=900, env={"RUNTIME": str(a.runtime)})
     print(res.output)
     print(f"# {res.summary()}")

@@ -48,10 +48,10 @@ def main() -> int:
     ap.add_argument("--kernel", default="6.1")
     ap.add_argument("--out", type=Path, default=ROOT / "out" / "bench-resync")
     a = ap.parse_args()
-    from vmtest import ensure_image, run_script
+    from vmtest import image_for, run_script
 
     out = a.out / a.kernel
-    res = run_script(ensure_image(), a.kernel, ROOT / "bench" / "vm_resync_rate_guest.sh",
+    res = run_script(image_for(a.kernel), a.kernel, ROOT / "bench" / "vm_resync_rate_guest.sh",
                      out_dir=out, disks=3, disk_mb=128, timeout_s=1500)
     print(res.output)
     print(f"# {res.summary()}")

@@ -14,10 +14,20 @@ from mdtrace.errors import MdtraceError
 
 
 def _kernels(value: tuple[str, ...]) -> list[str]:
-    from vmtest.recipe import KERNELS, kernel_release
+    from vmtest.recipe import kernel_release, tier_kernels
 
-    names = list(value) or list(KERNELS)
+    names = list(value) or tier_kernels()
     return [kernel_release(k) for k in names]
+
+
+def _images(value: tuple[str, ...]) -> list[str]:
+    """One kernel per distinct image (distro) among the kernels asked for."""
+    from vmtest.recipe import guest_os
+
+    seen: dict[str, str] = {}
+    for rel in _kernels(value):
+        seen.setdefault(guest_os(rel).suite, rel)
+    return list(seen.values())
 
 
 @click.group("vmtest")
@@ -29,38 +39,47 @@ def command() -> None:
     """
 
 
-@command.command("build")
-@click.option("--rebuild", is_flag=True, help="Build again even if a cached image exists.")
-def build(rebuild: bool) -> None:
-    """Build (or find) the guest image and print where it is."""
-    from vmtest.image import ensure_image
+KERNEL_HELP = ("Guest kernel(s): 5.10 (bullseye), 6.1, 6.12 (bookworm), 7.2 (sid); default: "
+               "$MDTRACE_VM_KERNELS or 6.1 and 6.12.")
 
-    img = ensure_image(rebuild=rebuild)
-    t = img.manifest.get("timings", {})
-    click.echo(f"image {img.path} (recipe {img.recipe_digest}); kernels: "
-               f"{', '.join(img.kernels)}; build timings: {json.dumps(t)}")
+
+@command.command("build")
+@click.option("--kernel", "-k", "kernels", multiple=True, help=KERNEL_HELP)
+@click.option("--rebuild", is_flag=True, help="Build again even if a cached image exists.")
+def build(kernels: tuple[str, ...], rebuild: bool) -> None:
+    """Build (or find) the guest image of each kernel's distro and print where it is."""
+    from vmtest.image import image_for
+
+    for rel in _images(kernels):
+        img = image_for(rel, rebuild=rebuild)
+        t = img.manifest.get("timings", {})
+        click.echo(f"image {img.path} (recipe {img.recipe_digest}); kernels: "
+                   f"{', '.join(img.kernels)}; build timings: {json.dumps(t)}")
 
 
 @command.command("info")
-def info() -> None:
-    """Show the cache directory, the recipe digest and whether the image is built."""
+@click.option("--kernel", "-k", "kernels", multiple=True, help=KERNEL_HELP)
+def info(kernels: tuple[str, ...]) -> None:
+    """Show the cache directory, each image's recipe digest and whether it is built."""
     from vmtest.image import build_tools_problem, find_image
     from vmtest.recipe import cache_root, default_recipe
     from vmtest.runner import qemu_problem
-
-    r = default_recipe()
-    img = find_image(r)
-    click.echo(f"cache: {cache_root()}\nrecipe: {r.digest()}\nkernels: {', '.join(r.kernels)}")
-    click.echo(f"image: {img.path if img else 'not built (run: python -m vmtest build)'}")
-    click.echo(f"can build: {build_tools_problem() or 'yes'}\ncan boot: {qemu_problem() or 'yes'}")
     from vmtest.scenarios import tier_problem
 
+    click.echo(f"cache: {cache_root()}")
+    for rel in _images(kernels):
+        r = default_recipe(rel)
+        img = find_image(r)
+        click.echo(f"{r.suite}: recipe {r.digest()}, kernels {', '.join(r.kernels)}, python "
+                   f"{r.python}; image: "
+                   f"{img.path if img else 'not built (run: python -m vmtest build)'}")
+    click.echo(f"can build: {build_tools_problem() or 'yes'}\ncan boot: {qemu_problem() or 'yes'}")
     click.echo(f"vm tier can run: {tier_problem() or 'yes'}")
 
 
 @command.command("run-script", context_settings={"ignore_unknown_options": True})
 @click.option("--kernel", "-k", default="6.12", show_default=True,
-              help="Guest kernel: 6.1 or 6.12 (or the full release).")
+              help="Guest kernel: 5.10, 6.1, 6.12 or 7.2 (or the full release).")
 @click.option("--disks", default=4, show_default=True, help="Extra virtio disks (/dev/vdb...).")
 @click.option("--disk-mb", default=256, show_default=True, help="Size of each extra disk.")
 @click.option("--timeout", "timeout_s", default=900.0, show_default=True,
@@ -77,7 +96,7 @@ def run_script_cmd(kernel: str, disks: int, disk_mb: int, timeout_s: float,
                    out_dir: Path | None, src: Path | None, env: tuple[str, ...], quiet: bool,
                    script: Path, args: tuple[str, ...]) -> None:
     """Boot KERNEL, run SCRIPT [ARGS] as root in the guest, exit with its exit code."""
-    from vmtest.image import ensure_image
+    from vmtest.image import image_for
     from vmtest.recipe import kernel_release
     from vmtest.runner import run_script
 
@@ -88,7 +107,7 @@ def run_script_cmd(kernel: str, disks: int, disk_mb: int, timeout_s: float,
         if not sep or not k:
             raise MdtraceError(f"--env {kv!r}: expected K=V")
         envd[k] = v
-    img = ensure_image()
+    img = image_for(kernel)
     res = run_script(img, kernel, script, out_dir=out_dir, src=src, disks=disks,
                      disk_mb=disk_mb, timeout_s=timeout_s, env=envd, args=list(args))
     if not quiet:
@@ -104,7 +123,7 @@ def run_script_cmd(kernel: str, disks: int, disk_mb: int, timeout_s: float,
 
 @command.command("scenarios")
 @click.option("--kernel", "-k", "kernels", multiple=True,
-              help="Guest kernel(s): 6.1, 6.12 (default: both).")
+              help=KERNEL_HELP)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
               default=Path("out/vm"), show_default=True,
               help="Where each kernel's results go (<out>/<release>/).")

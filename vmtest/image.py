@@ -101,6 +101,11 @@ def ensure_image(recipe: Recipe | None = None, root: Path | None = None, *,
         return _build(recipe, root, log)
 
 
+def image_for(kernel: str, *, rebuild: bool = False, log: Log = _stderr_log) -> GuestImage:
+    """The (cached, else built) image of the distro that ships ``kernel`` (recipe.GUESTS)."""
+    return ensure_image(default_recipe(kernel), rebuild=rebuild, log=log)
+
+
 def _run(cmd: list[str], log: Log, what: str) -> None:
     log(f"{what}: {' '.join(cmd[:3])} ...")
     proc = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
@@ -185,11 +190,12 @@ def _safe_rmtree(path: Path, ignore_errors: bool = False) -> None:
 
 
 def _install_py_deps(recipe: Recipe, target: Path, log: Log) -> None:
-    """Wheels for the guest's CPython 3.11 x86_64, whatever Python runs this builder."""
+    """Wheels for the guest's CPython (the distro's python3) x86_64, whatever Python runs
+    this builder."""
     cmd = [sys.executable, "-m", "pip", "install", "--quiet", "--disable-pip-version-check",
            "--no-compile", "--target", str(target), "--only-binary=:all:",
            "--platform", "manylinux2014_x86_64", "--platform", "manylinux_2_17_x86_64",
-           "--python-version", "3.11", "--implementation", "cp", *recipe.py_deps]
+           "--python-version", recipe.python, "--implementation", "cp", *recipe.py_deps]
     _run(cmd, log, "pip install --target (guest Python deps)")
 
 

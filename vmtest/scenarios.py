@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from mdtrace.errors import MdtraceError
-from vmtest.image import ensure_image
+from vmtest.image import image_for
 from vmtest.runner import RunResult, default_src_dir, run_script
 
 GUEST_DIR = Path("tests/vm/guest")
@@ -200,17 +200,17 @@ NEED_FREE_GB = 8     # cold build (rootfs tree + root.img) and the run's disks a
 NEED_MEM_GB = 3      # the guest's 2 GiB plus qemu itself
 
 
-def tier_problem() -> str | None:
+def tier_problem(kernel: str = "6.12") -> str | None:
     """Why the vm tier cannot run on this machine (no qemu; no image and no way to build it;
     too little disk space or memory), or None.  One line, for the loud skip."""
     from vmtest.image import build_tools_problem, find_image
-    from vmtest.recipe import cache_root
+    from vmtest.recipe import cache_root, default_recipe
     from vmtest.runner import qemu_problem
 
     why = qemu_problem()
     if why:
         return why
-    if find_image() is None:
+    if find_image(default_recipe(kernel)) is None:
         why = build_tools_problem()
         if why:
             return f"guest image not built and cannot be built here: {why}"
@@ -262,7 +262,7 @@ def run_scenarios(kernel: str, out_dir: Path, *, only: list[str] | None = None,
     the rest, or the host stops it (runner.Watch: a kernel failure on the console, a heartbeat
     standing still); what did not run then runs in a fresh boot, at most MAX_BOOTS in all.
     A scenario cut off mid-way keeps what it left under ``wedged-boot<N>/`` and runs again."""
-    img = ensure_image()
+    img = image_for(kernel)
     out_dir.mkdir(parents=True, exist_ok=True)
     base = out_dir / "scenarios"
     if not only:

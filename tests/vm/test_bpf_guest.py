@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from mdtrace.trace import TraceReader
-from vmtest.recipe import KERNELS
+from vmtest.recipe import KERNELS, tier_kernels
 
 pytestmark = pytest.mark.vm
 
@@ -31,9 +31,9 @@ SCRIPT = ROOT / "tests/vm/guest/bpf_lifecycle.sh"
 RAW_PTR = re.compile(rb"0x[0-9a-f]{8,}|ffff[0-9a-f]{12}|18446[0-9]{15}", re.I)
 
 
-@pytest.fixture(scope="module", params=sorted(KERNELS))
+@pytest.fixture(scope="module", params=tier_kernels())
 def guest(request: pytest.FixtureRequest):  # -> (release, out_dir, events, run result)
-    from vmtest import ensure_image, run_script
+    from vmtest import image_for, run_script
     from vmtest.scenarios import tier_problem
 
     rel = KERNELS[request.param]
@@ -43,12 +43,12 @@ def guest(request: pytest.FixtureRequest):  # -> (release, out_dir, events, run 
         if not (out / "bpf" / "record.rc").is_file() or not trace.is_file():
             pytest.fail(f"MDTRACE_VM_RECHECK=1 but {out / 'bpf'} holds no saved recording")
         return rel, out / "bpf", list(TraceReader(trace)), None
-    why = tier_problem()
+    why = tier_problem(request.param)
     if why:
         msg = f"!! BPF vm tests SKIPPED (real kernel NOT exercised): {why}"
         print(msg, file=sys.stderr)
         pytest.skip(msg)
-    res = run_script(ensure_image(), request.param, str(SCRIPT), disks=4, disk_mb=128,
+    res = run_script(image_for(request.param), request.param, str(SCRIPT), disks=4, disk_mb=128,
                      timeout_s=900, out_dir=str(out))
     print(f"\nmdtrace vm bpf: {rel} rc={res.rc} wall {res.wall_s:.0f} s", file=sys.stderr)
     bpf_out = Path(res.out_dir) / "bpf"

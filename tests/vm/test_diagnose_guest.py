@@ -26,10 +26,7 @@ from typing import Any
 
 import pytest
 
-try:
-    from vmtest.recipe import KERNELS
-except ImportError:          # before the harness move out of the package (issue 15)
-    from mdtrace.vm.recipe import KERNELS  # type: ignore[no-redef]
+from vmtest.recipe import KERNELS, tier_kernels
 
 pytestmark = pytest.mark.vm
 
@@ -73,16 +70,12 @@ def codes(doc: dict[str, Any]) -> list[tuple[str, str]]:
     return sorted((f["code"], f["array"]) for f in active(doc))
 
 
-@pytest.fixture(scope="module", params=sorted(KERNELS))
+@pytest.fixture(scope="module", params=tier_kernels())
 def guest(request: pytest.FixtureRequest) -> Guest:
-    try:
-        from vmtest import ensure_image, run_script
-        from vmtest.scenarios import tier_problem
-    except ImportError:      # before the harness move (issue 15)
-        from mdtrace.vm import ensure_image, run_script  # type: ignore[no-redef]
-        from mdtrace.vm.scenarios import tier_problem  # type: ignore[no-redef]
+    from vmtest import image_for, run_script
+    from vmtest.scenarios import tier_problem
 
-    why = tier_problem()
+    why = tier_problem(request.param)
     if why:
         msg = f"!! diagnose vm tests SKIPPED (real kernel NOT exercised): {why}"
         print(msg, file=sys.stderr)
@@ -100,7 +93,8 @@ def guest(request: pytest.FixtureRequest) -> Guest:
                        timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     for boot in range(1, BOOTS + 1):
-        res = run_script(ensure_image(), request.param, str(SCRIPT), disks=14, disk_mb=256,
+        res = run_script(image_for(request.param), request.param, str(SCRIPT), disks=14,
+                         disk_mb=256,
                          timeout_s=1200, out_dir=str(out), expect_hung_tasks=True)
         print(f"\nmdtrace vm diagnose: {res.summary()}; {len(res.hung_tasks)} hung-task "
               "reports (expected)", file=sys.stderr)

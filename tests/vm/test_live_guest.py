@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from vmtest.recipe import KERNELS
+from vmtest.recipe import KERNELS, tier_kernels
 from vmtest.scenarios import F7_SLACK_S
 
 pytestmark = pytest.mark.vm
@@ -38,12 +38,12 @@ LIVE_BOOTS = 2          # a boot the kernel itself crashed is run again once
 ZERO = "kprobe_events=0 kprobes_list=0 progs=0 links=0"
 
 
-@pytest.fixture(scope="module", params=sorted(KERNELS))
+@pytest.fixture(scope="module", params=tier_kernels())
 def live(request: pytest.FixtureRequest):  # -> (release, obs dict, result dir)
-    from vmtest import ensure_image, run_script
+    from vmtest import image_for, run_script
     from vmtest.scenarios import tier_problem
 
-    why = tier_problem()
+    why = tier_problem(request.param)
     if why:
         msg = f"!! live vm tests SKIPPED (real kernel NOT exercised): {why}"
         print(msg, file=sys.stderr)
@@ -59,7 +59,8 @@ def live(request: pytest.FixtureRequest):  # -> (release, obs dict, result dir)
     assert r.returncode == 0, r.stderr[-2000:]
     d = out / "live"
     for boot in range(1, LIVE_BOOTS + 1):
-        res = run_script(ensure_image(), request.param, str(SCRIPT), disks=12, disk_mb=256,
+        res = run_script(image_for(request.param), request.param, str(SCRIPT), disks=12,
+                         disk_mb=256,
                          timeout_s=1500, out_dir=str(out))
         print(f"\nmdtrace vm live: {res.summary()}", file=sys.stderr)
         if res.rc == 0 and not res.wedged or not res.kernel_failure:

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from vmtest.recipe import KERNELS
+from vmtest.recipe import KERNELS, tier_kernels
 
 pytestmark = pytest.mark.vm
 
@@ -35,7 +35,7 @@ def _skip_loudly(why: str) -> None:
     pytest.skip(msg)
 
 
-@pytest.fixture(scope="module", params=sorted(KERNELS))
+@pytest.fixture(scope="module", params=tier_kernels())
 def kernel_run(request: pytest.FixtureRequest):  # -> ScenarioRun
     """Boot the guest kernel once and run all scenarios (cached for the module)."""
     from vmtest.scenarios import load_run, run_scenarios, tier_problem
@@ -47,7 +47,7 @@ def kernel_run(request: pytest.FixtureRequest):  # -> ScenarioRun
             pytest.fail(f"MDTRACE_VM_RECHECK=1 but {OUT / rel} holds no saved run")
         print(f"\nmdtrace vm: re-checking the saved run {saved.run.summary()}", file=sys.stderr)
         return saved
-    why = tier_problem()
+    why = tier_problem(request.param)
     if why:
         _skip_loudly(why)
     run = run_scenarios(rel, OUT / rel, timeout_s=float(os.environ.get("MDTRACE_VM_TIMEOUT",
