@@ -56,6 +56,7 @@ class ArrayRec:
     done_since: int | None = None
     # md_do_sync returned without DONE at this time (F3 candidate)
     exit_without_done: int | None = None
+    exit_recovery: int = 0          # the recovery flags it left with (F3's details)
     # F3: the last array_stop under this *name* (any generation: a dm table reload stops the
     # old mddev of the same dm device)
     stop_ns: int | None = None

@@ -47,6 +47,9 @@ TICK_NS = 100_000_000
 _TICK_NS = TICK_NS
 _LEVELS = {0: "raid0", 1: "raid1", 4: "raid4", 5: "raid5", 6: "raid6", 10: "raid10"}
 _STOPPED = Lifecycle.STOPPED
+# live mddevs kept per array name beside the current one (dm-raid table reloads: the active
+# table's and the loaded one's; a third would be a record whose stop the trace lost)
+MAX_TABLES = 3
 _DONE = int(Recovery.DONE)
 _RESHAPE = int(Recovery.RESHAPE)
 _LIFECYCLE_KINDS = lifecycle.KINDS
@@ -66,6 +69,9 @@ class Engine:
         self.kernel = kernel
         self._kver = parse_release(kernel) if kernel else (0, 0)
         self._arrays: dict[str, ArrayRec] = {}
+        # name -> mddev -> a live record displaced by another mddev of the same name (a
+        # dm-raid table reload: see _other_mddev); ``_arrays`` holds the one seen last
+        self._tables: dict[str, dict[str, ArrayRec]] = {}
         if archive is None:
             archive = mode in ("replay", "snapshot")
         self._fs = FindingStore(forgettable=not archive)
@@ -127,16 +133,17 @@ class Engine:
                 dev = self._dm[name] = dm_context.DmDevice(name)
             dm_context.apply(dev, ev)
             return self._maybe_tick()
-        if arr is None or (arr.lifecycle is _STOPPED and kind != "array_stop") or (
-                kind == "array_create" and arr.counters) or (
-                ev.mddev and arr.mddev and ev.mddev != arr.mddev):
+        if arr is not None and ev.mddev and arr.mddev and ev.mddev != arr.mddev:
+            arr = self._other_mddev(arr, ev)
+        elif arr is None or (arr.lifecycle is _STOPPED and kind != "array_stop") or (
+                kind == "array_create" and arr.counters):
             arr = self._new_array(arr, ev)
         self._touched.add(name)
         new = self._apply(arr, ev, n)
         if kind in TRIGGER_KINDS:
             for det in EVENT_DETECTORS:
                 new += self._verdicts(det.check(Context(arr, ev, ev.ts, self.config,
-                                                        self.kernel)), ev)
+                                                        self.kernel)), ev, arr)
         if self._now - self._last_tick >= _TICK_NS:
             new += self._tick(self._now)
         return new
@@ -171,16 +178,49 @@ class Engine:
         new: list[Finding] = []
         for det in EVENT_DETECTORS:
             new += self._verdicts(det.check(Context(arr, ev, ev.ts, self.config,
-                                                    self.kernel)), ev)
+                                                    self.kernel)), ev, arr)
         return new
 
-    def _new_array(self, old: ArrayRec | None, ev: Event) -> ArrayRec:
-        gen = old.generation + 1 if old is not None else 0
+    def _other_mddev(self, arr: ArrayRec, ev: Event) -> ArrayRec:
+        """An event of another mddev (hashed pointer ``ev.mddev``) under ``arr``'s name.
+
+        A dm-raid table reload: lvm2 loads the new table (raid_ctr: a new mddev under the
+        same dm device) while the old one is active, resumes it, and only then does dm
+        destroy the old one (raid_dtr -> md_stop); both mddevs live meanwhile and their
+        events interleave (measured on 6.1 and 6.12: tests/data/golden/*/lvm_raid5_reshape,
+        zoo_p3__lvm_reshape_suspend).  Each keeps its own record: the live one it displaces
+        waits in ``_tables`` with its state and open findings, and comes back when its mddev
+        is seen again.  A stopped record is not kept (its mddev is freed: an event with that
+        pointer later is a new mddev, a new generation)."""
+        name = ev.array
+        tables = self._tables.setdefault(name, {})
+        if arr.lifecycle is not _STOPPED:
+            tables[arr.mddev] = arr
+        other = tables.pop(ev.mddev, None)
+        if other is not None:
+            if not (ev.kind == "array_create" and other.counters):
+                self._arrays[name] = other
+                return other
+            # array_create on a record with events: a new generation, as for the current
+            # record in feed (the old one ends here)
+            self._close_array_findings(name, ev.ts, other.generation)
+        new = self._new_array(arr, ev, displaced=arr.lifecycle is not _STOPPED)
+        while len(tables) > MAX_TABLES:
+            oldest = min(tables, key=lambda m: tables[m].last_ns)
+            self._close_array_findings(name, ev.ts, tables.pop(oldest).generation)
+        return new
+
+    def _new_array(self, old: ArrayRec | None, ev: Event, *,
+                   displaced: bool = False) -> ArrayRec:
+        """A new generation of ``ev.array``; ``displaced``: ``old`` lives on beside it (kept
+        in ``_tables``, its findings open)."""
+        gen = 0
         if old is not None:
-            self._close_array_findings(old.name, ev.ts)
+            gen = 1 + max([old.generation] + [r.generation for r in
+                                              self._tables.get(old.name, {}).values()])
+            if not displaced:
+                self._close_array_findings(old.name, ev.ts, old.generation)
         arr = ArrayRec(name=ev.array, generation=gen, mddev=ev.mddev, lifecycle_since=ev.ts)
-        if old is not None:
-            arr.stop_ns = old.stop_ns   # per name: the reloaded table's stop (F3)
         self._arrays[ev.array] = arr
         if self._ret.archive:
             self._order.setdefault(ev.array)
@@ -192,8 +232,8 @@ class Engine:
                 self._h_suspend_begin(arr, entry, "dm_suspend")
         return arr
 
-    def _close_array_findings(self, name: str, ts: int) -> None:
-        self._fs.close_array(name, ts)
+    def _close_array_findings(self, name: str, ts: int, generation: int) -> None:
+        self._fs.close_array(name, ts, generation)
 
     def _apply(self, arr: ArrayRec, ev: Event, n: int) -> list[Finding]:
         """What an array event does to its record (``n``: the probe hits it stands for)."""
@@ -258,7 +298,7 @@ class Engine:
 
     def _h_stop(self, arr: ArrayRec, ev: Event) -> None:
         arr.stop_ns = ev.ts
-        self._close_array_findings(arr.name, ev.ts)
+        self._close_array_findings(arr.name, ev.ts, arr.generation)
         self._ret.array_stopped(arr, ev.ts)
         for tid in list(arr.suspenders):
             self._waits.end(tid, f"susp:{arr.name}")
@@ -279,6 +319,7 @@ class Engine:
         if arr.sync_tid == ev.tid:
             arr.sync_tid = None
         arr.exit_without_done = None if arr.recovery & _DONE else ev.ts
+        arr.exit_recovery = arr.recovery
         if arr.recovery & _RESHAPE and arr.reshape_pos is not None:
             arr.reshape_interrupted_ns = ev.ts   # reshape left unfinished (F5 evidence)
         elif arr.reshape_pos is None:
@@ -520,23 +561,31 @@ class Engine:
             config = self.config
             arrays = self._arrays
             cands = look.union(open_) if open_ else look
+            tables = self._tables
             for name in cands if len(cands) == 1 else [n for n in arrays if n in cands]:
-                arr = arrays.get(name)
-                if arr is None or arr.lifecycle is _STOPPED:
+                cur = arrays.get(name)
+                if cur is None:
                     continue
                 per = open_.get(name)
                 codes = {f.code for f in per.values()} if per else None
                 if name not in look and not (codes and not codes.isdisjoint(_TICK_CODES)):
                     continue
-                ctx = None
-                for det in TICK_DETECTORS:
-                    # with nothing pending for this array a detector would only close
-                    # findings that are not open: skip it
-                    if det.wanted(arr, config) or codes and not codes.isdisjoint(det.CODES):
-                        if ctx is None:
-                            ctx = Context(arr, None, now, config, self.kernel)
-                            hot.add(name)
-                        new += self._verdicts(det.check(ctx), None)
+                # the current record and the live ones a table reload displaced (their
+                # grace periods run on while the other table's events come in)
+                recs = [cur, *tables[name].values()] if name in tables else [cur]
+                for arr in recs:
+                    if arr.lifecycle is _STOPPED:
+                        continue
+                    ctx = None
+                    for det in TICK_DETECTORS:
+                        # with nothing pending for this array a detector would only close
+                        # findings that are not open: skip it
+                        if det.wanted(arr, config) or codes and not codes.isdisjoint(
+                                det.CODES):
+                            if ctx is None:
+                                ctx = Context(arr, None, now, config, self.kernel)
+                                hot.add(name)
+                            new += self._verdicts(det.check(ctx), None, arr)
         if self._waits.waits:
             new += self._graph(cycles=self._waits.cycles(self._providers))
         elif not self._fs.open_by_code.keys().isdisjoint(_GRAPH_CODES):
@@ -577,7 +626,9 @@ class Engine:
     def finish(self) -> list[Finding]:
         return self._tick(self._now)
 
-    def _verdicts(self, verdicts: list[Verdict], ev: Event | None) -> list[Finding]:
+    def _verdicts(self, verdicts: list[Verdict], ev: Event | None,
+                  arr: ArrayRec | None = None) -> list[Finding]:
+        """Apply detector verdicts; ``arr``: the record a per-array detector judged."""
         new: list[Finding] = []
         for v in verdicts:
             cur = self._fs.get(v.key)
@@ -594,7 +645,7 @@ class Engine:
             f.key, f.last_ns = v.key, self._now
             if len(f.evidence) > self.config.max_evidence:
                 del f.evidence[self.config.max_evidence:]
-            self._fs.add(v.key, f)
+            self._fs.add(v.key, f, None if arr is None else arr.generation)
             new.append(f)
         return new
 

@@ -29,6 +29,10 @@ class FindingStore:
     # closed findings in the order they closed: (end_ns, key, finding), for :meth:`forget_closed`
     closed_log: deque[tuple[int, str, Finding]] = field(default_factory=deque)
     raised_by_code: dict[str, int] = field(default_factory=dict)   # monotonic
+    # key -> the generation of the array record that raised it (per-array detectors): two
+    # mddevs live under one dm name during a dm-raid table reload (engine/core.py
+    # _other_mddev), so a stop or generation change closes only its own record's findings
+    generation: dict[str, int] = field(default_factory=dict)
     # False for a post-mortem engine, which keeps every finding for the report: no log
     forgettable: bool = True
     forgotten: int = 0
@@ -37,10 +41,16 @@ class FindingStore:
     def get(self, key: str) -> Finding | None:
         return self.by_key.get(key)
 
-    def add(self, key: str, f: Finding) -> None:
-        """A finding raised (new, or again after it closed: it replaces the closed one)."""
+    def add(self, key: str, f: Finding, generation: int | None = None) -> None:
+        """A finding raised (new, or again after it closed: it replaces the closed one);
+        ``generation``: of the array record whose detector raised it (None: a graph
+        finding, closed with every generation of its array)."""
         f.key = key
         self.by_key[key] = f
+        if generation is None:
+            self.generation.pop(key, None)
+        else:
+            self.generation[key] = generation
         if key not in self.seq:
             self.seq[key] = self._next
             self._next += 1
@@ -62,13 +72,23 @@ class FindingStore:
         if self.forgettable:
             self.closed_log.append((ts, f.key, f))
 
-    def close_array(self, name: str, ts: int) -> None:
-        per = self.open.pop(name, None)
-        for f in (per or {}).values():
+    def close_array(self, name: str, ts: int, generation: int | None = None) -> None:
+        """Close the open findings of array ``name``: all of them, or with ``generation``
+        those of that record (and the graph findings on the name, which have none)."""
+        per = self.open.get(name)
+        if not per:
+            return
+        gens = self.generation
+        for key, f in list(per.items()):
+            if generation is not None and gens.get(key, generation) != generation:
+                continue
+            del per[key]
             f.end_ns = ts
             self._unindex_code(f)
             if self.forgettable:
                 self.closed_log.append((ts, f.key, f))
+        if not per:
+            del self.open[name]
 
     def _unindex_code(self, f: Finding) -> None:
         keys = self.open_by_code.get(f.code)
@@ -101,6 +121,7 @@ class FindingStore:
             if by_key.get(key) is f and f.end_ns is not None:
                 del by_key[key]
                 del self.seq[key]
+                self.generation.pop(key, None)
                 n += 1
         self.forgotten += n
         return n

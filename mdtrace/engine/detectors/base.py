@@ -57,6 +57,31 @@ def fix_missing(kernel: str, fixed_in: tuple[int, int], text: str) -> str:
     return text if ver == (0, 0) or ver < fixed_in else ""
 
 
+@dataclass(frozen=True)
+class FixLine:
+    line: str        # the finding's ``fix``
+    upgrade: str     # the remedy's closing advice (no trailing period)
+
+
+def fix_seen(kernel: str, fixed_in: tuple[int, int], commit: str, seen: str) -> FixLine:
+    """The fix line of a finding whose evidence is the unfixed behaviour itself (``seen``:
+    what the fixed code never does), so it is named on every kernel.  Before ``fixed_in``
+    (or unknown): ``commit (x.y)``, as :func:`fix_missing` says it.  On a kernel whose version
+    has it upstream the version alone proves nothing (a distribution kernel without the
+    backport, or the zoo's 6.12.117 with exactly that commit reverted, vmtest/zoo): the line
+    says it is fixed upstream and that this kernel behaves as if it lacks it."""
+    rel = f"{fixed_in[0]}.{fixed_in[1]}"
+    ver = parse_release(kernel) if kernel else (0, 0)
+    if ver == (0, 0) or ver < fixed_in:
+        return FixLine(f"{commit} ({rel})", "upgrade to a kernel with the fix")
+    sha = commit.split()[0]
+    return FixLine(
+        f"fixed upstream by {commit} (in {rel}); this kernel ({kernel}) is {rel} or later "
+        f"by its version but behaves as if it lacks it ({seen})",
+        f"this kernel build lacks {sha} although {rel}+ has it upstream: run one that "
+        "carries it (check the distribution's changelog or the module's source)")
+
+
 # -- remedies: the one place that knows which command works for which kind of array -------
 # dm-raid arrays have no /sys/block/dm-N/md directory (dm-raid's mddev has no gendisk of its
 # own, so md never creates its sysfs group): their sync actions go through the target's
@@ -82,6 +107,17 @@ def lvm_name(dm_name: str) -> str | None:
             cur, i = cur + dm_name[i], i + 1
     parts.append(cur)
     return f"{parts[0]}/{parts[1]}" if len(parts) == 2 and all(parts) else None
+
+
+def display_name(arr: ArrayRec) -> str:
+    """How a finding's text names the array: a dm-raid LV by its LVM name (``VG/LV``, what
+    lvm2 and the operator call it; :func:`lvm_name`, the resolution the snapshot's task ties
+    and the lvchange remedies use), another dm device by its dm name, md by its own.  Not the
+    finding's ``array``: that is the engine's record name (``dm-6``), which the report, the
+    TUI and the exporter join findings to arrays by."""
+    if not arr.dm_name:
+        return arr.name
+    return lvm_name(arr.dm_name) or arr.dm_name
 
 
 def _dm_dev(arr: ArrayRec) -> str:

@@ -8,7 +8,7 @@ from mdtrace.engine.arrays import ArrayRec
 from mdtrace.engine.detectors.base import (
     Context,
     Verdict,
-    fix_missing,
+    fix_seen,
     readwrite_cmd,
     resume_cmd,
 )
@@ -51,6 +51,10 @@ def check(ctx: Context) -> list[Verdict]:
         if not snap and ctx.now_ns - since < ctx.config.reap_grace_s * 1e9:
             continue
         if code == "F1" and (arr.suspended or arr.dm_suspended):
+            # with the fix md_check_recovery reaps a suspended array's finished thread
+            fix1 = fix_seen(ctx.kernel, (6, 8), "1baae052cccd md: don't ignore suspended "
+                            "array in md_check_recovery()",
+                            "DONE not reaped on a suspended array")
             out.append(Verdict(key, Finding(
                 code="F1", title="sync thread finished (DONE) but never reaped: array suspended",
                 array=arr.name, start_ns=since, severity=Severity.CRITICAL,
@@ -59,12 +63,14 @@ def check(ctx: Context) -> list[Verdict]:
                     "returns early while the array is suspended, so step 4 (clear RUNNING, "
                     "reap the thread) never happens. Anything that waits for the sync thread "
                     "to stop (dm suspend/stop, mdadm --stop, a new sync) hangs."),
-                fix=fix_missing(ctx.kernel, (6, 8), "1baae052cccd md: don't ignore suspended "
-                                "array in md_check_recovery() (6.8)"),
+                fix=fix1.line,
                 remedy=(f"resume the array (`{resume_cmd(arr)}`), then check the thread is "
-                        "reaped; upgrade to a kernel with the fix."),
+                        f"reaped; {fix1.upgrade}."),
                 details={"suspended": arr.suspended, "dm_suspended": arr.dm_suspended})))
         elif code == "F2" and arr.ro:
+            fix2 = fix_seen(ctx.kernel, (6, 8), "55a48ad2db64 md: don't ignore read-only "
+                            "array in md_check_recovery()",
+                            "DONE not reaped on a read-only array")
             out.append(Verdict(key, Finding(
                 code="F2", title="sync thread finished (DONE) but never reaped: array read-only",
                 array=arr.name, start_ns=since, severity=Severity.CRITICAL,
@@ -72,9 +78,7 @@ def check(ctx: Context) -> list[Verdict]:
                     f"{arr.name} is read-only (ro={arr.ro}); md_check_recovery skips "
                     "read-only arrays, so the finished sync thread is never reaped and "
                     "MD_RECOVERY_RUNNING stays set."),
-                fix=fix_missing(ctx.kernel, (6, 8), "55a48ad2db64 md: don't ignore read-only "
-                                "array in md_check_recovery() (6.8)"),
-                remedy=(f"`{readwrite_cmd(arr)}` lets the daemon reap; upgrade to a kernel "
-                        "with the fix."),
+                fix=fix2.line,
+                remedy=f"`{readwrite_cmd(arr)}` lets the daemon reap; {fix2.upgrade}.",
                 details={"ro": arr.ro})))
     return out

@@ -19,6 +19,7 @@ from mdtrace.engine.detectors.base import (
     Verdict,
     blocked_with,
     daemon_dead,
+    display_name,
     is_dm,
     long_blocked,
     sync_action_cmd,
@@ -76,7 +77,8 @@ def check(ctx: Context) -> list[Verdict]:
     state, proven = _sync_state(arr)
     if not proven and not long_blocked(waiters, ctx.config):
         return []
-    name = arr.dm_name or arr.name
+    # the LV as lvm2 names it (VG/LV); commands take the dm name
+    name, dev = display_name(arr), arr.dm_name or arr.name
     # f52f5c71f3d4 "md: fix stopping sync thread" went into 6.7
     old = parse_release(ctx.kernel) < (6, 7) if ctx.kernel else False
     dead = daemon_dead(arr)
@@ -98,7 +100,7 @@ def check(ctx: Context) -> list[Verdict]:
                   "(check first that whoever suspended it, e.g. an lvm or multipath command, "
                   "is not still at work: `ps -eo pid,stat,args | grep -E 'lvm|dmsetup'`)")
     else:
-        disks = f"`dmsetup status {name}`" if is_dm(arr) else f"`mdadm --detail /dev/{name}`"
+        disks = f"`dmsetup status {dev}`" if is_dm(arr) else f"`mdadm --detail /dev/{dev}`"
         remedy = (f"see what the sync thread waits for (its stack is under 'blocked tasks'): "
                   f"a member disk that stopped answering shows in `dmesg` and {disks}; "
                   "failing that member lets md_do_sync reach its stop check. Do not write "
@@ -118,4 +120,4 @@ def check(ctx: Context) -> list[Verdict]:
         remedy=remedy,
         evidence=[b.event for b in waiters],
         details={"tasks": task_details(waiters), "sync_thread": state,
-                 "suspended_members": members}))]
+                 "suspended_members": members, "name": name}))]
