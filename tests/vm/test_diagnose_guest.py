@@ -309,8 +309,15 @@ def test_kcore_masked_the_bpf_probe_gives_the_same_answer(guest: Guest, name: st
     assert names, ref["arrays"].keys()
     for n in names:
         k, b = ref["arrays"][n]["kernel_state"], fb["arrays"][n]["kernel_state"]
-        assert k.get("read") and k["source"] == "/proc/kcore", k
         assert b.get("read") and b["source"].startswith("bpf probe"), b
+        if n.startswith("dm-") and not k.get("read"):
+            # dm-raid's mddev is never on all_mddevs (raid_ctr -> mddev_init, not
+            # mddev_alloc): /proc/kcore cannot find it, only the probe (raid_status) can
+            assert "no mddev of this name" in k["reason"], k
+            print(f"  {guest.rel} {n}: kcore cannot see it; bpf {b['recovery']} "
+                  f"suspended {b['suspended']} active_io {b['active_io']}", file=sys.stderr)
+            continue
+        assert k.get("read") and (k["source"] == "/proc/kcore" or n.startswith("dm-")), k
         print(f"  {guest.rel} {n}: kcore {k['recovery']} {k['flags']} curr_resync "
               f"{k['curr_resync']} active_io {k['active_io']}; bpf {b['recovery']} "
               f"{b['flags']} curr_resync {b['curr_resync']} active_io {b['active_io']}",
