@@ -57,14 +57,15 @@ BASE_PACKAGES: tuple[str, ...] = (
 # The guest runs mdtrace with these Python deps (the distros lack most of them, or have
 # older versions); installed on the host with `pip install --target` for the guest's CPython
 # (GuestOS.python), x86_64.  textual: `mdtrace top` runs live in the guest (tests/vm/guest/
-# live_fronts.sh, in tmux).  click 8.2 dropped Python 3.9, hence bullseye's own pins.
+# live_fronts.sh, in tmux).  click 8.2 dropped Python 3.9, hence bullseye's own pins
+# (and tomli: mdtrace/config.py reads TOML without tomllib before 3.11).
 GUEST_PY_DEPS: tuple[str, ...] = (
     "msgspec==0.22.0", "zstandard==0.25.0", "click==8.5.1", "prometheus-client==0.26.0",
     "textual==8.2.8",
 )
 GUEST_PY_DEPS_39: tuple[str, ...] = (
     "msgspec==0.19.0", "zstandard==0.25.0", "click==8.1.8", "prometheus-client==0.21.1",
-    "textual==3.7.1",
+    "textual==3.7.1", "tomli==2.2.1",
 )
 
 
