@@ -294,6 +294,9 @@ def test_diagnose_explains_the_hang_then_is_clean(live) -> None:
     codes = sorted((f["code"], f["array"]) for f in hung["findings"])
     print(f"  {rel} diagnose findings during the hang: {codes}", file=sys.stderr)
     assert rc_hung.startswith(("rc=0 ", "rc=1 ")), (d / "diagnose_hung.err").read_text()
+    assert obs.get("diagnose_after", "").startswith(("rc=0", "rc=1")), (
+        f"the diagnose after the remedy did not finish: {obs.get('diagnose_after')} "
+        f"(124: over its 150 s bound); {(d / 'diagnose_after.err').read_text()[-1500:]}")
     after = json.loads((d / "diagnose_after.json").read_text())
     after_codes = sorted((f["code"], f["array"]) for f in after["findings"] if f.get("active",
                                                                                     True))
