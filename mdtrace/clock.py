@@ -4,7 +4,7 @@ event's CLOCK_MONOTONIC time), and beside it the UTC wall time, from the header'
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta, timezone
 
 
 def wall_start(created: str) -> datetime | None:
@@ -13,7 +13,7 @@ def wall_start(created: str) -> datetime | None:
         t = datetime.fromisoformat(created.replace("Z", "+00:00"))
     except (ValueError, AttributeError):
         return None
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+    return t if t.tzinfo else t.replace(tzinfo=timezone.utc)
 
 
 def wall_at(start: datetime, rel_s: float, fmt: str = "%H:%M:%S") -> str:

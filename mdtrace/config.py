@@ -5,12 +5,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import tomllib
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from mdtrace.errors import MdtraceError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # Python 3.9/3.10 (Debian 11, RHEL 9, Ubuntu 22.04): the same parser, from PyPI
+    import tomli as tomllib
 
 
 @dataclass(frozen=True)
@@ -58,7 +63,7 @@ def check_value(name: str, value: object, where: str = "") -> float | int:
     most MAX_SECONDS (NaN would flag every IO, inf overflows the nanosecond clock); counts
     whole numbers from 1 to MAX_COUNT."""
     src = f"{where}: " if where else ""
-    if isinstance(value, bool) or not isinstance(value, int | float):
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise MdtraceError(f"{src}threshold {name} must be a number, not {value!r}")
     if name in INT_FIELDS:
         if not math.isfinite(value) or value != int(value) or not 1 <= value <= MAX_COUNT:

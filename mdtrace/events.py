@@ -85,7 +85,7 @@ task_unblocked         (live re-scans: sources/snapshot/watch.py) a task reporte
 from __future__ import annotations
 
 import math
-from typing import Annotated, Any
+from typing import Annotated, Any, Optional
 
 import msgspec
 
@@ -123,10 +123,11 @@ class ArrayState(msgspec.Struct, omit_defaults=True, gc=False, rename={
     ro: _Nat = 0
     suspended: _Nat = 0
     sync_thread: bool = False
-    reshape_pos: _Nat | None = None
+    # msgspec evaluates Struct annotations at runtime: `X | None` needs Python 3.10
+    reshape_pos: Optional[_Nat] = None  # noqa: UP045
     curr_resync: _Nat = 0
     resync_max: _Nat = 0
-    level: int | None = None
+    level: Optional[int] = None  # noqa: UP045
     rec: int = -1
     mdf: int = -1
 
@@ -152,7 +153,7 @@ class Event(msgspec.Struct, omit_defaults=True, gc=False, rename={
     comm: str = ""
     dm_name: str = ""
     mddev: str = ""
-    state: ArrayState | None = None
+    state: Optional[ArrayState] = None  # noqa: UP045 (runtime annotation, see ArrayState)
     args: dict[str, Any] = {}
 
     def arg(self, name: str, default: Any = None) -> Any:

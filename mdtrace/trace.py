@@ -144,7 +144,7 @@ def _bits(table: Any) -> dict[str, int]:
 
 
 def _now_iso() -> str:
-    return _dt.datetime.now(_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    return _dt.datetime.now(_dt.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 _DECODER = msgspec.json.Decoder(Event)

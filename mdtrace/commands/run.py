@@ -31,7 +31,7 @@ from mdtrace.live import LiveSession
 
 def finding_line(f: Any, state: str, wall: _dt.datetime | None = None) -> str:
     """One log line for a finding: time, code, array, severity, state, title, remedy."""
-    t = (wall or _dt.datetime.now(_dt.UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
+    t = (wall or _dt.datetime.now(_dt.timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
     sev = getattr(f.severity, "value", f.severity)
     line = f"{t} {f.code} {f.array or '-'} {sev} {state}: {f.title}"
     if state == "RAISED" and f.remedy:

@@ -203,7 +203,7 @@ def from_event(ev: Event) -> BlockedTask:
         # retried (6.9+: sources/snapshot requeue_series): the reshape wait, busy form
         kind, frame = "reshape_io", "raid5_make_request (refused and retried)"
     blocked = a.get("blocked_s")
-    blocked_s = float(blocked) if isinstance(blocked, int | float) else None
+    blocked_s = float(blocked) if isinstance(blocked, (int, float)) else None
     since = ev.ts - int(blocked_s * 1e9) if blocked_s is not None else ev.ts
     return BlockedTask(
         tid=ev.tid, pid=ev.pid, comm=ev.comm, state=str(a.get("state", "")), wchan=wchan,

@@ -7,6 +7,7 @@ beyond the evidence attached to findings.
 from __future__ import annotations
 
 import enum
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -14,8 +15,18 @@ from mdtrace.engine.blocked import BlockedTask
 from mdtrace.engine.dm_context import DmMemberView
 from mdtrace.events import Event
 
+if sys.version_info >= (3, 11):
+    from enum import StrEnum
+else:
+    class StrEnum(str, enum.Enum):
+        """3.11's enum.StrEnum as far as mdtrace uses it: members are their values for str(),
+        format() and f-strings (a plain ``(str, Enum)`` prints ``Severity.INFO``)."""
 
-class Lifecycle(enum.StrEnum):
+        def __str__(self) -> str:
+            return str(self.value)
+
+
+class Lifecycle(StrEnum):
     """Where an array's sync thread is in its lifetime: registered (md_start_sync ->
     md_register_thread), md_do_sync running, MD_RECOVERY_DONE set, reaped
     (md_check_recovery -> md_reap_sync_thread)."""
@@ -30,7 +41,7 @@ class Lifecycle(enum.StrEnum):
     UNKNOWN = "unknown"      # joined mid-stream, not enough evidence yet
 
 
-class Severity(enum.StrEnum):
+class Severity(StrEnum):
     INFO = "info"
     WARNING = "warning"
     CRITICAL = "critical"

@@ -273,8 +273,8 @@ class Btf:
     def _own_last(self, kind: int, name_off: int) -> int:
         """Highest own id of ``kind`` whose name_off is ``name_off``; -1 if none."""
         if self._last_by_name is None:
-            # one C-speed pass; a duplicated offset keeps its last (highest) id
-            self._last_by_name = dict(zip(self._names, range(self._first, self._end), strict=True))
+            # one C-speed pass; a duplicated offset keeps its last (highest) id (one name per id)
+            self._last_by_name = dict(zip(self._names, range(self._first, self._end)))
         tid = self._last_by_name.get(name_off)
         if tid is None:
             return -1

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left
 from dataclasses import dataclass
 
 from mdtrace.clock import wall_at
@@ -73,11 +73,13 @@ def state_at(tl: ArrayTimeline | None, ns: int) -> tuple[str, list[str]]:
     if tl is None:
         return "", []
     life = ""
-    i = bisect_right(tl.lifecycle, ns, key=lambda p: p[0])
+    # change points at or before ns: the (ns + 1,) 1-tuple sorts before every (ns + 1, v) pair
+    # and after every (ns, v) (bisect's key= is Python 3.10+)
+    i = bisect_left(tl.lifecycle, (ns + 1,))
     if i:
         life = tl.lifecycle[i - 1][1]
     flags: list[str] = []
-    j = bisect_right(tl.mask, ns, key=lambda p: p[0])
+    j = bisect_left(tl.mask, (ns + 1,))
     if j:
         m = tl.mask[j - 1][1]
         flags = [name for name, bit in LANES if m & bit]

@@ -187,7 +187,7 @@ class TopApp(App[None]):
                 table.move_cursor(row=min(cursor, len(names) - 1))
         else:
             for n, r in rows:
-                for col, val in zip(render.ARRAY_COLUMNS, r, strict=True):
+                for col, val in zip(render.ARRAY_COLUMNS, r):
                     # widen: a column sized while empty would cut '1 oldest 7.0s' to '1 oldest 7'
                     table.update_cell(n, col, val, update_width=True)
         lines: list[str] = []
