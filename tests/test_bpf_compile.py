@@ -16,7 +16,10 @@ from mdtrace.sources.bcc_source import bpf_dir, cflags_for, program_text
 pytestmark = pytest.mark.bcc
 
 DATA = Path(__file__).parent / "data" / "btf"
-KERNELS = ["6.1.0-56-amd64", "6.12.117+deb12-amd64"]
+# 5.10 and 7.2: BTF made offline from the Debian packages (5.10's module BTF from its -dbg
+# DWARF, dwarf/): their offsets, flag bits and prototypes (UNREGISTER_NARGS,
+# MDDEV_SUSPEND_RETURNS_INT) go through the same C, compiled against this host's headers
+KERNELS = ["5.10.0-32-amd64", "6.1.0-56-amd64", "6.12.117+deb12-amd64", "7.2.13+deb14-amd64"]
 # the diagnose fallback's probe is compiled alone, not with common.h (tests/test_bpf_state.py)
 STANDALONE = {"mddev_state.c"}
 FILES = sorted(p.name for p in bpf_dir().glob("*.c") if p.name not in STANDALONE)
@@ -24,9 +27,9 @@ FILES = sorted(p.name for p in bpf_dir().glob("*.c") if p.name not in STANDALONE
 
 def _offsets(release: str):  # noqa: ANN202
     d = DATA / release
-    if not (d / "md_mod.btf.zst").exists():
+    if not (d / "md_mod.btf.zst").exists() and not (d / "dwarf" / "md_mod.btf.zst").exists():
         pytest.skip(f"no captured BTF for {release} in {d} (mdtrace vm: capture_btf.sh)")
-    return compute_offsets(BtfSet.from_dir(d))
+    return compute_offsets(BtfSet.from_dir(d, fallback=[d / "dwarf"]))
 
 
 def test_every_bpf_file_is_covered_by_the_plan() -> None:

@@ -8,12 +8,14 @@ import pytest
 
 from mdtrace.errors import EnvironmentProblem
 from mdtrace.kernel.btf import Btf, BtfError, load_blob
-from mdtrace.kernel.flags import RECOVERY_6_11, RECOVERY_PRE_6_11
+from mdtrace.kernel.flags import RECOVERY_6_11, RECOVERY_7_0, RECOVERY_PRE_6_11
 from mdtrace.kernel.offsets import BtfSet, compute_offsets
 
 DATA = Path(__file__).parent / "data" / "btf"
 K61 = DATA / "6.1.0-56-amd64"
 K612 = DATA / "6.12.117+deb12-amd64"
+K510 = DATA / "5.10.0-32-amd64"   # module BTF only in dwarf/ (made by pahole from the -dbg DWARF)
+K72 = DATA / "7.2.13+deb14-amd64"
 HOST = Path("/sys/kernel/btf/vmlinux")
 
 needs_guest_btf = pytest.mark.skipif(not (K61 / "md_mod.btf.zst").exists(),
@@ -44,10 +46,13 @@ def test_anonymous_members_are_transparent() -> None:
 
 
 @needs_guest_btf
-@pytest.mark.parametrize("kdir,table", [(K61, RECOVERY_PRE_6_11), (K612, RECOVERY_6_11)])
+@pytest.mark.parametrize("kdir,table", [(K510, RECOVERY_PRE_6_11), (K61, RECOVERY_PRE_6_11),
+                                        (K612, RECOVERY_6_11), (K72, RECOVERY_7_0)],
+                         ids=lambda x: x.name if isinstance(x, Path) else "")
 def test_recovery_enum_matches_the_tables(kdir: Path, table: dict[str, int]) -> None:
     vm = load_blob(kdir / "vmlinux.btf.zst")
-    md = load_blob(kdir / "md_mod.btf.zst", base=vm)
+    md_blob = kdir / "md_mod.btf.zst"
+    md = load_blob(md_blob if md_blob.exists() else kdir / "dwarf" / "md_mod.btf.zst", base=vm)
     enum = md.enum_containing("MD_RECOVERY_RUNNING")
     assert enum is not None
     got = {k.removeprefix("MD_RECOVERY_"): v for k, v in enum.items()}

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from mdtrace.kernel.btf import load_blob
 from mdtrace.kernel.flags import (
     FlagTable,
     Recovery,
@@ -24,7 +27,8 @@ def test_same_raw_word_decodes_differently_across_6_11() -> None:
         "NEEDED"]
 
 
-@pytest.mark.parametrize("release", ["6.1.0-56-amd64", "6.8.0", "6.12.117+deb12-amd64", "6.18.1"])
+@pytest.mark.parametrize("release", ["5.10.0-32-amd64", "6.1.0-56-amd64", "6.8.0",
+                                     "6.12.117+deb12-amd64", "6.18.1", "7.2.13+deb14-amd64"])
 @given(canon=st.integers(min_value=0, max_value=(1 << 13) - 1))
 def test_round_trip(release: str, canon: int) -> None:
     table = FlagTable.for_release(release)
@@ -49,6 +53,35 @@ def test_release_parsing_and_tables() -> None:
     rec, mdf = fallback_tables("6.12.117")
     assert rec["WAIT"] == 5 and mdf["DELETED"] == 10
     assert "LAZY_RECOVER" in fallback_tables("6.18.0")[0]
+    rec, _ = fallback_tables("7.2.13+deb14-amd64")
+    assert "ERROR" not in rec and rec["RESHAPE"] == 10 and rec["LAZY_RECOVER"] == 12
+
+
+BTF = Path(__file__).parent / "data" / "btf"
+
+
+@pytest.mark.parametrize("rel", ["6.12.117+deb12-amd64", "7.2.13+deb14-amd64"])
+def test_for_release_prefers_btf(rel: str) -> None:
+    """With BTF at hand the table is the kernel's, not the release's guess: 6.12.117 has
+    LAZY_RECOVER (a stable backport) that the 6.11 fallback table lacks."""
+    t = FlagTable.for_release(rel, btf_root=str(BTF / rel))
+    vm = load_blob(BTF / rel / "vmlinux.btf.zst")
+    enum = load_blob(BTF / rel / "md_mod.btf.zst", base=vm).enum("recovery_flags")
+    assert enum is not None
+    assert t.recovery == {k.removeprefix("MD_RECOVERY_").removeprefix("MD_"): v
+                          for k, v in enum.items()}
+    assert "LAZY_RECOVER" in t.recovery
+    if rel.startswith("6.12"):
+        assert "LAZY_RECOVER" not in fallback_tables(rel)[0]
+
+
+def test_for_release_of_another_kernel_uses_the_table(tmp_path: Path) -> None:
+    # not the running kernel and no btf_root: the per-version table, even if BTF is broken
+    assert FlagTable.for_release("7.2.13+deb14-amd64").recovery == \
+        fallback_tables("7.2.13+deb14-amd64")[0]
+    (tmp_path / "vmlinux").write_bytes(b"junk")
+    assert FlagTable.for_release("6.1.0-56-amd64", btf_root=str(tmp_path)).recovery == \
+        fallback_tables("6.1.0-56-amd64")[0]
 
 
 def test_reshape_interrupted_mirrors_kernel() -> None:

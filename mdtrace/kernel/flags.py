@@ -81,6 +81,12 @@ RECOVERY_6_11: dict[str, int] = {
     "SYNC": 7, "REQUESTED": 8, "CHECK": 9, "RECOVER": 10, "RESHAPE": 11, "RESYNCING_REMOTE": 12,
 }
 RECOVERY_6_18: dict[str, int] = {**RECOVERY_6_11, "LAZY_RECOVER": 13}
+# 7.0: af9c40ff5aed removed MD_RECOVERY_ERROR (the 7.2.13 BTF: tests/test_btf_kernels.py)
+RECOVERY_7_0: dict[str, int] = {
+    "NEEDED": 0, "RUNNING": 1, "INTR": 2, "DONE": 3, "FROZEN": 4, "WAIT": 5, "SYNC": 6,
+    "REQUESTED": 7, "CHECK": 8, "RECOVER": 9, "RESHAPE": 10, "RESYNCING_REMOTE": 11,
+    "LAZY_RECOVER": 12,
+}
 
 _MDDEV_COMMON: dict[str, int] = {
     "ARRAY_FIRST_USE": 0, "CLOSING": 1, "JOURNAL_CLEAN": 2, "HAS_JOURNAL": 3, "CLUSTERED": 4,
@@ -108,7 +114,9 @@ def parse_release(release: str) -> tuple[int, int]:
 def fallback_tables(release: str) -> tuple[dict[str, int], dict[str, int]]:
     """Per-version (recovery, mddev) tables for kernels whose BTF lacks the enums."""
     ver = parse_release(release)
-    if ver >= (6, 18):
+    if ver >= (7, 0):
+        rec = RECOVERY_7_0
+    elif ver >= (6, 18):
         rec = RECOVERY_6_18
     elif ver >= (6, 11):
         rec = RECOVERY_6_11
@@ -144,7 +152,16 @@ class FlagTable:
         return cls(rec, mdf)
 
     @classmethod
-    def for_release(cls, release: str) -> FlagTable:
+    def for_release(cls, release: str, btf_root: str | None = None) -> FlagTable:
+        """The tables of kernel ``release``: from BTF when it is the running kernel (or
+        ``btf_root`` is given) and its md_mod BTF is readable, else the per-version fallback.
+
+        BTF first because a release number does not tell the layout: 6.12.117 carries 6.18's
+        LAZY_RECOVER through stable, which the 6.11 fallback table lacks.
+        """
+        got = _btf_tables(release, btf_root)
+        if got is not None:
+            return cls(dict(got[0]), dict(got[1]))
         rec, mdf = fallback_tables(release)
         return cls(rec, mdf)
 
@@ -184,6 +201,34 @@ class FlagTable:
             if member is not None and canon & member:
                 raw |= 1 << bit
         return raw
+
+
+_BTF_TABLES: dict[tuple[str, str], tuple[dict[str, int], dict[str, int]] | None] = {}
+
+
+def _btf_tables(release: str, btf_root: str | None) -> tuple[dict[str, int],
+                                                             dict[str, int]] | None:
+    """(recovery, mddev) from BTF (``btf_root``, or /sys/kernel/btf for the running kernel);
+    None when unavailable or when the BTF lacks the enums.  Cached per (release, root)."""
+    import platform
+
+    if btf_root is None:
+        if not release or release != platform.release():
+            return None
+        btf_root = "/sys/kernel/btf"
+    key = (release, btf_root)
+    if key not in _BTF_TABLES:
+        got = None
+        try:
+            from mdtrace.kernel.offsets import BtfSet, compute_offsets
+
+            off = compute_offsets(BtfSet.from_dir(btf_root))
+            if not any("per-version table" in m for m in off.missing):
+                got = (off.flag_table.recovery, off.flag_table.mddev)
+        except Exception:  # noqa: BLE001 - EnvironmentProblem, BtfError, a damaged blob:
+            got = None     # this is a fallback path, the per-version table answers then
+        _BTF_TABLES[key] = got
+    return _BTF_TABLES[key]
 
 
 def _translate(raw: int, table: Mapping[str, int], canon: type[enum.IntFlag]) -> int:
