@@ -43,6 +43,7 @@ import zstandard
 from mdtrace.errors import MdtraceError
 from mdtrace.events import KIND_SET, Event, canonicalise, check
 from mdtrace.kernel.flags import FlagTable
+from mdtrace.kernel.offsets import flag_table_for
 
 FORMAT_NAME = "mdtrace-trace"
 FORMAT_VERSION = 2
@@ -110,7 +111,7 @@ class TraceHeader:
                 mdf = _bits(tables.get("mddev", {}))
                 flag_tables = FlagTable(rec, mdf)
             else:
-                flag_tables = FlagTable.for_release(kernel)
+                flag_tables = flag_table_for(kernel)
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             raise TraceError(path, f"malformed flag_tables in header: {exc}", 1) from None
         meta = obj.get("meta") or {}

@@ -17,6 +17,7 @@ from mdtrace.kernel.flags import (
     recovery_names,
     reshape_interrupted,
 )
+from mdtrace.kernel.offsets import flag_table_for
 
 
 def test_same_raw_word_decodes_differently_across_6_11() -> None:
@@ -64,7 +65,7 @@ BTF = Path(__file__).parent / "data" / "btf"
 def test_for_release_prefers_btf(rel: str) -> None:
     """With BTF at hand the table is the kernel's, not the release's guess: 6.12.117 has
     LAZY_RECOVER (a stable backport) that the 6.11 fallback table lacks."""
-    t = FlagTable.for_release(rel, btf_root=str(BTF / rel))
+    t = flag_table_for(rel, btf_root=str(BTF / rel))
     vm = load_blob(BTF / rel / "vmlinux.btf.zst")
     enum = load_blob(BTF / rel / "md_mod.btf.zst", base=vm).enum("recovery_flags")
     assert enum is not None
@@ -77,10 +78,10 @@ def test_for_release_prefers_btf(rel: str) -> None:
 
 def test_for_release_of_another_kernel_uses_the_table(tmp_path: Path) -> None:
     # not the running kernel and no btf_root: the per-version table, even if BTF is broken
-    assert FlagTable.for_release("7.2.13+deb14-amd64").recovery == \
+    assert flag_table_for("7.2.13+deb14-amd64").recovery == \
         fallback_tables("7.2.13+deb14-amd64")[0]
     (tmp_path / "vmlinux").write_bytes(b"junk")
-    assert FlagTable.for_release("6.1.0-56-amd64", btf_root=str(tmp_path)).recovery == \
+    assert flag_table_for("6.1.0-56-amd64", btf_root=str(tmp_path)).recovery == \
         fallback_tables("6.1.0-56-amd64")[0]
 
 

@@ -152,16 +152,9 @@ class FlagTable:
         return cls(rec, mdf)
 
     @classmethod
-    def for_release(cls, release: str, btf_root: str | None = None) -> FlagTable:
-        """The tables of kernel ``release``: from BTF when it is the running kernel (or
-        ``btf_root`` is given) and its md_mod BTF is readable, else the per-version fallback.
-
-        BTF first because a release number does not tell the layout: 6.12.117 carries 6.18's
-        LAZY_RECOVER through stable, which the 6.11 fallback table lacks.
-        """
-        got = _btf_tables(release, btf_root)
-        if got is not None:
-            return cls(dict(got[0]), dict(got[1]))
+    def for_release(cls, release: str) -> FlagTable:
+        """The per-version fallback tables of kernel ``release`` (no BTF read here: BTF-first
+        lookup is :func:`mdtrace.kernel.offsets.flag_table_for`, which knows the BTF layout)."""
         rec, mdf = fallback_tables(release)
         return cls(rec, mdf)
 
@@ -201,34 +194,6 @@ class FlagTable:
             if member is not None and canon & member:
                 raw |= 1 << bit
         return raw
-
-
-_BTF_TABLES: dict[tuple[str, str], tuple[dict[str, int], dict[str, int]] | None] = {}
-
-
-def _btf_tables(release: str, btf_root: str | None) -> tuple[dict[str, int],
-                                                             dict[str, int]] | None:
-    """(recovery, mddev) from BTF (``btf_root``, or /sys/kernel/btf for the running kernel);
-    None when unavailable or when the BTF lacks the enums.  Cached per (release, root)."""
-    import platform
-
-    if btf_root is None:
-        if not release or release != platform.release():
-            return None
-        btf_root = "/sys/kernel/btf"
-    key = (release, btf_root)
-    if key not in _BTF_TABLES:
-        got = None
-        try:
-            from mdtrace.kernel.offsets import BtfSet, compute_offsets
-
-            off = compute_offsets(BtfSet.from_dir(btf_root))
-            if not any("per-version table" in m for m in off.missing):
-                got = (off.flag_table.recovery, off.flag_table.mddev)
-        except Exception:  # noqa: BLE001 - EnvironmentProblem, BtfError, a damaged blob:
-            got = None     # this is a fallback path, the per-version table answers then
-        _BTF_TABLES[key] = got
-    return _BTF_TABLES[key]
 
 
 def _translate(raw: int, table: Mapping[str, int], canon: type[enum.IntFlag]) -> int:

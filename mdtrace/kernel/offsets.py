@@ -19,13 +19,15 @@ ERROR; LAZY_RECOVER from 6.18, backported into 6.12.y), the ``md_unregister_thre
 
 from __future__ import annotations
 
+import functools
+import platform
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from mdtrace.errors import EnvironmentProblem
 from mdtrace.kernel.btf import Btf, BtfError, load_blob
-from mdtrace.kernel.flags import FlagTable
+from mdtrace.kernel.flags import FlagTable, fallback_tables
 
 SYS_BTF = Path("/sys/kernel/btf")
 MODULES = ("md_mod", "raid456", "dm_mod", "dm_raid")
@@ -188,8 +190,6 @@ def compute_offsets(btfs: BtfSet) -> KernelOffsets:
     defines["MDDEV_SUSPEND_RETURNS_INT"] = int(susp[1] > 0) if susp else int(new_api)
     rec = md.enum("recovery_flags") or md.enum_containing("MD_RECOVERY_RUNNING")
     mdf = md.enum("mddev_flags") or md.enum_containing("MD_ARRAY_FIRST_USE")
-    from mdtrace.kernel.flags import fallback_tables
-
     fb_rec, fb_mdf = fallback_tables(_release_guess(btfs))
     # enumerators are MD_RECOVERY_x, plus MD_RESYNCING_REMOTE: canonical names drop the prefix
     rec = {k.removeprefix("MD_RECOVERY_").removeprefix("MD_"): v for k, v in (rec or {}).items()}
@@ -226,3 +226,34 @@ def _release_guess(btfs: BtfSet) -> str:
 
 def offsets_for_running_kernel(root: str | Path = SYS_BTF) -> KernelOffsets:
     return compute_offsets(BtfSet.from_dir(root))
+
+
+def flag_table_for(release: str, btf_root: str | None = None) -> FlagTable:
+    """The flag tables of kernel ``release``: from BTF when it is the running kernel (or
+    ``btf_root`` is given) and its md_mod BTF holds the enums, else the per-version fallback.
+
+    BTF first because a release number does not tell the layout: 6.12.117 carries 6.18's
+    LAZY_RECOVER through stable, which the 6.11 fallback table lacks.
+    """
+    got = _btf_flag_bits(release, btf_root)
+    if got is not None:
+        return FlagTable(dict(got[0]), dict(got[1]))
+    return FlagTable.for_release(release)
+
+
+@functools.lru_cache(maxsize=16)
+def _btf_flag_bits(release: str, btf_root: str | None
+                   ) -> tuple[dict[str, int], dict[str, int]] | None:
+    """(recovery, mddev) bit positions read from BTF, or None; cached per (release, root)
+    because every sysfs/snapshot source asks and parsing md_mod BTF takes ~50 ms."""
+    if btf_root is None:
+        if not release or release != platform.release():
+            return None
+        btf_root = str(SYS_BTF)
+    try:
+        off = compute_offsets(BtfSet.from_dir(btf_root))
+    except Exception:  # noqa: BLE001 - EnvironmentProblem, BtfError, a damaged blob: this is
+        return None    # a fallback path, the per-version table answers then
+    if any("per-version table" in m for m in off.missing):
+        return None
+    return off.flag_table.recovery, off.flag_table.mddev

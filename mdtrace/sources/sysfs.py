@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from mdtrace.events import Event
-from mdtrace.kernel.flags import FlagTable
+from mdtrace.kernel.offsets import flag_table_for
 from mdtrace.trace import TraceHeader
 
 ATTRS = ("level", "array_state", "sync_action", "sync_completed", "degraded", "raid_disks",
@@ -165,7 +165,7 @@ class SysfsSource:
         self.interval = interval
         release = platform.release()
         self.header = TraceHeader(kernel=release, source="sysfs",
-                                  flag_tables=FlagTable.for_release(release),
+                                  flag_tables=flag_table_for(release),
                                   meta={"mode": "sysfs polling (no BPF)"})
         self._last: dict[str, MdSnapshot] = {}
         self._sampled: dict[str, int] = {}

@@ -31,6 +31,7 @@ from mdtrace.engine.blocked import md_frames, wait_kind
 from mdtrace.engine.detectors.base import lvm_name
 from mdtrace.events import ArrayState, Event
 from mdtrace.kernel.flags import FlagTable
+from mdtrace.kernel.offsets import flag_table_for
 from mdtrace.sources.snapshot import klog
 from mdtrace.sources.snapshot.arrays import ArrayFacts, dm_raid_arrays, md_arrays, recovery_of
 from mdtrace.sources.snapshot.kcore import KernelStateResult, MddevState
@@ -400,7 +401,7 @@ class SnapshotSource:
         self.collected = collected
         ks = collected.kernel_state
         table = ks.table if ks is not None and ks.table is not None else \
-            FlagTable.for_release(collected.kernel or "6.1")
+            flag_table_for(collected.kernel or "6.1")
         self.header = TraceHeader(kernel=collected.kernel or "unknown", source="snapshot",
                                   flag_tables=table,
                                   meta={"mode": "one-shot snapshot (no BPF)",
