@@ -78,7 +78,7 @@ async def measure(trace: Path, interval: float) -> None:
         sys.exit(f"bench_tui: feeder failed: {feeder.error!r}")
     ft = [x * 1000 for x in app.frame_times]
     print("frame times ms:", " ".join(f"{x:.1f}" for x in ft))
-    gaps = [(b - a) * 1000 for a, b in zip(ticks, ticks[1:], strict=False)]
+    gaps = [(b - a) * 1000 for a, b in zip(ticks, ticks[1:])]
     snap = app.snapshot
     assert snap is not None
     print(f"events replayed: {snap.health.events_total} in {elapsed:.2f}s "

@@ -109,7 +109,7 @@ def test_struct_mdt_event_layout_is_the_decoders() -> None:
     same = {"ts", "mddev", "recovery", "flags", "reshape_pos", "curr_resync", "resync_max",
             "a0", "a1", "a2", "a3", "kind", "cpu", "pid", "tid", "ro", "suspended", "level",
             "sync_thread", "has_state", "is_dm", "comm", "name"}
-    for (cname, _, _), pyname in zip(fields, names, strict=True):
+    for (cname, _, _), pyname in zip(fields, names):
         if cname in same:
             assert pyname == cname, (cname, pyname)
 

@@ -41,7 +41,7 @@ def test_change_only_shape(day: Path) -> None:
         assert len(exits) <= span + 10, name
         enters = [e for e in cr if e.array == name and e.kind == CR[0]]
         words = [(e.state.recovery, e.state.sync_thread) for e in enters]
-        assert all(a != b for a, b in zip(words, words[1:], strict=False)), name
+        assert all(a != b for a, b in zip(words, words[1:])), name
     # each stands for the calls it folded: 55-75 a second while syncing, plus IO on md0
     n_calls = Counter()
     for e in cr:

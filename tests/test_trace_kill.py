@@ -58,7 +58,7 @@ def _record_and_kill(tmp: Path, delays: list[float]) -> list[tuple[Path, int]]:
         assert p.stdout is not None and p.stdout.readline().strip() == "ready"
         ready.append(time.monotonic())
     out = []
-    for (p, path), t0, delay in sorted(zip(procs, ready, delays, strict=True),
+    for (p, path), t0, delay in sorted(zip(procs, ready, delays),
                                        key=lambda x: x[1] + x[2]):
         pause = t0 + delay - time.monotonic()
         if pause > 0:
@@ -77,8 +77,8 @@ def test_sigkill_at_20_random_instants_loses_at_most_the_last_second(tmp_path: P
     killed: list[tuple[Path, int, float]] = []
     for at in range(0, KILLS, PARALLEL):
         part = delays[at:at + PARALLEL]
-        killed += [(p, k, d) for (p, k), d in zip(_record_and_kill(tmp_path, part), sorted(part),
-                                                   strict=True)]
+        killed += [(p, k, d) for (p, k), d in zip(_record_and_kill(tmp_path, part),
+                                                                 sorted(part))]
     recovered = []
     for path, kill_ns, delay in killed:
         where = f"seed {seed}, {path.name}, killed {delay:.3f} s after start"

@@ -509,6 +509,44 @@ def test_watch_stops_a_wedged_guest_within_the_grace() -> None:
     assert Watch(timeout_s=60).stop_reason(61, 0).startswith("timed out")
 
 
+def test_watch_tells_a_failure_while_booting_from_one_in_the_job() -> None:
+    from vmtest.runner import Watch
+
+    w = Watch(timeout_s=1800)
+    w.update(10, "[ 107.7] rcu: INFO: rcu_preempt self-detected stall on CPU\n", "", False)
+    w.update(12, "", "", True)
+    assert w.failed_before_start()
+    j = Watch(timeout_s=1800)
+    j.update(10, "", "", True)
+    j.update(12, "[ 20.0] kernel BUG at mm/slub.c:550!\n", "", True)
+    assert not j.failed_before_start()
+    assert not Watch(timeout_s=1800).failed_before_start()
+
+
+def test_runner_boots_again_after_a_kernel_failure_while_booting(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An RCU stall before the job started (TCG on a loaded host) costs one more boot, not
+    the test; the first boot's console is kept."""
+    from vmtest import runner
+
+    monkeypatch.setattr(runner, "FAILURE_GRACE_S", 1)
+    script = tmp_path / "s.sh"
+    script.write_text("true\n")
+    boots = tmp_path / "boots"
+    img = _fake_qemu(tmp_path, monkeypatch,
+                     f'echo x >> {boots}; '
+                     f'if [[ $(wc -l < {boots}) == 1 ]]; then '
+                     'echo "[ 107.7] rcu: INFO: rcu_preempt self-detected stall on CPU" '
+                     '>> "$out/console.log"; sleep 60; fi; '
+                     'echo 1.0 > "$out/boot_uptime"; echo done > "$out/output.log"; '
+                     'echo 0 > "$out/rc"')
+    res = runner.run_script(img, "6.1", script, out_dir=tmp_path / "o", disks=1, disk_mb=1,
+                            timeout_s=60)
+    assert boots.read_text().count("x") == 2
+    assert res.rc == 0 and res.ok and not res.failed_in_boot and not res.wedged
+    assert "self-detected stall" in (tmp_path / "o" / "console-boot1.log").read_text()
+
+
 def test_a_boot_stopped_mid_scenario_reruns_it(tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch) -> None:
     """The host stopped boot 1 during readonly_reshape (no result.json): boot 2 runs it and

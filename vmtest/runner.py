@@ -16,10 +16,12 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from mdtrace.errors import EnvironmentProblem, MdtraceError
 from vmtest.image import GuestImage
@@ -94,6 +96,11 @@ class Watch:
         if heartbeat != self.beat or not self.beat_at:
             self.beat, self.beat_at = heartbeat, now
 
+    def failed_before_start(self) -> bool:
+        """The kernel failed before the job script started: while booting."""
+        return self.failure_at is not None and (self.started_at is None
+                                                or self.failure_at <= self.started_at)
+
     def stop_reason(self, now: float, t0: float) -> str:
         if now - t0 > self.timeout_s:
             return f"timed out after {self.timeout_s:.0f} s"
@@ -127,6 +134,7 @@ class RunResult:
     kernel_failure: str = ""  # the first kernel oops/BUG/hung-task line on the console
     failure_to_stop_s: float | None = None  # from that line to qemu stopped
     hung_tasks: list[str] = field(default_factory=list)  # expected hung-task reports seen
+    failed_in_boot: bool = False  # stopped for a kernel failure that came before the job
 
     @property
     def ok(self) -> bool:
@@ -221,6 +229,34 @@ def run_script(image: GuestImage, kernel: str, script: str | os.PathLike[str], *
                accel: str | None = None, env: dict[str, str] | None = None,
                args: list[str] | None = None, append: str = "",
                expect_hung_tasks: bool = False) -> RunResult:
+    """:func:`run_script_once`, booted once more when the kernel failed while booting.
+
+    A kernel failure before the job started is no md behaviour: under TCG on a loaded host
+    the boot itself can stall RCU while loading modules (seen: 6.1, ``rcu_preempt
+    self-detected stall`` in ``load_module`` at 107 s, before the job).  The first boot's
+    console is kept as ``console-boot1.log``.
+    """
+    kw: dict[str, Any] = dict(out_dir=out_dir, src=src, disks=disks, disk_mb=disk_mb,
+                              timeout_s=timeout_s, cpus=cpus, mem_mb=mem_mb, accel=accel,
+                              env=env, args=args, append=append,
+                              expect_hung_tasks=expect_hung_tasks)
+    res = run_script_once(image, kernel, script, **kw)
+    if not res.failed_in_boot:
+        return res
+    print(f"mdtrace vm: {res.kernel}: kernel failure while booting, before the job "
+          f"({res.kernel_failure[:120]}): booting once more", file=sys.stderr)
+    shutil.copy2(res.console_log, res.out_dir / "console-boot1.log")
+    kw["out_dir"] = res.out_dir
+    return run_script_once(image, kernel, script, **kw)
+
+
+def run_script_once(image: GuestImage, kernel: str, script: str | os.PathLike[str], *,
+                    out_dir: str | os.PathLike[str] | None = None,
+                    src: str | os.PathLike[str] | None = None, disks: int = 4,
+                    disk_mb: int = 256, timeout_s: float = 900, cpus: int = 2,
+                    mem_mb: int = 2048, accel: str | None = None,
+                    env: dict[str, str] | None = None, args: list[str] | None = None,
+                    append: str = "", expect_hung_tasks: bool = False) -> RunResult:
     """Boot ``kernel`` ('6.1', '6.12' or a full release), run ``script`` as root, power off.
 
     ``script`` is a host path; it is copied into the out share, run by bash with cwd = the
@@ -332,7 +368,8 @@ def run_script(image: GuestImage, kernel: str, script: str | os.PathLike[str], *
                      forced_off=forced_off, wedged=wedged, kernel_failure=watch.failure,
                      hung_tasks=watch.hung_tasks,
                      failure_to_stop_s=(None if watch.failure_at is None or not wedged
-                                        else round(time.monotonic() - watch.failure_at, 1)))
+                                        else round(time.monotonic() - watch.failure_at, 1)),
+                     failed_in_boot=bool(wedged) and watch.failed_before_start())
 
 
 class _Tail:

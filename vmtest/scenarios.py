@@ -103,7 +103,7 @@ def _iter_codes(report: Any) -> list[str]:
                     if isinstance(code, str):
                         out.append(code)
         for key, val in report.items():
-            if key != "findings" and isinstance(val, dict | list):
+            if key != "findings" and isinstance(val, (dict, list)):
                 out += _iter_codes(val)
     elif isinstance(report, list):
         for val in report:
@@ -345,7 +345,7 @@ def save_run(run: RunResult, only: list[str], boots: list[RunResult] | None = No
 # Expectations
 # ---------------------------------------------------------------------------------------------
 
-Check = Callable[[ScenarioResult], str | None]   # None = ok, else what is wrong
+Check = Callable[[ScenarioResult], "str | None"]   # None = ok, else what is wrong
 
 
 def obs_matches(key: str, pattern: str) -> Check:
@@ -365,7 +365,7 @@ def obs_history(key: str, *patterns: str) -> Check:
     def check(r: ScenarioResult) -> str | None:
         vals = r.obs_all.get(key, [])
         if len(vals) != len(patterns) or not all(
-                re.search(p, v) for p, v in zip(patterns, vals, strict=True)):
+                re.search(p, v) for p, v in zip(patterns, vals)):
             return f"observations {key}={vals} do not match {list(patterns)}"
         return None
     check.__name__ = f"obs {key} ~ {list(patterns)}"

@@ -177,7 +177,7 @@ def _run(text: bytes, flags: list[str], probes: tuple[tuple[str, str], ...],
         attached, notes = [], []
         for func, fn in probes:
             try:
-                bpf.attach_kprobe(event=func, fn_name=fn)
+                bpf.attach_kprobe(event=func.encode(), fn_name=fn.encode())
                 attached.append(func)
             except Exception as exc:  # noqa: BLE001 - bcc raises bare Exception
                 notes.append(f"{func}: not attached ({str(exc).splitlines()[0][:120]})")
