@@ -14,7 +14,7 @@ import pytest
 from mdtrace.cli import main
 from mdtrace.events import check
 from mdtrace.frontends.report.build import build_diagnosis
-from mdtrace.kernel.flags import Recovery
+from mdtrace.kernel.flags import Recovery, recovery_names
 from mdtrace.kernel.offsets import BtfSet, compute_offsets
 from mdtrace.sources.snapshot import collect
 from mdtrace.sources.snapshot import kcore as K
@@ -30,7 +30,7 @@ _BTFS: dict[str, BtfSet] = {}
 
 def btfs(kernel: str) -> BtfSet:
     if kernel not in _BTFS:
-        _BTFS[kernel] = BtfSet.from_dir(BTF / kernel)
+        _BTFS[kernel] = BtfSet.from_dir(BTF / kernel, fallback=[BTF / kernel / "dwarf"])
     return _BTFS[kernel]
 
 
@@ -80,9 +80,11 @@ class Mem:
 
 
 def build(kernel: str, *, md0: dict | None = None, dm: dict | None = None,
-          links: str = "ok") -> tuple[Mem, K.Layout]:
-    """md0 (a gendisk) and dm-6 (an mddev inside a struct raid_set, gendisk NULL) on
-    all_mddevs, every field at the offset this kernel's BTF gives."""
+          links: str = "ok", dm_via: str = "list") -> tuple[Mem, K.Layout]:
+    """md0 (a gendisk) and dm-6 (an mddev inside a struct raid_set, gendisk NULL), every field
+    at the offset this kernel's BTF gives.  ``dm_via``: "list" puts dm-6 on all_mddevs too
+    (no real kernel does: dm_registry.py); "index" leaves it off, reachable only through dm's
+    name index (the rb-tree or 5.10's hash buckets at DM_INDEX), next to a linear device."""
     b = btfs(kernel)
     lay = K.layout(b)
     table = compute_offsets(b).flag_table
@@ -124,6 +126,13 @@ def build(kernel: str, *, md0: dict | None = None, dm: dict | None = None,
     m.put(disk_b + o["GENDISK_DISK_NAME"], b"dm-6\0")
     la, lb = a + o["MDDEV_ALL_MDDEVS"], bm + o["MDDEV_ALL_MDDEVS"]
     nxt, prv = o["LIST_HEAD_NEXT"], o["LIST_HEAD_PREV"]
+    if dm_via == "index":
+        _dm_index(m, b, ti, dmt, mdev, rs)
+        m.u64(HEAD + nxt, la)
+        m.u64(HEAD + prv, la)
+        m.u64(la + nxt, HEAD)
+        m.u64(la + prv, HEAD)
+        return m, lay
     order = {"ok": (la, lb, HEAD), "cycle": (la, lb, la), "bad": (la, lb, 0xDEAD000000000100)}
     first, second, after = order[links]
     m.u64(HEAD + nxt, first)
@@ -135,6 +144,48 @@ def build(kernel: str, *, md0: dict | None = None, dm: dict | None = None,
     return m, lay
 
 
+DM_INDEX = MOD + 0x400            # name_rb_tree, or _name_buckets[64] (0x400 bytes)
+
+
+def _dm_index(m: Mem, b: BtfSet, ti: int, dmt: int, mdev: int, rs: int) -> None:
+    """dm's name index with two cells: the raid LV (dm-6, its table's one target a "raid"
+    with private = the raid_set) and a linear device, whose target must be skipped."""
+    from mdtrace.sources.snapshot.dm_registry import dm_layout
+
+    d = dm_layout(b)
+    o = d.off
+    cells = (HEAP + 0xE000, HEAP + 0xE200)
+    lin_md, lin_table, lin_ti = HEAP + 0xF000, HEAP + 0xF200, HEAP + 0xF400
+    t_raid, t_lin, names = HEAP + 0xE400, HEAP + 0xE500, HEAP + 0xE600
+    m.put(names, b"raid\0")
+    m.put(names + 16, b"linear\0")
+    m.u64(t_raid + o["TARGET_TYPE_NAME"], names)
+    m.u64(t_lin + o["TARGET_TYPE_NAME"], names + 16)
+    for cell, md, table, target, ttype, priv in ((cells[0], mdev, dmt, ti, t_raid, rs),
+                                                 (cells[1], lin_md, lin_table, lin_ti, t_lin,
+                                                  HEAP + 0xF600)):
+        m.u64(cell + o["HASH_CELL_MD"], md)
+        m.u64(md + o["MAPPED_DEVICE_MAP"], table)
+        m.put(table + o["DM_TABLE_NUM_TARGETS"], struct.pack("<I", 1))
+        m.u64(table + o["DM_TABLE_TARGETS"], target)
+        m.u64(target + o["DM_TARGET_TYPE"], ttype)
+        m.u64(target + o["DM_TARGET_PRIVATE"], priv)
+    if d.index == "tree":   # root -> raid cell, its left child the linear one
+        n0, n1 = (c + o["HASH_CELL_NAME_NODE"] for c in cells)
+        m.u64(DM_INDEX, n0)
+        m.u64(n0 + o["RB_NODE_LEFT"], n1)
+        return
+    for bucket in range(64):   # all empty but bucket 5: head -> raid -> linear -> head
+        head = DM_INDEX + 16 * bucket
+        m.u64(head, head)
+        m.u64(head + 8, head)
+    head = DM_INDEX + 16 * 5
+    l0, l1 = (c + o["HASH_CELL_NAME_LIST"] for c in cells)
+    m.u64(head, l0)
+    m.u64(l0, l1)
+    m.u64(l1, head)
+
+
 def tree(tmp: Path, kernel: str, mem: Mem | None, *, ksym: str | None = None,
          btf: tuple[str, ...] = ("vmlinux", "md_mod", "dm_mod", "dm_raid")) -> tuple[Path, Path]:
     sys_root, proc = tmp / "sys", tmp / "proc"
@@ -142,8 +193,11 @@ def tree(tmp: Path, kernel: str, mem: Mem | None, *, ksym: str | None = None,
     (sys_root / "block").mkdir(exist_ok=True)
     for name in btf:
         link = sys_root / "kernel" / "btf" / f"{name}.btf.zst"
+        blob = BTF / kernel / f"{name}.btf.zst"
+        if not blob.exists():                       # 5.10: module BTF made from DWARF
+            blob = BTF / kernel / "dwarf" / f"{name}.btf.zst"
         if not link.exists():
-            link.symlink_to(BTF / kernel / f"{name}.btf.zst")
+            link.symlink_to(blob)
     (proc / "sys" / "kernel").mkdir(parents=True, exist_ok=True)
     (proc / "sys" / "kernel" / "osrelease").write_text(kernel + "\n")
     (proc / "uptime").write_text("1000.00 1.00\n")
@@ -450,3 +504,42 @@ def test_dm_raid_mddev_named_through_raid_set_gives_f1_with_dmsetup_resume(
     found = {f.code: f for f in build_diagnosis(col).snapshot.findings if f.active}
     assert set(found) == {"F1"} and found["F1"].array == "dm-6"
     assert "dmsetup resume vg-lv" in found["F1"].remedy, found["F1"].remedy
+
+
+@pytest.mark.parametrize("kernel", ["5.10.0-32-amd64", *KERNELS, "7.2.13+deb14-amd64"])
+def test_dm_raid_mddev_found_through_dms_name_index(tmp_path: Path, kernel: str) -> None:
+    """A dm-raid mddev is never on all_mddevs: the reader finds it through dm's name index
+    (5.10: _name_buckets, later: name_rb_tree; which one, from dm_mod's BTF), skips the
+    linear device next to it, and decodes it like any mddev."""
+    from mdtrace.sources.snapshot.dm_registry import dm_layout
+
+    mem, _ = build(kernel, md0={"rec": Recovery.NONE}, dm_via="index",
+                   dm=DONE_SUSPENDED | {"suspended": 0})
+    sym = dm_layout(btfs(kernel)).root_symbol
+    assert sym == ("_name_buckets" if kernel.startswith("5.10") else "name_rb_tree")
+    sys_root, proc = tree(tmp_path, kernel, mem,
+                          ksym=f"{HEAD:016x} d all_mddevs\t[md_mod]\n"
+                               f"{DM_INDEX:016x} b {sym}\t[dm_mod]\n")
+    res = state(sys_root, proc)
+    assert res.ok and not res.stopped, (res.reason, res.stopped)
+    got = {m.name: m for m in res.mddevs}
+    assert set(got) == {"md0", "dm-6"}
+    dm6 = got["dm-6"]
+    assert dm6.kind == "dm-raid" and dm6.dm_name == "253:6"
+    assert res.table is not None
+    assert "DONE" in recovery_names(res.table.recovery_canon(dm6.recovery))
+    assert dm6.sync_thread and dm6.level == 5
+    # without the index symbol (dm_mod not loaded): md0 alone, and no complaint
+    sys2, proc2 = tree(tmp_path / "b", kernel, mem)
+    alone = state(sys2, proc2)
+    assert alone.ok and [m.name for m in alone.mddevs] == ["md0"] and not alone.stopped
+    # a bad pointer in the raid cell: md0 still read, the dm walk says why it skipped
+    from mdtrace.sources.snapshot.dm_registry import dm_layout as _dl
+
+    mem.u64(HEAP + 0xE000 + _dl(btfs(kernel)).off["HASH_CELL_MD"], 0xDEAD000000000100)
+    sys3, proc3 = tree(tmp_path / "c", kernel, mem,
+                       ksym=f"{HEAD:016x} d all_mddevs\t[md_mod]\n"
+                            f"{DM_INDEX:016x} b {sym}\t[dm_mod]\n")
+    bad = state(sys3, proc3)
+    assert bad.ok and [m.name for m in bad.mddevs] == ["md0"]
+    assert bad.stopped.startswith("dm devices: a bad pointer"), bad.stopped

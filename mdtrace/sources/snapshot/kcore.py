@@ -27,10 +27,9 @@ import io
 import os
 import re
 import stat
-import struct
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -38,118 +37,22 @@ from mdtrace.errors import EnvironmentProblem
 from mdtrace.events import reshape_pos_from_kernel
 from mdtrace.kernel.flags import FlagTable, mddev_names, recovery_names
 from mdtrace.kernel.offsets import FIELDS, BtfSet, KernelOffsets, compute_offsets
+from mdtrace.sources.snapshot import dm_registry
+from mdtrace.sources.snapshot.memory import (
+    MAX_READ,
+    PT_LOAD,
+    BadAddress,
+    Captured,
+    Kcore,
+    KcoreUnavailable,
+    Memory,
+    Segment,
+)
 
-MAX_READ = 64 * 1024          # one read: a struct mddev is ~2.3 KiB
 MAX_MDDEVS = 256              # entries walked on all_mddevs
-MAX_SEGMENTS = 4096           # program headers accepted
-PT_LOAD = 1
 # percpu_ref.percpu_count_ptr low bits (include/linux/percpu-refcount.h)
 PERCPU_REF_ATOMIC = 1
 PERCPU_REF_DEAD = 2
-_EHDR = struct.Struct("<16sHHIQQQIHHHHHH")
-_PHDR = struct.Struct("<IIQQQQQQ")
-
-
-class KcoreUnavailable(EnvironmentProblem):
-    """The kernel state cannot be read here; the message is the one-line reason."""
-
-
-class BadAddress(Exception):
-    """A read outside the core's PT_LOAD segments, or one the kernel refused."""
-
-
-@dataclass(frozen=True)
-class Segment:
-    vaddr: int
-    offset: int
-    size: int                 # p_filesz: bytes the file holds for this range
-
-
-class Memory:
-    """Kernel memory as :func:`read_mddev` reads it: :class:`Kcore` (the whole of it, through
-    /proc/kcore) or :class:`Captured` (the few regions a BPF probe copied, bpf_state.py).  One
-    reader over both is what keeps the two paths' answers the same."""
-
-    def read(self, addr: int, size: int) -> bytes:
-        raise NotImplementedError
-
-    def u64(self, addr: int) -> int:
-        return int.from_bytes(self.read(addr, 8), "little")
-
-    def cstr(self, addr: int, size: int) -> str:
-        return self.read(addr, size).split(b"\0", 1)[0].decode("utf-8", "replace")
-
-
-class Captured(Memory):
-    """Regions of kernel memory copied elsewhere (by a BPF probe): a read must lie wholly
-    inside one region, else :class:`BadAddress` (the probe did not copy it)."""
-
-    def __init__(self, regions: dict[int, bytes]) -> None:
-        self.regions = {a: b for a, b in regions.items() if a > 0 and b}
-
-    def read(self, addr: int, size: int) -> bytes:
-        if not 0 < size <= MAX_READ or addr <= 0:
-            raise BadAddress("read size or address out of range")
-        for base, data in self.regions.items():
-            if base <= addr and addr + size <= base + len(data):
-                return data[addr - base:addr - base + size]
-        raise BadAddress("address not captured by the probe")
-
-
-class Kcore(Memory):
-    """Kernel virtual memory through an ELF64 core file (/proc/kcore, or a test's core).
-
-    Reads go through :meth:`_pread` with file offsets computed from one segment only.
-    """
-
-    def __init__(self, fh: BinaryIO, where: str = "/proc/kcore") -> None:
-        self.fh, self.where = fh, where
-        head = self._pread(_EHDR.size, 0)
-        if len(head) < _EHDR.size or head[:4] != b"\x7fELF":
-            raise KcoreUnavailable(f"{where}: not an ELF core file")
-        if head[4] != 2 or head[5] != 1:
-            raise KcoreUnavailable(f"{where}: not a 64-bit little-endian core (only x86_64 "
-                                   "and other 64-bit LE kernels are read)")
-        (_id, _type, _mach, _ver, _entry, phoff, _sh, _fl, _eh, phentsize, phnum,
-         *_rest) = _EHDR.unpack(head)
-        if phentsize != _PHDR.size or not 0 < phnum <= MAX_SEGMENTS:
-            raise KcoreUnavailable(f"{where}: unexpected program headers ({phnum} of "
-                                   f"{phentsize} bytes)")
-        table = self._pread(phentsize * phnum, phoff)
-        if len(table) < phentsize * phnum:
-            raise KcoreUnavailable(f"{where}: program headers cut short")
-        segs = []
-        for i in range(phnum):
-            p_type, _f, off, vaddr, _pa, filesz, _memsz, _al = _PHDR.unpack_from(
-                table, i * phentsize)
-            if p_type == PT_LOAD and filesz and vaddr + filesz <= 1 << 64:
-                segs.append(Segment(vaddr, off, filesz))
-        if not segs:
-            raise KcoreUnavailable(f"{where}: no memory segments (PT_LOAD)")
-        self.segments = tuple(sorted(segs, key=lambda s: s.vaddr))
-
-    def _pread(self, n: int, off: int) -> bytes:
-        try:
-            return os.pread(self.fh.fileno(), n, off)
-        except (OSError, OverflowError) as exc:
-            raise BadAddress(str(exc)) from None
-
-    def segment_of(self, addr: int, size: int) -> Segment | None:
-        for s in self.segments:
-            if s.vaddr <= addr and addr + size <= s.vaddr + s.size:
-                return s
-        return None
-
-    def read(self, addr: int, size: int) -> bytes:
-        if not 0 < size <= MAX_READ or addr <= 0:
-            raise BadAddress("read size or address out of range")
-        seg = self.segment_of(addr, size)
-        if seg is None:
-            raise BadAddress("address outside the core's segments")
-        data = self._pread(size, seg.offset + (addr - seg.vaddr))
-        if len(data) != size:
-            raise BadAddress("short read")
-        return data
 
 
 # -- what is read per mddev -------------------------------------------------------------------
@@ -448,7 +351,7 @@ def read_kernel_state(sys_root: Path | str = "/sys", proc_root: Path | str = "/p
     except OSError as exc:
         return KernelStateResult(reason=_denied(exc, kcore_path, sys_root, euid))
     try:
-        res = _read(fh, kcore_path, head, sys_root, limit, load_btf)
+        res = _read(fh, kcore_path, head, sys_root, limit, load_btf, ksyms)
     finally:
         fh.close()
     res.timings = {"kallsyms": t_ksyms, **res.timings}
@@ -456,7 +359,7 @@ def read_kernel_state(sys_root: Path | str = "/sys", proc_root: Path | str = "/p
 
 
 def _read(fh: BinaryIO, kcore_path: Path, head: int, sys_root: Path, limit: int,
-          load_btf: Callable[[Path], BtfSet]) -> KernelStateResult:
+          load_btf: Callable[[Path], BtfSet], ksyms: str = "") -> KernelStateResult:
     try:
         masked = stat.S_ISCHR(os.fstat(fh.fileno()).st_mode)
     except (OSError, ValueError, io.UnsupportedOperation):
@@ -491,9 +394,52 @@ def _read(fh: BinaryIO, kcore_path: Path, head: int, sys_root: Path, limit: int,
         except BadAddress:
             stopped = stopped or f"mddev {i + 1} on all_mddevs not readable: stopped there"
             break
+    dm_out, dm_stopped = _dm_raid(core, kl.btfs, lay, ksyms, {m for m in addrs})
+    out += dm_out
+    stopped = "; ".join(w for w in (stopped, dm_stopped) if w)
     return KernelStateResult(out, "", stopped, kl.offsets.flag_table, kl.sb_names,
                              timings={"btf": t_btf,
                                       "walk": round(time.monotonic() - t0 - t_btf, 3)})
+
+
+def _dm_raid(core: Kcore, btfs: BtfSet, lay: Layout, ksyms: str, on_list: set[int],
+             ) -> tuple[list[MddevState], str]:
+    """dm-raid's mddevs (never on all_mddevs: dm_registry.py), through dm's name index; none
+    and no reason when dm_mod or dm_raid is not loaded (no index symbol, no BTF)."""
+    dlay = dm_registry.dm_layout(btfs)
+    if not dlay.index:
+        return [], ""
+    root = kallsyms_address(ksyms, dlay.root_symbol, "dm_mod")
+    if not root or core.segment_of(root, 16) is None:
+        return [], ""
+    addrs, stopped = dm_registry.raid_mddevs(core, dlay, root)
+    out = []
+    for a in addrs:
+        if a in on_list:
+            continue
+        try:
+            st = read_mddev(core, lay, a)
+        except BadAddress:
+            stopped = stopped or "a dm-raid mddev not readable: skipped"
+            continue
+        if st.kind != "dm-raid":  # 6.16+ records dm's gendisk in the mddev: named as md
+            st = replace(st, kind="dm-raid", dm_name=_dm_name(core, lay, a) or st.dm_name)
+        out.append(st)
+    return out, stopped and f"dm devices: {stopped}"
+
+
+def _dm_name(core: Memory, lay: Layout, mddev: int) -> str:
+    """The mapped_device's "major:minor" name (its ``name``), via the raid_set."""
+    o = lay.off
+    if not lay.has("RAID_SET_MD", "RAID_SET_TI", "DM_TARGET_TABLE", "DM_TABLE_MD",
+                   "MAPPED_DEVICE_NAME"):
+        return ""
+    try:
+        ti = core.u64(mddev - o["RAID_SET_MD"] + o["RAID_SET_TI"])
+        md = core.u64(core.u64(ti + o["DM_TARGET_TABLE"]) + o["DM_TABLE_MD"])
+        return core.cstr(md + o["MAPPED_DEVICE_NAME"], 16)
+    except BadAddress:
+        return ""
 
 
 def _denied(exc: OSError, path: Path, sys_root: Path, euid: int | None) -> str:
@@ -511,6 +457,7 @@ def _denied(exc: OSError, path: Path, sys_root: Path, euid: int | None) -> str:
             "policy forbids it)")
 
 
-__all__ = ["BadAddress", "Captured", "Kcore", "KcoreUnavailable", "KernelLayout",
+__all__ = ["MAX_READ", "PT_LOAD", "BadAddress", "Captured", "Kcore", "KcoreUnavailable",
+           "KernelLayout", "Segment",
            "KernelStateResult", "Layout", "MddevState", "Memory", "RefState", "kallsyms_address",
            "layout", "load_layout", "read_kernel_state", "read_mddev", "walk"]

@@ -11,6 +11,8 @@ out=$MDTRACE_OUT/bpf
 mkdir -p "$out"
 modprobe raid456; modprobe dm-raid
 [[ -d /sys/kernel/debug/kprobes ]] || mount -t debugfs none /sys/kernel/debug 2>/dev/null
+mdtrace doctor --json > "$out/doctor.json" 2> "$out/doctor.err"; echo $? > "$out/doctor.rc"
+echo "doctor rc=$(cat "$out/doctor.rc")"
 disks=(/dev/vdb /dev/vdc /dev/vdd)
 all=(/dev/vdb /dev/vdc /dev/vdd /dev/vde)
 for d in "${all[@]}"; do mdadm --zero-superblock "$d" >/dev/null 2>&1; wipefs -aq "$d"; done
