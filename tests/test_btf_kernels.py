@@ -173,8 +173,14 @@ def test_doctor_says_why_510_has_no_md_btf_and_what_to_install(tmp_path: Path) -
 
 
 def test_doctor_accepts_the_dwarf_made_btf(tmp_path: Path) -> None:
-    c = check_btf(_fake_tree(tmp_path, (K510 / "config.txt").read_text(), True), "md_mod")
+    paths = _fake_tree(tmp_path, (K510 / "config.txt").read_text(), True)
+    c = check_btf(paths, "md_mod")
     assert c.ok and "DWARF" in c.detail
+    # compressed, as the loader (offsets.find_blob) also accepts: doctor agrees with it
+    made = paths.btf_cache / paths.release
+    (made / "md_mod.btf").rename(made / "md_mod.btf.zst")
+    c = check_btf(paths, "md_mod")
+    assert c.ok and "md_mod.btf.zst" in c.detail
 
 
 def test_doctor_on_a_module_btf_kernel_still_says_modprobe(tmp_path: Path) -> None:

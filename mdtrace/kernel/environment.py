@@ -19,6 +19,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from mdtrace.kernel.headers import headers_problem
+from mdtrace.kernel.offsets import find_blob
 
 CAP_BPF = 39
 CAP_SYS_ADMIN = 21
@@ -183,8 +184,8 @@ def check_btf(paths: Paths, module: str) -> Check:
     if module == "vmlinux":
         return Check("btf_vmlinux", False, f"{p} missing: kernel built without "
                      "CONFIG_DEBUG_INFO_BTF", "use a distribution kernel with BTF")
-    made = paths.btf_cache / paths.release / f"{module}.btf"
-    if made.is_file():
+    made = find_blob(paths.btf_cache / paths.release, module)
+    if made is not None:
         return Check(f"btf_{module}", True, f"{p} missing (this kernel builds no module BTF); "
                      f"using {made}, made from the -dbg package's DWARF by pahole")
     cfg = _config(paths)

@@ -106,7 +106,7 @@ class BtfSet:
         running release (:func:`mdtrace.kernel.dwarf_btf.cache_dir`).
         """
         root = Path(root)
-        vm = _find_blob(root, "vmlinux")
+        vm = find_blob(root, "vmlinux")
         if vm is None:
             raise EnvironmentProblem(
                 f"{root}/vmlinux: no kernel BTF (needs CONFIG_DEBUG_INFO_BTF=y; mdtrace reads "
@@ -120,7 +120,7 @@ class BtfSet:
         dwarf: dict[str, str] = {}
         for name in MODULES:
             for d in (root, *map(Path, fallback)):
-                p = _find_blob(d, name)
+                p = find_blob(d, name)
                 if p is None:
                     continue
                 try:
@@ -136,7 +136,9 @@ class BtfSet:
         return self.vmlinux if module == "vmlinux" else self.modules.get(module)
 
 
-def _find_blob(root: Path, name: str) -> Path | None:
+def find_blob(root: Path, name: str) -> Path | None:
+    """The BTF blob of ``name`` under ``root``: as /sys/kernel/btf names it, or captured /
+    DWARF-made (``.btf``, ``.btf.zst``); the one rule doctor and the loader share."""
     for cand in (root / name, root / f"{name}.btf", root / f"{name}.btf.zst"):
         if cand.is_file():
             return cand
