@@ -100,13 +100,17 @@ static __always_inline int emit_hook(struct pt_regs *ctx, u64 ti, u32 hook, u32 
     return 0;
 }
 
-#define RAID_HOOK(fn, id)                                                   \
+/* One BPF program per macro expansion: bcc 0.18 (Debian bullseye) gives a second function
+ * defined in the same expansion no program section of its own ("Unknown program
+ * b'raid_postsuspend_exit'" on 5.10, measured), bcc 0.26+ handles both. */
+#define RAID_HOOK_ENTER(fn, id)                                             \
 int fn##_enter(struct pt_regs *ctx)                                         \
 {                                                                           \
     u64 ti = PT_REGS_PARM1(ctx);                                            \
     stash_put(F_RAID_HOOK + (id << 4), ti, 0, 0);                           \
     return emit_hook(ctx, ti, id, 0, 0);                                    \
-}                                                                           \
+}
+#define RAID_HOOK_EXIT(fn, id)                                              \
 int fn##_exit(struct pt_regs *ctx)                                          \
 {                                                                           \
     struct stash_val v;                                                     \
@@ -115,10 +119,18 @@ int fn##_exit(struct pt_regs *ctx)                                          \
     return emit_hook(ctx, v.a0, id, 1, (u64)(s64)(int)PT_REGS_RC(ctx));     \
 }
 
-RAID_HOOK(raid_presuspend, HOOK_PRESUSPEND)
-RAID_HOOK(raid_presuspend_undo, HOOK_PRESUSPEND_UNDO)
-RAID_HOOK(raid_postsuspend, HOOK_POSTSUSPEND)
-RAID_HOOK(raid_preresume, HOOK_PRERESUME)
-RAID_HOOK(raid_resume, HOOK_RESUME)
-RAID_HOOK(raid_message, HOOK_MESSAGE)
+/* raid_presuspend / raid_presuspend_undo: 6.9+ (dm-raid.c) */
+RAID_HOOK_ENTER(raid_presuspend, HOOK_PRESUSPEND)
+RAID_HOOK_EXIT(raid_presuspend, HOOK_PRESUSPEND)
+RAID_HOOK_ENTER(raid_presuspend_undo, HOOK_PRESUSPEND_UNDO)
+RAID_HOOK_EXIT(raid_presuspend_undo, HOOK_PRESUSPEND_UNDO)
+/* raid_postsuspend, raid_preresume, raid_resume, raid_message: 5.10 to 7.2 */
+RAID_HOOK_ENTER(raid_postsuspend, HOOK_POSTSUSPEND)
+RAID_HOOK_EXIT(raid_postsuspend, HOOK_POSTSUSPEND)
+RAID_HOOK_ENTER(raid_preresume, HOOK_PRERESUME)
+RAID_HOOK_EXIT(raid_preresume, HOOK_PRERESUME)
+RAID_HOOK_ENTER(raid_resume, HOOK_RESUME)
+RAID_HOOK_EXIT(raid_resume, HOOK_RESUME)
+RAID_HOOK_ENTER(raid_message, HOOK_MESSAGE)
+RAID_HOOK_EXIT(raid_message, HOOK_MESSAGE)
 #endif /* HAVE_DM_RAID */

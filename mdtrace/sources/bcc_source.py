@@ -222,18 +222,34 @@ class BccSource:
             st: dict[str, Any] = {"probe": p.spec.func, "attached": False, "method": p.method,
                                   "reason": p.reason, "group": p.spec.group}
             if p.ok:
+                # The kretprobe first, then the kprobe: kprobes without a post handler join
+                # a probed address at the head of its handler list (kernel/kprobes.c
+                # add_new_kprobe: list_add_rcu), so the entry program runs before the
+                # kretprobe swaps the return address for its trampoline.  Before 5.14 (the
+                # "kprobes: Add kretprobe_find_ret_addr() for searching return address" series
+                # and the x86 unwinder fixes on it; hash not checked here) nothing restores
+                # that address: the caller read at entry was kretprobe_trampoline (5.10,
+                # measured, with the kprobe attached first).
+                # Either both programs are attached or neither.
+                ret_done = False
                 try:
-                    if p.spec.entry:
-                        self.bpf.attach_kprobe(event=p.symbol.encode(),
-                                               fn_name=p.spec.entry.encode())
                     if p.spec.exit:
                         self.bpf.attach_kretprobe(event=p.symbol.encode(),
                                                   fn_name=p.spec.exit.encode(),
                                                   maxactive=64)
+                        ret_done = True
+                    if p.spec.entry:
+                        self.bpf.attach_kprobe(event=p.symbol.encode(),
+                                               fn_name=p.spec.entry.encode())
                     st["attached"] = True
                     st["symbol"] = p.symbol
                 except Exception as exc:  # bcc: "Failed to attach BPF program ..."
                     st["reason"] = f"attach failed: {exc}"
+                    if ret_done:
+                        try:
+                            self.bpf.detach_kretprobe(event=p.symbol.encode())
+                        except Exception:  # noqa: BLE001, S110 - best effort: cleanup() too
+                            pass
             self.status[p.spec.func] = st
         if "reshape_io" in self.plan.groups():
             st = {"probe": "io_scan", "attached": False, "method": "perf_event",

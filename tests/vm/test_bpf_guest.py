@@ -177,8 +177,9 @@ def _oops(out: Path) -> str:
 
 def test_reshape_io_wait_reported_in_kernel(guest) -> None:
     rel, out, events, _res = guest
+    # dd's 1 MiB direct write: one 2048-sector bio on 6.x, 2032 sectors on 5.10 (measured)
     waits = [e for e in events if e.kind == "io_wait" and e.array == "md1"
-             and e.args["rw"] == "W" and e.args["sectors"] >= 2048]
+             and e.args["rw"] == "W" and e.args["sectors"] >= 1024]
     assert waits, "the write across the frozen reshape position was not reported"
     blocked = [e for e in waits if not e.args["done"]]
     assert blocked and max(e.args["wait_ns"] for e in waits) >= 2_000_000_000
