@@ -16,8 +16,14 @@ echo "== pytest: fast + bcc tiers"
 "$VENV/bin/pytest" -q -m "not vm and not slow" -p no:cacheprovider
 # Python 3.9 (Debian 11, RHEL 9; requires-python >=3.9): the fast tier once more under the
 # oldest supported interpreter, where one is installed (PATH or pyenv); ~4 min.
-py39=$(command -v python3.9 || ls "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.9*/bin/python3.9 \
-       2>/dev/null | tail -1 || true)
+# (a pyenv shim on PATH is no interpreter unless 3.9 is selected: each candidate must run)
+py39=""
+for c in "${PYENV_ROOT:-$HOME/.pyenv}"/versions/3.9*/bin/python3.9 "$(command -v python3.9 || true)"; do
+    if [[ -x "$c" ]] && "$c" -c 'import sys; assert sys.version_info[:2] == (3, 9)' 2>/dev/null; then
+        py39=$c
+        break
+    fi
+done
 if [[ -z "$py39" ]]; then
     echo "!! SKIPPED: fast tier on Python 3.9 (no python3.9 here): 3.9 compatibility NOT checked" >&2
 else
