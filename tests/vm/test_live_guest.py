@@ -59,9 +59,12 @@ def live(request: pytest.FixtureRequest):  # -> (release, obs dict, result dir)
     assert r.returncode == 0, r.stderr[-2000:]
     d = out / "live"
     for boot in range(1, LIVE_BOOTS + 1):
+        # expect_hung_tasks: the late-start part holds dd across a frozen reshape until the
+        # late recorder has attached (174.8 s after the hang under TCG in ci15): hung_task
+        # reports it at 120 s by design; that is the hang under test, not a kernel failure
         res = run_script(image_for(request.param), request.param, str(SCRIPT), disks=12,
-                         disk_mb=256,
-                         timeout_s=1500, out_dir=str(out))
+                         disk_mb=256, timeout_s=1500, out_dir=str(out),
+                         expect_hung_tasks=True)
         print(f"\nmdtrace vm live: {res.summary()}", file=sys.stderr)
         if res.rc == 0 and not res.wedged or not res.kernel_failure:
             break
