@@ -613,6 +613,12 @@ def test_kernel_failure_in_a_scenario_is_checked_not_excused(tmp_path: Path) -> 
         probs = check_scenario(r)
         assert (probs == []) == ok, (label, probs)
     assert "kernel bug reproduced" in (kernel_hang_note(r) or "")
+    # the guest's line as dmesg prints it, time stamp first (CI 2026-12-02 failed on it)
+    stamped = [(k, "[  220.195540] " + v if k == "kernel_failure" else v) for k, v in obs]
+    d = tmp_path / "stamped"
+    _scenario_dir(d, "readonly_reshape", stamped, rc=125, recorded=True, attempted=True,
+                  report={"findings": [f11, f7]})
+    assert check_scenario(load_results(d)["readonly_reshape"]) == []
     d = tmp_path / "hung"
     _scenario_dir(d, "resync_raid5", [("kernel_failure", "INFO: task dd:1 blocked for more "
                                        "than 120 seconds.")], rc=125)

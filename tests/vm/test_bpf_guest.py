@@ -32,9 +32,21 @@ TRAMPOLINES = {"arch_rethook_trampoline", "kretprobe_trampoline", "__kretprobe_t
 RAW_PTR = re.compile(rb"0x[0-9a-f]{8,}|ffff[0-9a-f]{12}|18446[0-9]{15}", re.I)
 
 
-@pytest.fixture(scope="module", params=tier_kernels())
-def guest(request: pytest.FixtureRequest):  # -> (release, out_dir, events, run result)
+def boot(kernel: str):  # -> RunResult; a guest job (conftest.py: runs in the kernel's lane)
     from vmtest import image_for, run_script
+
+    res = run_script(image_for(kernel), kernel, str(SCRIPT), disks=4, disk_mb=128,
+                     timeout_s=1200, out_dir=str(OUT / KERNELS[kernel]))
+    print(f"\nmdtrace vm bpf: {KERNELS[kernel]} rc={res.rc} wall {res.wall_s:.0f} s",
+          file=sys.stderr)
+    return res
+
+
+GUEST_JOB = ("guest", boot)
+
+
+@pytest.fixture(scope="module", params=tier_kernels())
+def guest(request: pytest.FixtureRequest, guest_lanes):  # -> (release, out_dir, events, result)
     from vmtest.scenarios import tier_problem
 
     rel = KERNELS[request.param]
@@ -49,9 +61,7 @@ def guest(request: pytest.FixtureRequest):  # -> (release, out_dir, events, run 
         msg = f"!! BPF vm tests SKIPPED (real kernel NOT exercised): {why}"
         print(msg, file=sys.stderr)
         pytest.skip(msg)
-    res = run_script(image_for(request.param), request.param, str(SCRIPT), disks=4, disk_mb=128,
-                     timeout_s=900, out_dir=str(out))
-    print(f"\nmdtrace vm bpf: {rel} rc={res.rc} wall {res.wall_s:.0f} s", file=sys.stderr)
+    res = guest_lanes.result(__name__, request.param)
     bpf_out = Path(res.out_dir) / "bpf"
     wedged_by_oops = ((res.timed_out or res.rc is None)
                       and (bpf_out / "kernel_oops.txt").exists()

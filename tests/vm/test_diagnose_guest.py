@@ -19,7 +19,6 @@ import json
 import os
 import shutil
 import statistics
-import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -70,36 +69,25 @@ def codes(doc: dict[str, Any]) -> list[tuple[str, str]]:
     return sorted((f["code"], f["array"]) for f in active(doc))
 
 
-@pytest.fixture(scope="module", params=tier_kernels())
-def guest(request: pytest.FixtureRequest) -> Guest:
-    from vmtest import image_for, run_script
-    from vmtest.scenarios import tier_problem
+def boot(kernel: str):  # -> RunResult | None (None: the kernel failed in every boot)
+    """A guest job (conftest.py: runs in the kernel's lane)."""
+    from vm_wheel import wheel_into
 
-    why = tier_problem(request.param)
-    if why:
-        msg = f"!! diagnose vm tests SKIPPED (real kernel NOT exercised): {why}"
-        print(msg, file=sys.stderr)
-        pytest.skip(msg)
-    rel = KERNELS[request.param]
+    from vmtest import image_for, run_script
+
+    rel = KERNELS[kernel]
     out = OUT / rel
     d = out / "diagnose"
     # mdtrace as installed (bytecode compiled in the guest, as pip does): the answer time
     # measured is an installed mdtrace's, not the shared tree's compile-every-import one
-    wheel_dir = out / "wheel"
-    shutil.rmtree(wheel_dir, ignore_errors=True)
-    wheel_dir.mkdir(parents=True)
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                        "-q", "-w", str(wheel_dir), str(ROOT)], capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    wheel_into(out / "wheel")
     for boot in range(1, BOOTS + 1):
-        res = run_script(image_for(request.param), request.param, str(SCRIPT), disks=14,
-                         disk_mb=256,
-                         timeout_s=1200, out_dir=str(out), expect_hung_tasks=True)
+        res = run_script(image_for(kernel), kernel, str(SCRIPT), disks=14, disk_mb=256,
+                         timeout_s=1800, out_dir=str(out), expect_hung_tasks=True)
         print(f"\nmdtrace vm diagnose: {res.summary()}; {len(res.hung_tasks)} hung-task "
               "reports (expected)", file=sys.stderr)
         if res.rc is not None or not res.kernel_failure:
-            break
+            return res
         # the kernel crashed before the script could finish (6.12.117's raid5d double free
         # can panic the guest): a known kernel bug (docs/kernels.md); that boot is kept
         kept = out / f"diagnose-kernel-failure-boot{boot}"
@@ -108,10 +96,27 @@ def guest(request: pytest.FixtureRequest) -> Guest:
             d.rename(kept)
         print(f"NOTE {rel}: kernel failure in diagnose boot {boot} ({res.kernel_failure}); "
               f"kept in {kept}", file=sys.stderr)
-    else:
+    return None
+
+
+GUEST_JOB = ("guest", boot)
+
+
+@pytest.fixture(scope="module", params=tier_kernels())
+def guest(request: pytest.FixtureRequest, guest_lanes) -> Guest:
+    from vmtest.scenarios import tier_problem
+
+    why = tier_problem(request.param)
+    if why:
+        msg = f"!! diagnose vm tests SKIPPED (real kernel NOT exercised): {why}"
+        print(msg, file=sys.stderr)
+        pytest.skip(msg)
+    rel = KERNELS[request.param]
+    d = OUT / rel / "diagnose"
+    res = guest_lanes.result(__name__, request.param)
+    if res is None:
         msg = (f"!! diagnose vm tests on {rel} SKIPPED: the kernel failed in all {BOOTS} boots "
-               f"({res.kernel_failure}; a known {rel} bug, docs/kernels.md): diagnose NOT "
-               "checked on this kernel")
+               f"(a known {rel} bug, docs/kernels.md): diagnose NOT checked on this kernel")
         print(msg, file=sys.stderr)
         pytest.skip(msg)
     g = Guest(rel, d, res)

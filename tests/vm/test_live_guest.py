@@ -38,36 +38,25 @@ LIVE_BOOTS = 2          # a boot the kernel itself crashed is run again once
 ZERO = "kprobe_events=0 kprobes_list=0 progs=0 links=0"
 
 
-@pytest.fixture(scope="module", params=tier_kernels())
-def live(request: pytest.FixtureRequest):  # -> (release, obs dict, result dir)
-    from vmtest import image_for, run_script
-    from vmtest.scenarios import tier_problem
+def boot(kernel: str):  # -> RunResult | None (None: the kernel failed in every boot)
+    """A guest job (conftest.py: runs in the kernel's lane)."""
+    from vm_wheel import wheel_into
 
-    why = tier_problem(request.param)
-    if why:
-        msg = f"!! live vm tests SKIPPED (real kernel NOT exercised): {why}"
-        print(msg, file=sys.stderr)
-        pytest.skip(msg)
-    rel = KERNELS[request.param]
+    from vmtest import image_for, run_script
+
+    rel = KERNELS[kernel]
     out = OUT / rel
-    wheel_dir = out / "wheel"
-    shutil.rmtree(wheel_dir, ignore_errors=True)
-    wheel_dir.mkdir(parents=True)
-    r = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-                        "-q", "-w", str(wheel_dir), str(ROOT)], capture_output=True, text=True,
-                       timeout=300)
-    assert r.returncode == 0, r.stderr[-2000:]
+    wheel_into(out / "wheel")
     d = out / "live"
     for boot in range(1, LIVE_BOOTS + 1):
         # expect_hung_tasks: the late-start part holds dd across a frozen reshape until the
         # late recorder has attached (174.8 s after the hang under TCG in ci15): hung_task
         # reports it at 120 s by design; that is the hang under test, not a kernel failure
-        res = run_script(image_for(request.param), request.param, str(SCRIPT), disks=12,
-                         disk_mb=256, timeout_s=1500, out_dir=str(out),
-                         expect_hung_tasks=True)
+        res = run_script(image_for(kernel), kernel, str(SCRIPT), disks=12, disk_mb=256,
+                         timeout_s=2400, out_dir=str(out), expect_hung_tasks=True)
         print(f"\nmdtrace vm live: {res.summary()}", file=sys.stderr)
         if res.rc == 0 and not res.wedged or not res.kernel_failure:
-            break
+            return res
         # the kernel itself failed before the script could finish (6.12.117's raid5d double
         # free can strike while the write waits across the frozen reshape, then panic): a
         # known kernel bug (docs/kernels.md), not mdtrace's; what that boot saw is kept
@@ -77,10 +66,28 @@ def live(request: pytest.FixtureRequest):  # -> (release, obs dict, result dir)
             d.rename(kept)
         print(f"NOTE {rel}: kernel failure in live boot {boot} ({res.kernel_failure}); kept in "
               f"{kept}", file=sys.stderr)
-    else:
+    return None
+
+
+GUEST_JOB = ("live", boot)
+
+
+@pytest.fixture(scope="module", params=tier_kernels())
+def live(request: pytest.FixtureRequest, guest_lanes):  # -> (release, obs dict, result dir)
+    from vmtest.scenarios import tier_problem
+
+    why = tier_problem(request.param)
+    if why:
+        msg = f"!! live vm tests SKIPPED (real kernel NOT exercised): {why}"
+        print(msg, file=sys.stderr)
+        pytest.skip(msg)
+    rel = KERNELS[request.param]
+    d = OUT / rel / "live"
+    res = guest_lanes.result(__name__, request.param)
+    if res is None:
         msg = (f"!! live vm tests on {rel} SKIPPED: the kernel failed in all {LIVE_BOOTS} boots "
-               f"({res.kernel_failure}; a known {rel} bug, docs/kernels.md): live front ends "
-               "NOT checked on this kernel")
+               f"(a known {rel} bug, docs/kernels.md): live front ends NOT checked on this "
+               "kernel")
         print(msg, file=sys.stderr)
         pytest.skip(msg)
     obs: dict[str, str] = {}
@@ -106,12 +113,15 @@ def test_run_prints_f7_live_within_the_margin(live) -> None:
     rel, obs, d = live
     lat = obs.get("f7_run_latency_s", "none")
     assert lat != "none", (d / "run.out").read_text()[-2000:]
-    # same derivation as the recorded-trace check (scenarios.F7_SLACK_S); issue 17's target
-    # is threshold + 1 s: the figure is printed, the note compares
-    assert float(lat) <= THRESHOLD_S + F7_SLACK_S, (rel, lat)
-    # from the request's own start (dd's stack first shows raid5_make_request)
+    # issue 17 measures from the IO's own start: the request that blocks (dd's stack first
+    # shows raid5_make_request), not dd's start, whose first MiBs land behind the reshape
+    # position and complete (their time depends on the host's load: 10.2 s from dd's start,
+    # 6.7 s from the block, in ci15 with another guest beside it).  Same derivation as the
+    # recorded-trace check (scenarios.F7_SLACK_S); the target threshold + 1 s is printed, the
+    # note compares.
     own = obs.get("f7_run_latency_from_block_s")
     assert own is not None and float(own) <= THRESHOLD_S + F7_SLACK_S, (rel, own)
+    assert float(own) <= float(lat) + 0.1, (rel, own, lat)
     line = next(ln for ln in (d / "run.out").read_text().splitlines() if " F7 md0 " in ln)
     if "kernel_oops" in obs and "(md_thread_dead)" in line:
         # 6.12.117's double free killed raid5d while the write waited: nothing but a reboot

@@ -35,10 +35,27 @@ def _skip_loudly(why: str) -> None:
     pytest.skip(msg)
 
 
+def boot(kernel: str):  # -> ScenarioRun; a guest job (conftest.py: runs in the kernel's lane)
+    from vmtest.scenarios import run_scenarios
+
+    rel = KERNELS[kernel]
+    run = run_scenarios(rel, OUT / rel, timeout_s=float(os.environ.get("MDTRACE_VM_TIMEOUT",
+                                                                       1800)))
+    print(f"\nmdtrace vm: {run.run.summary()}", file=sys.stderr)
+    for w in run.wedges():
+        print(f"NOTE {rel}: guest stopped, the rest rerun in a fresh boot: {w}", file=sys.stderr)
+    for name, r in sorted(run.results.items()):
+        print(f"  {rel} {name}: rc={r.rc} {r.time_s} s recorded={r.recorded}", file=sys.stderr)
+    return run
+
+
+GUEST_JOB = ("kernel_run", boot)
+
+
 @pytest.fixture(scope="module", params=tier_kernels())
-def kernel_run(request: pytest.FixtureRequest):  # -> ScenarioRun
+def kernel_run(request: pytest.FixtureRequest, guest_lanes):  # -> ScenarioRun
     """Boot the guest kernel once and run all scenarios (cached for the module)."""
-    from vmtest.scenarios import load_run, run_scenarios, tier_problem
+    from vmtest.scenarios import load_run, tier_problem
 
     rel = KERNELS[request.param]
     if os.environ.get("MDTRACE_VM_RECHECK") == "1":
@@ -50,14 +67,7 @@ def kernel_run(request: pytest.FixtureRequest):  # -> ScenarioRun
     why = tier_problem(request.param)
     if why:
         _skip_loudly(why)
-    run = run_scenarios(rel, OUT / rel, timeout_s=float(os.environ.get("MDTRACE_VM_TIMEOUT",
-                                                                       1800)))
-    print(f"\nmdtrace vm: {run.run.summary()}", file=sys.stderr)
-    for w in run.wedges():
-        print(f"NOTE {rel}: guest stopped, the rest rerun in a fresh boot: {w}", file=sys.stderr)
-    for name, r in sorted(run.results.items()):
-        print(f"  {name}: rc={r.rc} {r.time_s} s recorded={r.recorded}", file=sys.stderr)
-    return run
+    return guest_lanes.result(__name__, request.param)
 
 
 def test_guest_completed(kernel_run) -> None:

@@ -18,19 +18,29 @@ ROOT = Path(__file__).resolve().parents[2]
 OUT = Path(os.environ.get("MDTRACE_VM_OUT", ROOT / "out" / "vm")) / "wedge"
 
 
-def test_wedged_guest_is_stopped_and_the_rest_reruns() -> None:
-    from vmtest.runner import FAILURE_GRACE_S
-    from vmtest.scenarios import check_scenario, run_scenarios, tier_problem
+def boot(_kernel: None):  # -> ScenarioRun; a guest job (conftest.py), in the 6.1 lane
+    from vmtest.scenarios import run_scenarios
 
-    why = tier_problem()
+    (OUT / "inject_done").unlink(missing_ok=True)
+    return run_scenarios(KERNELS["6.1"], OUT, only=["resync_raid5"], timeout_s=1800, env={
+        "MDTRACE_VM_INJECT_WEDGE": "resync_raid5", "MDTRACE_NO_RECORD": "1",
+        "CAPTURE_BTF": "0"})
+
+
+GUEST_JOB = ("", boot)
+GUEST_LANE = "6.1"
+
+
+def test_wedged_guest_is_stopped_and_the_rest_reruns(guest_lanes) -> None:
+    from vmtest.runner import FAILURE_GRACE_S
+    from vmtest.scenarios import check_scenario, tier_problem
+
+    why = tier_problem("6.1")
     if why:
         msg = f"!! vm wedge test SKIPPED (real guest NOT run): {why}"
         print(msg, file=sys.stderr)
         pytest.skip(msg)
-    (OUT / "inject_done").unlink(missing_ok=True)
-    run = run_scenarios(KERNELS["6.1"], OUT, only=["resync_raid5"], timeout_s=1800, env={
-        "MDTRACE_VM_INJECT_WEDGE": "resync_raid5", "MDTRACE_NO_RECORD": "1",
-        "CAPTURE_BTF": "0"})
+    run = guest_lanes.result(__name__, None)
     for i, b in enumerate(run.boots):
         print(f"\nmdtrace vm wedge test: boot {i + 1}: {b.summary()}", file=sys.stderr)
     first, *rest = run.boots
