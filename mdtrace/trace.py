@@ -150,7 +150,11 @@ def _now_iso() -> str:
 
 _DECODER = msgspec.json.Decoder(Event)
 _ENCODER = msgspec.json.Encoder()
-_DECODE_ERRORS = (msgspec.DecodeError, msgspec.ValidationError, RecursionError)
+# msgspec 0.19.0 (pinned for Python 3.9: scripts/py39-constraints.txt) raises
+# UnicodeDecodeError, not DecodeError, for a string that is not UTF-8 (CI 2026-12-02, the
+# Python 3.9 fuzz run)
+_NOT_JSON = (msgspec.DecodeError, UnicodeDecodeError)
+_DECODE_ERRORS = (*_NOT_JSON, msgspec.ValidationError, RecursionError)
 
 
 def _os_what(exc: OSError) -> str:
@@ -411,7 +415,7 @@ class TraceReader:
         except msgspec.ValidationError as exc:
             self._bad(lineno, f"event does not match the trace schema: {exc}")
             return None
-        except msgspec.DecodeError:
+        except _NOT_JSON:
             self._bad(lineno, "line is not valid JSON (corrupt or truncated)")
             return None
         except RecursionError:

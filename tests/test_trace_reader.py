@@ -38,3 +38,23 @@ def test_arbitrary_bytes_raise_only_trace_error(tmp_path: Path, tail: bytes) -> 
         assert "\n" not in str(exc)
     # skip_bad never raises on line-level garbage
     list(TraceReader(p, skip_bad=True))
+
+
+def test_bytes_that_are_not_utf8_are_bad_lines_whatever_msgspec_raises(tmp_path: Path) -> None:
+    """msgspec 0.19.0 (Python 3.9) raises UnicodeDecodeError where 0.23 raises DecodeError: a
+    non-UTF-8 byte in a string must be a bad line (or a bad header), never a traceback."""
+    p = tmp_path / "t.jsonl"
+    with TraceWriter(p, TraceHeader(kernel="6.1.0", source="test")) as w:
+        for i in range(3):
+            w.write(Event(ts=i, kind="check_recovery_exit", array=f"md{i}"))
+    lines = p.read_bytes().splitlines(keepends=True)
+    assert b'"md1"' in lines[2]
+    lines[2] = lines[2].replace(b'"md1"', b'"md\x80"')
+    p.write_bytes(b"".join(lines))
+    with pytest.raises(TraceError, match=":3: line is not valid JSON"):
+        list(TraceReader(p))
+    r = TraceReader(p, skip_bad=True)
+    assert [e.array for e in r] == ["md0", "md2"] and r.bad_lines == 1
+    p.write_bytes(lines[0].replace(b'"6.1.0"', b'"6.1\xe2\x28"') + lines[1])
+    with pytest.raises(TraceError, match="not an mdtrace trace"):
+        list(TraceReader(p))
