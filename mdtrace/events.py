@@ -262,6 +262,7 @@ ARG_RULES: dict[str, dict[str, Any]] = {
                     "raid_disks": _U, "ro": _U, "reshape_position": _U, "kind": _S,
                     "sync_completed": _S, "suspend_lo": _U, "suspend_hi": _U,
                     "dm_suspended": _B, "threads": _tids, "source": _S,
+                    "idle_threads": _texts,
                     # the kernel's own words (diagnose's kcore stage, sources/snapshot/kcore.py)
                     "state_source": _S, "sb_flags": _U, "recovery_active": _I,
                     "pending_writes": _I, "active_io": _I, "active_io_mode": _S,

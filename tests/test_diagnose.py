@@ -395,8 +395,8 @@ def test_real_61_stack_of_a_write_across_a_frozen_reshape() -> None:
 def test_real_612_stack_is_a_busy_retry_snapshot() -> None:
     """6.12.117: the same write busy-retries (R state); its stack, caught mid-retry, is just
     md_write_start <- raid5_make_request.  By frames alone it would read as a superblock
-    wait, which it is not: only the task state tells (stage 1 reports nothing there; the
-    kernel-state stage of issue 11 is what can tell)."""
+    wait, which it is not: only the task state tells (the snapshot then counts it as a
+    retried IO when the kernel log shows the refusals: tests/test_diagnose_real.py)."""
     from mdtrace.engine.blocked import wait_kind
     from mdtrace.sources.snapshot.tasks import parse_stack
 

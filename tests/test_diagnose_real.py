@@ -319,6 +319,29 @@ def test_612_real_busy_retried_read_caught_in_md_account_bio_is_f7_requeue(
     assert dd.wait == "reshape_io" and dd.blocked_s == 21.1        # 284 - 262.9025
 
 
+def test_612_real_busy_retried_write_caught_in_md_write_start_is_f7_requeue(
+        tmp_path: Path) -> None:
+    """6.12.117, measured (the live guest, 2026-12-03): the 4 KiB write across the frozen
+    reshape is R, its stack caught as md_write_start <- raid5_make_request: frames alone read
+    as a superblock wait (sb_wait), but a running task does not sleep there; with the log's
+    refusals going on it is the retried IO: F7 frozen, not F13.  Without them: nothing."""
+    frames = (REAL / "6.12.117-dd-write-across-frozen-reshape.stack").read_text()
+    line = "dm-raid456: io across reshape position while reshape can't make progress"
+    dmesg = "".join(f"[  {t:.6f}] {line}\n" for t in (480.2, 485.3, 490.4, 495.5))
+    for name, log, want in (("refused", dmesg, {"F7"}), ("quiet", "", set())):
+        tmp = tmp_path / name
+        md_array(tmp / "sys", "md0", sync_action="frozen", reshape_position="24576")
+        proc = tree(tmp, [RealTask(1491, "dd", "R", "0", frames)],
+                    kernel="6.12.117+deb12-amd64", fds={"dd": ("/dev/md0",)})
+        model = diagnose(tmp, proc, dmesg=log)
+        f = active(model)
+        assert set(f) == want, (name, sorted(f))
+        if want:
+            assert "frozen" in f["F7"].title and "sync_action" in f["F7"].remedy, f["F7"]
+            (dd,) = model.snapshot.blocked_tasks
+            assert dd.wait == "reshape_io" and dd.blocked_s == 19.8, dd   # 500 - 480.2
+
+
 def test_61_lvm_suspend_draining_a_write_on_the_frozen_reshape_is_f9_message_idle(
         tmp_path: Path) -> None:
     """6.1.0-56, measured: lvd/r5 reshape frozen (`dmsetup message lvd-r5 0 frozen`), dd's

@@ -89,4 +89,6 @@ class ArrayRec:
     array_state: str = ""
     suspend_range: tuple[int, int] | None = None
     threads: dict[str, int] | None = None
+    # of those, the ones asleep in md_thread's wait for work (their stack read)
+    idle_threads: frozenset[str] = frozenset()
     blocked: dict[int, BlockedTask] = field(default_factory=dict)

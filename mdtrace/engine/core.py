@@ -418,6 +418,7 @@ class Engine:
         arr.suspend_range = (lo, hi) if isinstance(lo, int) and isinstance(hi, int) else None
         if isinstance(a.get("dm_suspended"), bool):
             arr.dm_suspended = a["dm_suspended"]
+        arr.idle_threads = frozenset(str(n) for n in a.get("idle_threads") or ())
         threads = a.get("threads")
         if isinstance(threads, dict):
             arr.threads = {str(k): int(v) for k, v in threads.items()}

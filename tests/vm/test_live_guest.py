@@ -4,7 +4,7 @@ tests/vm/guest/live_fronts.sh attaches `mdtrace run`, `mdtrace exporter` (scrape
 and `mdtrace top` (tmux) before a raid5 reshape is frozen and a write crosses its position;
 checked here: each shows F7 live (run's latency from the IO's start measured), it ends after
 `echo idle` (or, where the 6.12.117 raid5d double free strikes on the unfreeze, F11 is shown
-instead: a known kernel bug, checked), promtool accepts a live scrape, each front end stops
+instead: a known kernel bug, checked; the script's 4 KiB writes keep clear of it), promtool accepts a live scrape, each front end stops
 on its signal/key with nothing of ours left in the kernel, and a SIGKILLed recorder's
 leftovers are removed by its watcher, and a forced ring-buffer loss is shown everywhere.
 """

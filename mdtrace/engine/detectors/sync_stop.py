@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from mdtrace.config import EngineConfig
 from mdtrace.engine.arrays import ArrayRec
+from mdtrace.engine.blocked import BlockedTask
 from mdtrace.engine.detectors.base import (
     Context,
     Verdict,
@@ -38,10 +39,34 @@ def wanted(arr: ArrayRec, config: EngineConfig) -> bool:
     return any(b.wait == "sync_stop" for b in arr.blocked.values())
 
 
-def _sync_state(arr: ArrayRec) -> tuple[str, bool]:
+def returned_unreaped(arr: ArrayRec, waiters: list[BlockedTask]) -> str:
+    """The sync thread's name when it idles in md_thread while a 6.7+ stop waits in
+    stop_sync_thread: md_do_sync has returned, yet the daemon does not reap it.
+
+    Since f52f5c71f3d4 (6.7) the stop waits for MD_RECOVERY_RUNNING to clear, and the
+    daemon's md_check_recovery clears it only in md_reap_sync_thread, which it reaches only
+    with MD_RECOVERY_DONE set ("resync/recovery still happening" otherwise).  md_do_sync
+    returning without DONE (82ec0ae59d02 "md: make sure md_do_sync() will set
+    MD_RECOVERY_DONE", 6.8, fixed its early returns) leaves the stop waiting for good: the
+    kernel zoo's p3 (docs/kernels.md).  Before 6.7 the stop's kthread_stop ends an idle
+    md_thread, so this state cannot hang there."""
+    st = sync_thread_of(arr)
+    if st is None or st[0] not in arr.idle_threads or daemon_dead(arr):
+        return ""
+    if not any(b.wait_frame == "stop_sync_thread" for b in waiters):
+        return ""
+    return st[0]
+
+
+def _sync_state(arr: ArrayRec, waiters: list[BlockedTask]) -> tuple[str, bool]:
     """What the sync thread is doing, and whether that alone proves the stop hangs."""
     dead = daemon_dead(arr)
     st = sync_thread_of(arr)
+    if st is not None and returned_unreaped(arr, waiters):
+        return (f"{st[0]} (pid {st[1]}) is alive but idle in md_thread: md_do_sync has "
+                "returned and the stop waits for the md daemon to reap it, which the daemon "
+                "does only once MD_RECOVERY_DONE is set; md_do_sync returned without setting "
+                "it", True)
     if st is None:
         if arr.threads is None:
             return "the sync thread's state is unknown", bool(dead)
@@ -74,13 +99,15 @@ def check(ctx: Context) -> list[Verdict]:
     waiters = blocked_with(arr, "sync_stop")
     if not waiters:
         return [Verdict(key, None)]
-    state, proven = _sync_state(arr)
+    state, proven = _sync_state(arr, waiters)
+    unreaped = returned_unreaped(arr, waiters)
     if not proven and not long_blocked(waiters, ctx.config):
         return []
     # the LV as lvm2 names it (VG/LV); commands take the dm name
     name, dev = display_name(arr), arr.dm_name or arr.name
     # f52f5c71f3d4 "md: fix stopping sync thread" went into 6.7
     old = parse_release(ctx.kernel) < (6, 7) if ctx.kernel else False
+    pre_68 = parse_release(ctx.kernel) < (6, 8) if ctx.kernel else True
     dead = daemon_dead(arr)
     members = _suspended_members(arr)
     if members and not dead:
@@ -93,6 +120,16 @@ def check(ctx: Context) -> list[Verdict]:
     if dead:
         remedy = (f"reboot: {dead}, so nothing reaps the sync thread and the stop never "
                   "returns; save the kernel log first (`dmesg > md-oops.txt`).")
+    elif unreaped:
+        remedy = (f"reboot: {unreaped} has already returned from md_do_sync without setting "
+                  "MD_RECOVERY_DONE, so nothing will clear MD_RECOVERY_RUNNING and the stop "
+                  "never returns; no command unblocks it (another sync_action write, suspend "
+                  "or stop waits the same way). Save `dmesg` and the report first; "
+                  + ("a kernel with 82ec0ae59d02 (6.8) sets DONE on every md_do_sync exit."
+                     if pre_68 else "this kernel should carry 82ec0ae59d02 (6.8), which sets "
+                     "DONE on every md_do_sync exit: check that the md modules loaded are the "
+                     "kernel's own (`modinfo -F filename md_mod`), else report the trace to "
+                     "linux-raid@vger.kernel.org."))
     elif members:
         remedy = ("resume the suspended member: "
                   + "; ".join(f"`dmsetup resume {m}`" for m in members)
@@ -116,7 +153,9 @@ def check(ctx: Context) -> list[Verdict]:
                      "reconfig_mutex meanwhile, so other mdadm/sysfs commands on the array "
                      "block too."),
         fix=("f52f5c71f3d4 md: fix stopping sync thread (6.7) reworked how sync threads are "
-             "stopped (older kernels stop them under reconfig_mutex)" if old else ""),
+             "stopped (older kernels stop them under reconfig_mutex)" if old else
+             "82ec0ae59d02 md: make sure md_do_sync() will set MD_RECOVERY_DONE (6.8)"
+             if unreaped and pre_68 else ""),
         remedy=remedy,
         evidence=[b.event for b in waiters],
         details={"tasks": task_details(waiters), "sync_thread": state,

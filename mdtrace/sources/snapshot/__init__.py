@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from mdtrace.engine.blocked import md_frames, wait_kind
+from mdtrace.engine.blocked import fn, md_frames, wait_kind
 from mdtrace.engine.detectors.base import lvm_name
 from mdtrace.events import ArrayState, Event
 from mdtrace.kernel.flags import FlagTable
@@ -172,7 +172,8 @@ def _kernel_args(k: MddevState, source: str) -> dict[str, Any]:
 
 def _array_events(a: ArrayFacts, ts: int, threads: dict[str, int], sync_thread: bool,
                   kstate: MddevState | None = None,
-                  table: FlagTable | None = None, source: str = "/proc/kcore") -> list[Event]:
+                  table: FlagTable | None = None, source: str = "/proc/kcore",
+                  idle_threads: tuple[str, ...] = ()) -> list[Event]:
     reshape = a.reshape_position is not None
     rec = recovery_of(a.sync_action, reshape)
     st = ArrayState(ro=a.ro, sync_thread=sync_thread, reshape_pos=a.reshape_position,
@@ -188,7 +189,7 @@ def _array_events(a: ArrayFacts, ts: int, threads: dict[str, int], sync_thread: 
     args: dict[str, Any] = {"level": a.level, "array_state": a.array_state,
                             "sync_action": a.sync_action, "ro": a.ro, "kind": a.kind,
                             "sync_completed": a.sync_completed, "threads": threads,
-                            "source": "snapshot"}
+                            "idle_threads": list(idle_threads), "source": "snapshot"}
     for k in ("degraded", "raid_disks", "reshape_position", "suspend_lo", "suspend_hi",
               "dm_suspended"):
         v = getattr(a, k)
@@ -218,6 +219,17 @@ def _rw(frames: tuple[str, ...]) -> str:
 _ACROSS = "io across reshape position while reshape can't make progress"
 REQUEUE_FRESH_S = 10.0   # the series must have gone on until this close to now
 REQUEUE_GAP_S = 6.0      # lines further apart than this start a new series (ratelimit: 5 s)
+
+
+def _retry_stack(frames: tuple[str, ...]) -> bool:
+    """A running task's stack that can be one lap of md_handle_request's retry: no known wait,
+    or any frame on md's submit path (md_handle_request, raid5_make_request and what they
+    call)."""
+    return wait_kind(frames)[0] == "" or _on_submit_path(frames)
+
+
+def _on_submit_path(frames: tuple[str, ...]) -> bool:
+    return any(fn(f) in ("raid5_make_request", "md_handle_request") for f in frames)
 
 
 def requeue_series(records: klog.Records, now_s: float) -> dict[str, Any] | None:
@@ -310,15 +322,18 @@ def collect(sys_root: Path | str = "/sys", proc_root: Path | str = "/proc", *,
     if kres is not None:
         timings.update({f"kernel_state.{k}": v for k, v in kres.timings.items()})
     kby = kres.by_name() if kres is not None and kres.ok else {}
+    by_tid = {t.tid: t for t in tasks}
     for a in arrays:
         threads = _threads(a, tasks, arrays)
+        idle_threads = tuple(sorted(n for n, tid in threads.items()
+                                    if tid in by_tid and by_tid[tid].idle))
         sync = any(_SYNC_THREAD.match(n) for n in threads)
         if a.kind == "dm-raid" and not threads:
             # mdX_* threads of several dm-raid arrays cannot be told apart: assume alive
             sync = any(_SYNC_THREAD.match(t.comm) for t in tasks if t.comm.startswith("mdX_"))
         events += _array_events(a, ts, threads, sync, kby.get(a.name),
                                 kres.table if kres is not None else None,
-                                kres.source if kres is not None else "")
+                                kres.source if kres is not None else "", idle_threads)
     events += klog.events(records)
     lap("events")
     series = requeue_series(records, now_s)
@@ -327,16 +342,19 @@ def collect(sys_root: Path | str = "/sys", proc_root: Path | str = "/proc", *,
             continue                 # an md/dm thread idle, kept only as alive
         array, how = tie(t, arrays)
         requeue = None
-        if t.state == "R" and (t.spinning or wait_kind(t.frames or ())[0] == ""):
+        if t.state == "R" and (t.spinning or _retry_stack(t.frames or ())):
             # running, its stack (if caught) in no known wait: e.g. 6.12.117's retried read
-            # caught in raid5_make_request -> md_account_bio -> bio_alloc_clone (measured)
+            # caught in raid5_make_request -> md_account_bio -> bio_alloc_clone (measured),
+            # or passing through a wait's function on the submit path: its retried write
+            # caught in md_write_start <- raid5_make_request (measured), which a running
+            # task is not waiting in (that wait sleeps in D)
             # a running task with an array open is a blocked IO only with the kernel's word
             # for it: its array reshaping (a position) and the refusals logged until now
             # (6.9+ md_handle_request re-submits the refused bio in a loop: 41425f96d7aa)
             af = next((x for x in arrays if x.name == array), None)
             if series is None or af is None or af.reshape_position is None and af.kind == "md":
-                if t.spinning:
-                    continue
+                if t.spinning or _on_submit_path(t.frames or ()):
+                    continue     # an IO being submitted, nothing refused: not blocked
             else:
                 requeue = series
             if requeue is not None:

@@ -62,6 +62,12 @@ class TaskFacts:
         return bool(_DM_THREAD.match(self.comm))
 
     @property
+    def idle(self) -> bool:
+        """Asleep in an md/dm thread's wait for work (its stack read): a sync thread seen so
+        has returned from md_do_sync and waits to be reaped (engine/detectors/sync_stop.py)."""
+        return self.state in ("S", "I") and bool(self.frames) and idle(self.frames or ())
+
+    @property
     def blocked(self) -> bool:
         """In D state, or asleep/running in md/dm code other than a thread's idle wait."""
         if self.state == "D" or self.spinning:
