@@ -4,9 +4,10 @@ tests/vm/guest/live_fronts.sh attaches `mdtrace run`, `mdtrace exporter` (scrape
 and `mdtrace top` (tmux) before a raid5 reshape is frozen and a write crosses its position;
 checked here: each shows F7 live (run's latency from the IO's start measured), it ends after
 `echo idle` (or, where the 6.12.117 raid5d double free strikes on the unfreeze, F11 is shown
-instead: a known kernel bug, checked; the script's 4 KiB writes keep clear of it), promtool accepts a live scrape, each front end stops
-on its signal/key with nothing of ours left in the kernel, and a SIGKILLed recorder's
-leftovers are removed by its watcher, and a forced ring-buffer loss is shown everywhere.
+instead: a known kernel bug, checked; the script's 4 KiB writes keep clear of it), promtool
+accepts a live scrape, each front end stops on its signal/key with nothing of ours left in
+the kernel, a SIGKILLed recorder's leftovers are removed by its watcher, and a forced
+ring-buffer loss is shown everywhere.
 """
 
 from __future__ import annotations
@@ -113,12 +114,12 @@ def test_run_prints_f7_live_within_the_margin(live) -> None:
     rel, obs, d = live
     lat = obs.get("f7_run_latency_s", "none")
     assert lat != "none", (d / "run.out").read_text()[-2000:]
-    # issue 17 measures from the IO's own start: the request that blocks (dd's stack first
-    # shows raid5_make_request), not dd's start, whose first MiBs land behind the reshape
-    # position and complete (their time depends on the host's load: 10.2 s from dd's start,
-    # 6.7 s from the block, in ci15 with another guest beside it).  Same derivation as the
-    # recorded-trace check (scenarios.F7_SLACK_S); the target threshold + 1 s is printed, the
-    # note compares.
+    # issue 17 measures from the IO's own start: the request that blocks (when dd's written
+    # bytes last grew before standing still for 1 s), not dd's start, whose first MiBs land
+    # behind the reshape position and complete (their time depends on the host's load: 10.2 s
+    # from dd's start, 6.7 s from the block, in ci15 with another guest beside it; with 4 KiB
+    # writes 25 s from dd's start).  Same derivation as the recorded-trace check
+    # (scenarios.F7_SLACK_S); the target threshold + 1 s is printed, the note compares.
     own = obs.get("f7_run_latency_from_block_s")
     assert own is not None and float(own) <= THRESHOLD_S + F7_SLACK_S, (rel, own)
     assert float(own) <= float(lat) + 0.1, (rel, own, lat)
@@ -204,27 +205,24 @@ def _late(live):  # -> (release, obs, dir), skipping where the early part oopsed
 
 def test_late_start_shows_the_existing_hang_at_once(live) -> None:
     """Issue 11: the hang is created first; `run` started afterwards prints F7 from its
-    start-up snapshot before the probes compile (6.1: the write sleeps in
-    raid5_make_request), the exporter's first scrape has it, and it ends after the remedy.
-    6.9+ busy-retries the write (no blocked task to see): F7 once the probes attach."""
+    start-up snapshot before the probes compile, the exporter's first scrape has it, and it
+    ends after the remedy.  6.1: the write sleeps in raid5_make_request (D); 6.9+ busy-retries
+    it (R): the snapshot counts the running writer as that IO while the kernel log's refusals
+    go on (sources/snapshot requeue_series; measured 2026-12-03: F7 13.1 s after run started,
+    probes attached 240 s after)."""
     rel, obs, d = _late(live)
     after = obs.get("late_f7_after_s", "none")
     print(f"\n  {rel} late start: F7 after {after} s (probes attached after "
           f"{obs.get('late_attached_after_s')} s)", file=sys.stderr)
     assert after != "none", (d / "late_run.out").read_text()[-1500:] + \
         (d / "late_run.err").read_text()[-1500:]
-    if rel.startswith("6.1."):
-        print(f"  {rel} late-start target {LATE_TARGET_S} s: "
-              f"{'met' if float(after) <= LATE_TARGET_S else 'NOT met'}", file=sys.stderr)
-        assert float(after) <= LATE_LIMIT_S, (after, obs.get("late_snapshot_line"))
-        assert "start-up snapshot: " in obs.get("late_snapshot_line", ""), obs
+    print(f"  {rel} late-start target {LATE_TARGET_S} s: "
+          f"{'met' if float(after) <= LATE_TARGET_S else 'NOT met'}", file=sys.stderr)
+    assert float(after) <= LATE_LIMIT_S, (after, obs.get("late_snapshot_line"))
+    assert re.search(r"start-up snapshot: [1-9]\d* findings", obs.get("late_snapshot_line", "")), \
+        obs
     first = d / "late_scrape_first.txt"
-    if rel.startswith("6.1."):
-        assert obs.get("late_first_scrape_f7") == "yes", first.read_text()[:1500]
-    else:      # 6.9+: F7 once the exporter's own probes saw the retried write
-        print(f"  {rel} late exporter: F7 scraped {obs.get('late_scrape_f7_after_s')} s "
-              "after it served", file=sys.stderr)
-        assert float(obs.get("late_scrape_f7_after_s", "99")) <= THRESHOLD_S + 10, obs
+    assert obs.get("late_first_scrape_f7") == "yes", first.read_text()[:1500]
     done = obs.get("late_io_done")
     dd_err = (d / "late_dd.err").read_text() if (d / "late_dd.err").exists() else ""
     if rel.startswith("6.12") and done == "rc=1" and "Cannot allocate memory" in dd_err:
@@ -294,9 +292,9 @@ def test_forced_ring_loss_is_shown_everywhere(live) -> None:
 
 def test_diagnose_explains_the_hang_then_is_clean(live) -> None:
     """`mdtrace diagnose` started while the write is stuck across the frozen reshape (issue 11,
-    first stage: no BPF).  6.1: the write sleeps in raid5_make_request (D): F7 for md0 naming
-    dd; after `echo idle` clean.  6.12 busy-retries the write (R, no stable stack): what it
-    says is printed for the note, F11 is required when the raid5d oops struck."""
+    first stage: no BPF): F7 for md0 naming dd; after `echo idle` clean.  6.1: the write
+    sleeps in raid5_make_request (D); 6.12 busy-retries it (R, its stack wherever the loop
+    was caught, the kernel log's refusals tell); F11 is required when the raid5d oops struck."""
     import json
 
     rel, obs, d = live
@@ -316,8 +314,7 @@ def test_diagnose_explains_the_hang_then_is_clean(live) -> None:
     if "kernel_oops" in obs:
         assert ("F11", "md0") in after_codes, after_codes
         return
-    if rel.startswith("6.1."):
-        assert ("F7", "md0") in codes, (d / "diagnose_hung.json").read_text()[-3000:]
-        f7 = next(f for f in hung["findings"] if f["code"] == "F7")
-        assert "dd" in f7["explanation"], f7
-        assert obs.get("diagnose_after") == "rc=0", after_codes
+    assert ("F7", "md0") in codes, (d / "diagnose_hung.json").read_text()[-3000:]
+    f7 = next(f for f in hung["findings"] if f["code"] == "F7")
+    assert "dd" in f7["explanation"], f7
+    assert obs.get("diagnose_after") == "rc=0", after_codes

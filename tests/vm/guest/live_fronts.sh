@@ -118,11 +118,20 @@ t_io=$(date +%s.%N)
 dd if=/dev/urandom of=/dev/md0 bs=4k seek=$(( start_mb * 256 )) count=2048 oflag=direct \
     status=none 2> "$out/dd.err" &
 DD=$!
-# the IO's own start: dd's first MiBs land behind the reshape position and complete; the one
-# across it is the request that waits (its stack shows raid5_make_request), sampled every 0.05 s
-t_blk=""
-for ((i = 0; i < 600; i++)); do
-    grep -qs 'raid5_make_request' "/proc/$DD/stack" && { t_blk=$(date +%s.%N); break; }
+# the IO's own start: dd's first MiBs land behind the reshape position and complete; the write
+# across it is the request that waits.  Its start is when dd's written bytes (wchar) last grew,
+# sampled every 0.05 s, once they have stood still for 1 s (every 4 KiB write passes through
+# raid5_make_request, so its stack no longer tells the blocked one: ci18's 1 MiB test did)
+t_blk="" last="" t_last=""
+for ((i = 0; i < 1200; i++)); do
+    w=$(awk '/^wchar:/ { print $2 }' "/proc/$DD/io" 2>/dev/null) || break
+    [[ -z $w ]] && break
+    now=$(date +%s.%N)
+    if [[ $w != "$last" ]]; then
+        last=$w t_last=$now
+    elif awk -v a="$t_last" -v b="$now" 'BEGIN { exit !(b - a >= 1.0) }'; then
+        t_blk=$t_last; break
+    fi
     sleep 0.05
 done
 if wait_for 60 grep -q ' F7 md0 .* RAISED' "$out/run.out"; then
