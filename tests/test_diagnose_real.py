@@ -338,6 +338,9 @@ def test_612_real_busy_retried_write_caught_in_md_write_start_is_f7_requeue(
         assert set(f) == want, (name, sorted(f))
         if want:
             assert "frozen" in f["F7"].title and "sync_action" in f["F7"].remedy, f["F7"]
+            # no sector is known: what was seen is said (not "W of 0 sectors at sector 0")
+            assert "dd (tid 1491) IO (running: refused and re-submitted" in \
+                f["F7"].explanation, f["F7"].explanation
             (dd,) = model.snapshot.blocked_tasks
             assert dd.wait == "reshape_io" and dd.blocked_s == 19.8, dd   # 500 - 480.2
 

@@ -213,6 +213,15 @@ def from_event(ev: Event) -> BlockedTask:
         event=ev)
 
 
+def task_io_id(tid: int) -> str:
+    """The io_id of a blocked task's IO as a snapshot saw it (no sector known)."""
+    return f"task:{tid}"
+
+
+def is_task_io(io_id: str) -> bool:
+    return io_id.startswith("task:")
+
+
 def io_wait_event(bt: BlockedTask) -> Event:
     """A task blocked in raid5_make_request as the ``io_wait`` the BPF probe would report,
     so F7 and the wait-for graph judge it by the same rule (sector unknown: 0 sectors)."""
@@ -221,6 +230,6 @@ def io_wait_event(bt: BlockedTask) -> Event:
     wait_ns = int(bt.blocked_s * 1e9) if bt.blocked_s is not None else 0
     return Event(ts=ev.ts, kind="io_wait", array=bt.array, pid=bt.pid, tid=bt.tid,
                  comm=bt.comm, dm_name=ev.dm_name,
-                 args={"io_id": f"task:{bt.tid}", "sector": 0, "sectors": 0, "rw": rw,
+                 args={"io_id": task_io_id(bt.tid), "sector": 0, "sectors": 0, "rw": rw,
                        "wait_ns": wait_ns, "done": False,
                        "mode": "requeue" if ev.args.get("requeue") else "stack"})

@@ -461,7 +461,7 @@ class Engine:
         bt = arr.blocked.pop(ev.tid, None)
         if bt is not None and bt.suspending and arr.suspenders.get(ev.tid) == bt.suspending:
             arr.suspenders.pop(ev.tid, None)
-        w = arr.io_waits.get(f"task:{ev.tid}")
+        w = arr.io_waits.get(blocked.task_io_id(ev.tid))
         if w is not None:
             self._h_io_wait(arr, Event(ts=ev.ts, kind="io_wait", array=arr.name, pid=ev.pid,
                                        tid=ev.tid, comm=ev.comm, args={

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from mdtrace.config import EngineConfig
 from mdtrace.engine.arrays import ArrayRec, IoWait
+from mdtrace.engine.blocked import is_task_io
 from mdtrace.engine.detectors.base import (
     Context,
     Verdict,
@@ -113,10 +114,14 @@ def _fix(arr: ArrayRec, kernel: str) -> str:
 
 
 def _io(w: IoWait) -> str:
-    """'W of 8 sectors at sector 4000'; a task seen in raid5_make_request by its kernel stack
-    (mode 'stack', mdtrace diagnose) has no known sector: 'its IO (seen in its stack)'."""
+    """'W of 8 sectors at sector 4000'; a task a snapshot (mdtrace diagnose) saw blocked has
+    no known sector: asleep in raid5_make_request by its kernel stack (mode 'stack'), or
+    running while the kernel log shows the refusals (mode 'requeue')."""
     if w.mode == "stack":
         return "IO (its kernel stack is in raid5_make_request)"
+    if is_task_io(w.io_id):
+        return ("IO (running: refused and re-submitted, as the kernel log's 'io across "
+                "reshape position' lines show)")
     return f"{w.rw} of {w.sectors} sectors at sector {w.sector}"
 
 
