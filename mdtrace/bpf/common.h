@@ -9,7 +9,9 @@
  * bpf C files into ONE program text, so all programs share the single ring buffer `events`.
  */
 #include <uapi/linux/ptrace.h>
-#include <linux/sched.h>
+/* No <linux/sched.h> (nothing here uses it: task fields are BTF offsets) nor any other kernel
+ * header tree: the bcc compile under TCG parses every header again at each start.  Measured in
+ * the 6.1 and 6.12 guests, same instructions out: 45 s with sched.h, 21-28 s without. */
 
 #ifndef RINGBUF_PAGES
 #define RINGBUF_PAGES 256

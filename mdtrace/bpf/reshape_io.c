@@ -15,8 +15,6 @@
  * reshape position: a healthy array's request costs one inlined array-map load per probe.
  */
 
-#include <uapi/linux/bpf_perf_event.h>
-
 #ifndef IO_THRESH_NS
 #define IO_THRESH_NS 1000000000ULL
 #endif
@@ -215,8 +213,11 @@ int raid5_make_request_exit(struct pt_regs *ctx)
 }
 
 /* Periodic (perf software clock, CPU 0 only): report requests still sleeping in
- * raid5_make_request past the threshold, again every IO_THRESH_NS while they stay blocked. */
-int io_scan(struct bpf_perf_event_data *ctx)
+ * raid5_make_request past the threshold, again every IO_THRESH_NS while they stay blocked.
+ * ctx is a struct bpf_perf_event_data, never looked into: it stays void * because
+ * <uapi/linux/bpf_perf_event.h> pulls in the kernel's linux/ptrace.h tree and doubled the bcc
+ * compile (measured in the 6.12 guest under TCG: 80.7 s with it, 34.5 s without). */
+int io_scan(void *ctx)
 {
     if (bpf_get_smp_processor_id() != 0)
         return 0;

@@ -58,11 +58,12 @@ def returned_unreaped(arr: ArrayRec, waiters: list[BlockedTask]) -> str:
     return st[0]
 
 
-def _sync_state(arr: ArrayRec, waiters: list[BlockedTask]) -> tuple[str, bool]:
-    """What the sync thread is doing, and whether that alone proves the stop hangs."""
+def _sync_state(arr: ArrayRec, unreaped: str) -> tuple[str, bool]:
+    """What the sync thread is doing, and whether that alone proves the stop hangs
+    (``unreaped``: returned_unreaped's answer)."""
     dead = daemon_dead(arr)
     st = sync_thread_of(arr)
-    if st is not None and returned_unreaped(arr, waiters):
+    if st is not None and unreaped:
         return (f"{st[0]} (pid {st[1]}) is alive but idle in md_thread: md_do_sync has "
                 "returned and the stop waits for the md daemon to reap it, which the daemon "
                 "does only once MD_RECOVERY_DONE is set; md_do_sync returned without setting "
@@ -99,8 +100,8 @@ def check(ctx: Context) -> list[Verdict]:
     waiters = blocked_with(arr, "sync_stop")
     if not waiters:
         return [Verdict(key, None)]
-    state, proven = _sync_state(arr, waiters)
     unreaped = returned_unreaped(arr, waiters)
+    state, proven = _sync_state(arr, unreaped)
     if not proven and not long_blocked(waiters, ctx.config):
         return []
     # the LV as lvm2 names it (VG/LV); commands take the dm name

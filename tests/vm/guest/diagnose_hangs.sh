@@ -265,7 +265,12 @@ mdadm --create /dev/md5 --run --level=5 --raid-devices=3 --size=64M --assume-cle
 mdadm /dev/md5 --add "${R[3]}" >> "$out/mdadm.log" 2>&1
 mdadm --grow /dev/md5 --raid-devices=4 >> "$out/mdadm.log" 2>&1
 wait_for 60 done_ge md5 8192
-bounded 30 mdadm --readonly /dev/md5 > "$out/ro_readonly.err" 2>&1; obs ro_readonly "rc=$?"
+for try in 1 2 3 4 5; do  # udev's probe after the grow: EBUSY (scenarios/readonly_reshape.sh)
+    udevadm settle -t 10 2>/dev/null || true
+    rc=0; bounded 30 mdadm --readonly /dev/md5 > "$out/ro_readonly.err" 2>&1 || rc=$?
+    [[ $rc == 0 ]] && break; sleep 0.5
+done
+obs ro_readonly "rc=$rc tries=$try"
 sleep 1
 pos=$(mdattr md5 reshape_position)
 obs ro_state "$(mdattr md5 array_state) $(mdattr md5 sync_action) pos=$pos ro=$(cat /sys/block/md5/ro)"
