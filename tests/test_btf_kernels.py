@@ -122,7 +122,9 @@ def test_72_source_changes_visible_in_btf() -> None:
         assert md[k].has_func("__md_wakeup_thread") and not md[k].has_func("md_wakeup_thread")
     # md_finish_sync (8ff59a72478d, 7.0) is static and inlined into md_do_sync: nothing to probe
     assert not md[K72].has_func("md_finish_sync")
-    assert "md_finish_sync" in (K72 / "kallsyms_missing.txt").read_text().split()
+    # (the guest's capture does not list it; kallsyms has no md_finish_sync of any module)
+    assert not any(ln.split()[2].split(".")[0] == "md_finish_sync"
+                   for ln in (K72 / "kallsyms.txt").read_text().splitlines())
     # recovery_cp -> resync_offset (907a99c314a5, 6.17; in 6.12.117 through stable)
     for k, new in ((K510, False), (K61, False), (K612, True), (K72, True)):
         assert (md[k].member("mddev", "resync_offset") is not None) == new, k.name
