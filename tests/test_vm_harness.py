@@ -188,21 +188,33 @@ def test_findings_checked_on_host_report_of_the_trace(tmp_path: Path) -> None:
 
 def test_expect_states_findings_per_kernel() -> None:
     """Every scenario says, for each kernel, which findings must and may appear; the fixed
-    6.12 kernel allows neither F4 nor F6 anywhere, the 6.1 reshapes require F4."""
+    6.12 and 7.2 kernels allow neither F4 nor F6 anywhere, the 5.10 and 6.1 reshapes require
+    F4."""
     from vmtest.scenarios import EXPECT
 
     scenarios = {p.stem for p in (Path(__file__).parent / "vm/guest/scenarios").glob("*.sh")}
     assert set(EXPECT) == scenarios
     for name, exp in EXPECT.items():
-        # 5.10 and 7.2 get their per-kernel expectations from their first measured runs
-        for rel in (KERNELS["6.1"], KERNELS["6.12"]):
+        # 5.10 shares 6.1's md behaviour here, 7.2 6.12's (scenarios.behaviour_kernel)
+        for short, rel in KERNELS.items():
             spec = exp.finding_spec(rel)
             assert spec is not None, f"{name} on {rel}: not exactly one findings check"
             codes = {sp.code for part in spec for sp in part}
-            if rel == KERNELS["6.12"]:
+            if short in ("6.12", "7.2"):
                 assert not codes & {"F4", "F6"}, (name, codes)
             elif "reshape" in name:
                 assert "F4" in {sp.code for sp in spec[0]}, name
+
+
+def test_behaviour_kernel_splits_at_the_69_fixes() -> None:
+    from vmtest.scenarios import EXPECT, behaviour_kernel
+
+    assert [behaviour_kernel(k) for k in ("5.10", "6.1", "6.8", "6.9", "6.12", "7.2")] == \
+        ["6.1", "6.1", "6.1", "6.12", "6.12", "6.12"]
+    frozen = EXPECT["reshape_frozen_io"]
+    assert frozen.checks(KERNELS["7.2"]) == frozen.checks(KERNELS["6.12"])
+    assert frozen.checks(KERNELS["5.10"]) == frozen.checks(KERNELS["6.1"])
+    assert frozen.checks(KERNELS["6.1"]) != frozen.checks(KERNELS["6.12"])
 
 
 @pytest.mark.parametrize("trace", sorted((Path(__file__).parent / "data/golden")

@@ -12,6 +12,22 @@ rm -rf "$out"; mkdir -p "$out"
 now() { cut -d' ' -f1 /proc/uptime; }
 log() { echo "[live $(now)] $*"; }
 obs() { local k=$1; shift; printf '%s %s\n' "$k" "$*" >> "$out/obs.txt"; log "$k = $*"; }
+cpu_top() {  # who has the CPUs now (a writer spinning in md's retry loop takes one: 6.9+)
+    cat /proc/loadavg; ps -eo pid,stat,pcpu,time,comm --sort=-pcpu 2>/dev/null | head -12
+}
+timed() {  # timed NAME CMD... > stdout: runs CMD, obs NAME_cost "wall= user= sys=" (CPU share)
+    local name=$1; shift
+    python3 - "$out/$name.cost" "$@" <<'PY'
+import resource, subprocess, sys, time
+t = time.monotonic()
+rc = subprocess.call(sys.argv[2:])
+ru = resource.getrusage(resource.RUSAGE_CHILDREN)
+with open(sys.argv[1], "w") as fh:
+    fh.write(f"rc={rc} wall={time.monotonic() - t:.1f}s user={ru.ru_utime:.1f}s "
+             f"sys={ru.ru_stime:.1f}s\n")
+sys.exit(rc)
+PY
+}
 wait_for() {  # wait_for SECONDS CMD...: poll every 0.2 s
     local end=$(( $(date +%s) + $1 )); shift
     until "$@" >/dev/null 2>&1; do (( $(date +%s) >= end )) && return 1; sleep 0.1; done
@@ -33,12 +49,20 @@ printf '#!/bin/sh\nexec python3 -c %s "$@"\n' \
 chmod +x /usr/local/bin/mdtw
 obs installed_from "$(python3 -c 'import mdtrace; print(mdtrace.__file__)')"
 
-leftovers() {  # kprobe_events of bcc, kprobes/list entries, kprobe/perf BPF progs, links
+# BPF programs and links that were there before mdtrace ran are not ours (sid's systemd attaches
+# its own: `links=1` on 7.2, 2026-12-03): leftovers counts only ids outside this baseline
+PROG_RE=': (kprobe|perf_event|tracing) ' LINK_RE=': (perf_event|kprobe_multi|tracing) '
+bpf_ids() { bpftool "$1" show 2>/dev/null | grep -E "$2" | cut -d: -f1 | sort; }
+base_progs=$(bpf_ids prog "$PROG_RE") base_links=$(bpf_ids link "$LINK_RE")
+{ bpftool prog show; bpftool link show; } > "$out/bpf_before.txt" 2>&1
+obs bpf_baseline "progs=$(grep -c . <<< "$base_progs") links=$(grep -c . <<< "$base_links")"
+new_ids() { comm -13 <(echo "$2") <(bpf_ids "$1" "$3") | grep -c .; }
+leftovers() {  # kprobe_events of bcc, kprobes/list entries, kprobe/perf BPF progs, links: ours
     local ke kl pr li
     ke=$(grep -c '_bcc_' /sys/kernel/tracing/kprobe_events 2>/dev/null)
     kl=$(grep -cE 'md_|raid5_|raid_|dm_suspend|dm_resume|mddev_|mutex_lock' /sys/kernel/debug/kprobes/list 2>/dev/null)
-    pr=$(bpftool prog show 2>/dev/null | grep -cE ': (kprobe|perf_event|tracing) ')
-    li=$(bpftool link show 2>/dev/null | grep -cE ': (perf_event|kprobe_multi|tracing) ')
+    pr=$(new_ids prog "$base_progs" "$PROG_RE")
+    li=$(new_ids link "$base_links" "$LINK_RE")
     echo "kprobe_events=${ke:-0} kprobes_list=${kl:-0} progs=${pr:-0} links=${li:-0}"
 }
 clean_now() { [[ "$(leftovers)" == "kprobe_events=0 kprobes_list=0 progs=0 links=0" ]]; }
@@ -136,6 +160,7 @@ for ((i = 0; i < 1200; i++)); do
     fi
     sleep 0.05
 done
+cpu_top > "$out/cpu_blocked.txt"
 if wait_for 60 grep -q ' F7 md0 .* RAISED' "$out/run.out"; then
     t_f7=$(date +%s.%N)
     obs f7_run_latency_s "$(awk -v a="$t_io" -v b="$t_f7" 'BEGIN { printf "%.2f", b - a }')"
@@ -152,9 +177,11 @@ pane > "$out/top_f7.txt"
 # the one-shot diagnosis of the hang as it stands (no BPF; issue 11), and the real stacks
 cat "/proc/$DD/stack" > "$out/dd.stack" 2>/dev/null
 cat "/proc/$DD/stat" > "$out/dd.stat" 2>/dev/null
+cpu_top > "$out/cpu_diagnose.txt"
 t0=$(date +%s.%N)
-mdtw diagnose --format json > "$out/diagnose_hung.json" 2> "$out/diagnose_hung.err"
+timed diagnose_hung mdtw diagnose --format json > "$out/diagnose_hung.json" 2> "$out/diagnose_hung.err"
 obs diagnose_hung "rc=$? in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')s"
+obs diagnose_hung_cost "$(cat "$out/diagnose_hung.cost")"
 
 # -- the remedy ---------------------------------------------------------------------------------
 echo idle > /sys/block/md0/md/sync_action
@@ -180,8 +207,11 @@ fi
 touch "$out/stop_scrape"; sleep 1.5; kill "$SCRAPER" 2>/dev/null
 # bound: the diagnose during the hang took 48.5 s on a loaded 2-core host (CI 2026-12-02,
 # three live front ends attached); 3.3-6 s on a quiet one
-timeout 150 mdtw diagnose --format json > "$out/diagnose_after.json" 2> "$out/diagnose_after.err"
+cpu_top > "$out/cpu_after.txt"
+timed diagnose_after timeout 150 mdtw diagnose --format json > "$out/diagnose_after.json" \
+    2> "$out/diagnose_after.err"
 obs diagnose_after "rc=$?"
+obs diagnose_after_cost "$(cat "$out/diagnose_after.cost")"
 
 # -- lvm: a raid5 LV reshaped (lvconvert --stripes) and suspended, the front ends still attached:
 # the LV is one array named by its LVM name, its hidden sub-LVs are never arrays or series
