@@ -152,7 +152,7 @@ def scenarios(kernels: tuple[str, ...], out_dir: Path, only: tuple[str, ...],
               default=Path("out/vm"), show_default=True,
               help="Output of 'python -m vmtest scenarios' (<out>/<release>/).")
 @click.option("--kernel", "-k", "kernels", multiple=True,
-              help="Guest kernel(s): 6.1, 6.12 (default: every kernel with results).")
+              help="Guest kernel(s): 5.10, 6.1, 6.12, 7.2 (default: every kernel with results).")
 @click.option("--only", multiple=True, help="Check only these scenarios (default: all).")
 def check(out_dir: Path, kernels: tuple[str, ...], only: tuple[str, ...]) -> None:
     """Check saved scenario results again without booting: the findings come from this host's

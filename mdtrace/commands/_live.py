@@ -144,7 +144,8 @@ def live_options(f: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--threshold", "thresholds", multiple=True, metavar="NAME=VALUE",
                      help="Override one engine threshold, e.g. io_wait_s=2 (repeatable)."),
         click.option("--interval", type=float, default=1.0, show_default=True,
-                     help="Engine tick, sysfs poll and progress sample interval in seconds."),
+                     help="Engine tick, sysfs poll and progress sample interval in seconds "
+                          "(and `top`'s screen refresh)."),
         click.option("--sysfs-root", default="/", hidden=True,
                      help="Root holding sys/ and proc/ for the sysfs source (tests)."),
         click.option(

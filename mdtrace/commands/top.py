@@ -91,8 +91,12 @@ def command(replay: str | None, speed: float | None, prefer: str, locks: bool,
     feeder.start()
     if live:
         notes = [w.removeprefix("mdtrace: warning: ") for w in warnings]
+    # live: one frame per engine tick (--interval); a frame between ticks shows nothing new,
+    # and a 0.2 s redraw cost the 7.2 guest's `top` twice the CPU of `run` while the hang
+    # it was started for ran beside it (2026-12-04).  A replay keeps the smooth default.
+    ui = {"interval": interval} if live else {}
     app = TopApp(feeder.poll, is_done=feeder.done.is_set, frame_lock=feeder.frame_lock,
-                 notes=notes)
+                 notes=notes, **ui)
     # SIGTERM/SIGHUP (systemd, a closed terminal) end the app like `q`: the terminal is
     # restored and the probes detached in the finally below
     old = {s: signal.signal(s, lambda _s, _f: app.exit()) for s in (signal.SIGTERM,

@@ -314,6 +314,9 @@ def test_diagnose_explains_the_hang_then_is_clean(live) -> None:
           f"{obs.get('diagnose_after_cost')}", file=sys.stderr)
     print(f"  {rel} diagnose during the hang: {rc_hung}; after: {obs.get('diagnose_after')}",
           file=sys.stderr)
+    for name in ("diagnose_hung", "diagnose_after"):   # MDTRACE_TIMINGS=1: per-stage seconds
+        stages = [ln for ln in _text(d / f"{name}.err").splitlines() if "timings (s)" in ln]
+        print(f"  {rel} {name}: {stages[-1] if stages else 'no timings line'}", file=sys.stderr)
     hung = json.loads((d / "diagnose_hung.json").read_text())
     codes = sorted((f["code"], f["array"]) for f in hung["findings"])
     print(f"  {rel} diagnose findings during the hang: {codes}", file=sys.stderr)

@@ -147,19 +147,29 @@ DD=$!
 # the IO's own start: dd's first MiBs land behind the reshape position and complete; the write
 # across it is the request that waits.  Its start is when dd's written bytes (wchar) last grew,
 # sampled every 0.05 s, once they have stood still for 1 s (every 4 KiB write passes through
-# raid5_make_request, so its stack no longer tells the blocked one: ci18's 1 MiB test did)
-t_blk="" last="" t_last=""
-for ((i = 0; i < 1200; i++)); do
-    w=$(awk '/^wchar:/ { print $2 }' "/proc/$DD/io" 2>/dev/null) || break
-    [[ -z $w ]] && break
-    now=$(date +%s.%N)
-    if [[ $w != "$last" ]]; then
-        last=$w t_last=$now
-    elif awk -v a="$t_last" -v b="$now" 'BEGIN { exit !(b - a >= 1.0) }'; then
-        t_blk=$t_last; break
-    fi
-    sleep 0.05
-done
+# raid5_make_request, so its stack no longer tells the blocked one: ci18's 1 MiB test did).
+# One python3 samples it: an awk and a date per sample took a vCPU from the front ends being
+# measured (7.2 guest, load 11, 2026-12-04).
+python3 - "$DD" "$out/t_blk" <<'PY'
+import sys, time
+pid, dest = sys.argv[1], sys.argv[2]
+last = t_last = None
+for _ in range(2400):
+    try:
+        with open(f"/proc/{pid}/io") as fh:
+            w = next(ln for ln in fh if ln.startswith("wchar:")).split()[1]
+    except (OSError, StopIteration):
+        break
+    now = time.time()
+    if w != last:
+        last, t_last = w, now
+    elif now - t_last >= 1.0:
+        with open(dest, "w") as fh:
+            fh.write(f"{t_last:.3f}\n")
+        break
+    time.sleep(0.05)
+PY
+t_blk=$(cat "$out/t_blk" 2>/dev/null)
 cpu_top > "$out/cpu_blocked.txt"
 if wait_for 60 grep -q ' F7 md0 .* RAISED' "$out/run.out"; then
     t_f7=$(date +%s.%N)
@@ -179,7 +189,7 @@ cat "/proc/$DD/stack" > "$out/dd.stack" 2>/dev/null
 cat "/proc/$DD/stat" > "$out/dd.stat" 2>/dev/null
 cpu_top > "$out/cpu_diagnose.txt"
 t0=$(date +%s.%N)
-timed diagnose_hung mdtw diagnose --format json > "$out/diagnose_hung.json" 2> "$out/diagnose_hung.err"
+MDTRACE_TIMINGS=1 timed diagnose_hung mdtw diagnose --format json > "$out/diagnose_hung.json" 2> "$out/diagnose_hung.err"
 obs diagnose_hung "rc=$? in $(awk -v a="$t0" -v b="$(date +%s.%N)" 'BEGIN { printf "%.2f", b - a }')s"
 obs diagnose_hung_cost "$(cat "$out/diagnose_hung.cost")"
 
@@ -208,7 +218,7 @@ touch "$out/stop_scrape"; sleep 1.5; kill "$SCRAPER" 2>/dev/null
 # bound: the diagnose during the hang took 48.5 s on a loaded 2-core host (CI 2026-12-02,
 # three live front ends attached); 3.3-6 s on a quiet one
 cpu_top > "$out/cpu_after.txt"
-timed diagnose_after timeout 150 mdtw diagnose --format json > "$out/diagnose_after.json" \
+MDTRACE_TIMINGS=1 timed diagnose_after timeout 150 mdtw diagnose --format json > "$out/diagnose_after.json" \
     2> "$out/diagnose_after.err"
 obs diagnose_after "rc=$?"
 obs diagnose_after_cost "$(cat "$out/diagnose_after.cost")"
