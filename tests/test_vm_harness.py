@@ -638,3 +638,26 @@ def test_kernel_failure_in_a_scenario_is_checked_not_excused(tmp_path: Path) -> 
                                        "than 120 seconds.")], rc=125)
     probs = check_scenario(load_results(d)["resync_raid5"])
     assert len(probs) == 1 and probs[0].startswith("kernel failure during the scenario")
+
+
+def test_a_failed_boot_keeps_its_console_even_without_results(tmp_path: Path) -> None:
+    """A kernel that failed while booting leaves only console.log: it is kept with the boot,
+    and a boot that got further keeps its results too (tests/vm/failed_boot.py)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "failed_boot", Path(__file__).parent / "vm" / "failed_boot.py")
+    assert spec is not None and spec.loader is not None
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    (tmp_path / "console.log").write_text("Oops: int3\n")
+    kept = tmp_path / "live-kernel-failure-boot1"
+    mod.keep_failed_boot(tmp_path, tmp_path / "live", kept)
+    assert (kept / "console.log").read_text() == "Oops: int3\n"
+    (tmp_path / "live").mkdir()
+    (tmp_path / "live" / "obs.txt").write_text("frozen yes\n")
+    (tmp_path / "console.log").write_text("boot 2\n")
+    mod.keep_failed_boot(tmp_path, tmp_path / "live", kept)
+    assert (kept / "obs.txt").read_text() == "frozen yes\n"
+    assert (kept / "console.log").read_text() == "boot 2\n"
+    assert not (tmp_path / "live").exists()

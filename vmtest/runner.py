@@ -57,8 +57,8 @@ HUNG_TASK = re.compile(r"^(?:\[\s*\d+\.\d+\]\s*)?INFO: task (.*):(\d+) blocked f
                        r"(\d+) seconds\.", re.M)
 FAILURE_GRACE_S = 120
 # the guest driver's heartbeat ($MDTRACE_OUT/heartbeat) may stand still this long: its longest
-# bounded phase is one scenario (SCEN_TIMEOUT, 300 s); a script without a heartbeat is not timed
-HEARTBEAT_LIMIT_S = 420
+# bounded phase is one scenario (SCEN_TIMEOUT, 480 s); a script without a heartbeat is not timed
+HEARTBEAT_LIMIT_S = 600
 BOOT_LIMIT_S = 300        # qemu start to the job script's start (boots take 20-50 s under TCG)
 
 

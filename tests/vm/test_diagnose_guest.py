@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import statistics
 import sys
 from pathlib import Path
@@ -71,6 +70,7 @@ def codes(doc: dict[str, Any]) -> list[tuple[str, str]]:
 
 def boot(kernel: str):  # -> RunResult | None (None: the kernel failed in every boot)
     """A guest job (conftest.py: runs in the kernel's lane)."""
+    from failed_boot import keep_failed_boot
     from vm_wheel import wheel_into
 
     from vmtest import image_for, run_script
@@ -91,9 +91,7 @@ def boot(kernel: str):  # -> RunResult | None (None: the kernel failed in every 
         # the kernel crashed before the script could finish (6.12.117's raid5d double free
         # can panic the guest): a known kernel bug (docs/kernels.md); that boot is kept
         kept = out / f"diagnose-kernel-failure-boot{boot}"
-        shutil.rmtree(kept, ignore_errors=True)
-        if d.exists():
-            d.rename(kept)
+        keep_failed_boot(out, d, kept)
         print(f"NOTE {rel}: kernel failure in diagnose boot {boot} ({res.kernel_failure}); "
               f"kept in {kept}", file=sys.stderr)
     return None

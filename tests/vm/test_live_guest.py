@@ -41,6 +41,7 @@ ZERO = "kprobe_events=0 kprobes_list=0 progs=0 links=0"
 
 def boot(kernel: str):  # -> RunResult | None (None: the kernel failed in every boot)
     """A guest job (conftest.py: runs in the kernel's lane)."""
+    from failed_boot import keep_failed_boot
     from vm_wheel import wheel_into
 
     from vmtest import image_for, run_script
@@ -62,9 +63,7 @@ def boot(kernel: str):  # -> RunResult | None (None: the kernel failed in every 
         # free can strike while the write waits across the frozen reshape, then panic): a
         # known kernel bug (docs/kernels.md), not mdtrace's; what that boot saw is kept
         kept = out / f"live-kernel-failure-boot{boot}"
-        shutil.rmtree(kept, ignore_errors=True)
-        if d.exists():
-            d.rename(kept)
+        keep_failed_boot(out, d, kept)
         print(f"NOTE {rel}: kernel failure in live boot {boot} ({res.kernel_failure}); kept in "
               f"{kept}", file=sys.stderr)
     return None

@@ -5,7 +5,8 @@
 # `mdtrace report --format json` (and `mdtrace replay --json`).  Results per scenario in
 # $MDTRACE_OUT/scenarios/<name>/: result.json, obs.jsonl, timeline.txt, trace.jsonl.gz,
 # report.json, replay.json, record.log, log.txt.
-#   env: SCEN_TIMEOUT (s per scenario, default 300), MDTRACE_RECORD_ARGS (extra record args),
+#   env: SCEN_TIMEOUT (s per scenario, default 480: 7.2's lvm reshape passed 300 s beside a
+#        live guest, 2026-12-04; 5.10 112 s), MDTRACE_RECORD_ARGS (extra record args),
 #        MDTRACE_NO_RECORD=1 (md side only), CAPTURE_BTF=0, FAIL_SETTLE_S (10),
 #        MDTRACE_VM_INJECT_WEDGE=NAME (test only: wedge this driver at NAME, once per out dir)
 set -u
@@ -113,7 +114,7 @@ run_scenario_bounded() {
     base=$(fail_count)
     SCEN=$name SDIR=$sdir LIB=$here/lib.sh setsid bash -c 'source "$LIB"; source "$0"' "$script" > "$sdir/log.txt" 2>&1 &
     p=$!
-    end=$(( $(date +%s) + ${SCEN_TIMEOUT:-300} ))
+    end=$(( $(date +%s) + ${SCEN_TIMEOUT:-480} ))
     SCEN_RC=
     while kill -0 "$p" 2>/dev/null; do
         if ((kill_at == 0)) && (( $(fail_count) > base )); then
