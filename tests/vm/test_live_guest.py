@@ -95,6 +95,7 @@ def live(request: pytest.FixtureRequest, guest_lanes):  # -> (release, obs dict,
         k, _, v = line.partition(" ")
         obs.setdefault(k, v)
     for k in ("attached_after_s", "f7_run_latency_s", "f7_run_latency_from_block_s",
+              "f7_run_latency_from_refusal_s", "bytecode_compiled_s",
               "late_f7_after_s", "late_attached_after_s", "sigkill_clean_after_s",
               "leftovers_after_sigkill", "burst", "kernel_oops"):
         if k in obs:
@@ -119,8 +120,13 @@ def test_run_prints_f7_live_within_the_margin(live) -> None:
     # from dd's start, 6.7 s from the block, in ci15 with another guest beside it; with 4 KiB
     # writes 25 s from dd's start).  Same derivation as the recorded-trace check
     # (scenarios.F7_SLACK_S); the target threshold + 1 s is printed, the note compares.
+    # 6.9+ also logs its first refusal: that figure is printed beside (not yet measured on
+    # enough boots to bound: the 7.2 guest's first refusal came 4.6 s before dd's last write
+    # stood still by /proc/uptime, 2026-12-04, so the clocks are compared on printk's)
     own = obs.get("f7_run_latency_from_block_s")
-    print(f"\n  {rel} run F7 {own} s after the write blocked; CPUs then:\n"
+    print(f"\n  {rel} run F7 {own} s after the write blocked (from the kernel's first "
+          f"refusal: {obs.get('f7_run_latency_from_refusal_s')}, from dd's last write: "
+          f"{obs.get('f7_run_latency_from_block_s')}); CPUs then:\n"
           f"{_text(d / 'cpu_blocked.txt')}", file=sys.stderr)
     assert own is not None and float(own) <= THRESHOLD_S + F7_SLACK_S, (rel, own)
     assert float(own) <= float(lat) + 0.1, (rel, own, lat)

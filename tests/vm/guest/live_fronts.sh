@@ -155,11 +155,16 @@ DD=$!
 # across it is the request that waits.  Its start is when dd's written bytes (wchar) last grew,
 # sampled every 0.05 s, once they have stood still for 1 s (every 4 KiB write passes through
 # raid5_make_request, so its stack no longer tells the blocked one: ci18's 1 MiB test did).
-# One python3 samples it: an awk and a date per sample took a vCPU from the front ends being
-# measured (7.2 guest, load 11, 2026-12-04).
-python3 - "$DD" "$out/t_blk" <<'PY'
-import sys, time
-pid, dest = sys.argv[1], sys.argv[2]
+# One python3 samples it, then watches run.out for the F7 line: an awk and a date per sample,
+# a grep per poll, took a vCPU from the front ends being measured and saw run's line up to
+# 24 s late (7.2 guest, load 13, 2026-12-04).  Each time is written "wall uptime".
+python3 - "$DD" "$out" <<'PY'
+import re, sys, time
+pid, out = sys.argv[1], sys.argv[2]
+def stamp(name, wall):
+    up = float(open("/proc/uptime").read().split()[0]) - (time.time() - wall)
+    with open(f"{out}/{name}", "w") as fh:
+        fh.write(f"{wall:.3f} {up:.3f}\n")
 last = t_last = None
 for _ in range(2400):
     try:
@@ -171,18 +176,36 @@ for _ in range(2400):
     if w != last:
         last, t_last = w, now
     elif now - t_last >= 1.0:
-        with open(dest, "w") as fh:
-            fh.write(f"{t_last:.3f}\n")
+        stamp("t_blk", t_last)
         break
     time.sleep(0.05)
+raised = re.compile(r" F7 md0 .* RAISED")
+end = time.time() + 60
+while time.time() < end:
+    try:
+        if raised.search(open(f"{out}/run.out").read()):
+            stamp("t_f7", time.time())
+            with open("/dev/kmsg", "w") as fh:   # the same moment on the printk clock
+                fh.write("mdtrace-live: F7 line seen\n")
+            break
+    except OSError:
+        pass
+    time.sleep(0.05)
 PY
-t_blk=$(cat "$out/t_blk" 2>/dev/null)
+t_blk=$(cut -d' ' -f1 "$out/t_blk" 2>/dev/null)
 cpu_top > "$out/cpu_blocked.txt"
-if wait_for 60 grep -q ' F7 md0 .* RAISED' "$out/run.out"; then
-    t_f7=$(date +%s.%N)
+if [[ -f $out/t_f7 ]]; then
+    t_f7=$(cut -d' ' -f1 "$out/t_f7")
     obs f7_run_latency_s "$(awk -v a="$t_io" -v b="$t_f7" 'BEGIN { printf "%.2f", b - a }')"
     [[ -n $t_blk ]] && obs f7_run_latency_from_block_s \
         "$(awk -v a="$t_blk" -v b="$t_f7" 'BEGIN { printf "%.2f", b - a }')"
+    # 6.9+ logs its first refusal (raid5.c make_stripe_request, pr_err_ratelimited): the
+    # blocked IO's exact start, compared on the printk clock with the watcher's mark (printk's
+    # local_clock and /proc/uptime need not agree under TCG)
+    ktime() { dmesg | grep -m1 -F "$1" | sed -E 's/^\[ *([0-9.]+)\].*/\1/'; }
+    ref=$(ktime "io across reshape position") mark=$(ktime "mdtrace-live: F7 line seen")
+    [[ -n $ref && -n $mark ]] && obs f7_run_latency_from_refusal_s \
+        "$(awk -v a="$ref" -v b="$mark" 'BEGIN { printf "%.2f", b - a }')"
 else
     obs f7_run_latency_s none
 fi
