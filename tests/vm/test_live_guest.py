@@ -54,8 +54,10 @@ def boot(kernel: str):  # -> RunResult | None (None: the kernel failed in every 
         # expect_hung_tasks: the late-start part holds dd across a frozen reshape until the
         # late recorder has attached (174.8 s after the hang under TCG in ci15): hung_task
         # reports it at 120 s by design; that is the hang under test, not a kernel failure
+        # timeout: 6.1/6.12 take 983-1409 s (CI); the 7.2 guest beside another passed 1640 s
+        # before its late part (two more compiles): 3600 s
         res = run_script(image_for(kernel), kernel, str(SCRIPT), disks=12, disk_mb=256,
-                         timeout_s=2400, out_dir=str(out), expect_hung_tasks=True)
+                         timeout_s=3600, out_dir=str(out), expect_hung_tasks=True)
         print(f"\nmdtrace vm live: {res.summary()}", file=sys.stderr)
         if res.rc == 0 and not res.wedged or not res.kernel_failure:
             return res
@@ -328,7 +330,7 @@ def test_diagnose_explains_the_hang_then_is_clean(live) -> None:
     assert rc_hung.startswith(("rc=0 ", "rc=1 ")), (d / "diagnose_hung.err").read_text()
     assert obs.get("diagnose_after", "").startswith(("rc=0", "rc=1")), (
         f"the diagnose after the remedy did not finish: {obs.get('diagnose_after')} "
-        f"(124: over its 150 s bound); {(d / 'diagnose_after.err').read_text()[-1500:]}"
+        f"(124: over its 400 s bound); {(d / 'diagnose_after.err').read_text()[-1500:]}"
         f"\nCPUs when it started:\n{_text(d / 'cpu_after.txt')}")
     after = json.loads((d / "diagnose_after.json").read_text())
     after_codes = sorted((f["code"], f["array"]) for f in after["findings"] if f.get("active",
