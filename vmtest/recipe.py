@@ -104,7 +104,7 @@ def guest_os(kernel: str) -> GuestOS:
 
 GUEST_FILES_DIR = Path(__file__).with_name("guest")
 # builder format version: bump when image.py changes what it puts in the image
-BUILDER_VERSION = 1
+BUILDER_VERSION = 2   # 2: the Python deps' bytecode compiled in the image
 
 
 @dataclass(frozen=True)
