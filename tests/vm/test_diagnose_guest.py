@@ -326,3 +326,18 @@ def test_kcore_masked_the_bpf_probe_gives_the_same_answer(guest: Guest, name: st
               f"{b['flags']} curr_resync {b['curr_resync']} active_io {b['active_io']}",
               file=sys.stderr)
         assert {f: b[f] for f in STABLE} == {f: k[f] for f in STABLE}, (n, k, b)
+
+
+def test_module_symbols_without_kallsyms_are_kallsyms_own(guest: Guest) -> None:
+    """md_mod's all_mddevs and dm's name index from the modules' own .ko files (ELF symtab +
+    /sys/module/<mod>/sections, build-id checked: modsyms.py) equal /proc/kallsyms' addresses
+    in this kernel, and every diagnose of the boot took that route (kallsyms never read)."""
+    got = guest.obs.get("modsyms", "")
+    print(f"\n  {guest.rel} modsyms: {got}", file=sys.stderr)
+    assert "all_mddevs=same" in got, got
+    assert "name_rb_tree=same" in got or "_name_buckets=same" in got, got
+    assert "differ" not in got and "none" not in got, got
+    timed = {k: v for k, v in guest.obs.items() if k.startswith("timings_")}
+    assert timed, guest.obs.keys()
+    for k, v in timed.items():
+        assert "kernel_state.module_symtab" in v and "kernel_state.kallsyms" not in v, (k, v)

@@ -48,6 +48,7 @@ from mdtrace.sources.snapshot.memory import (
     Memory,
     Segment,
 )
+from mdtrace.sources.snapshot.modsyms import module_symbol
 
 MAX_MDDEVS = 256              # entries walked on all_mddevs
 # percpu_ref.percpu_count_ptr low bits (include/linux/percpu-refcount.h)
@@ -319,24 +320,57 @@ def _open(path: Path) -> BinaryIO:
     return open(path, "rb", buffering=0)
 
 
+class ModuleSymbols:
+    """Module data symbols: from the module's own ELF file first (modsyms.py: milliseconds),
+    from /proc/kallsyms (read once, when first needed) when that cannot say."""
+
+    def __init__(self, sys_root: Path, proc_root: Path, lib_root: Path) -> None:
+        self.sys_root, self.proc_root, self.lib_root = sys_root, proc_root, lib_root
+        self._kallsyms: str | None = None
+        self.timings: dict[str, float] = {}
+        try:
+            self.release = (proc_root / "sys" / "kernel" / "osrelease").read_text().strip()
+        except OSError:
+            self.release = ""
+
+    def kallsyms(self) -> str:
+        """/proc/kallsyms' text; OSError when it cannot be read."""
+        if self._kallsyms is None:
+            t0 = time.monotonic()
+            self._kallsyms = (self.proc_root / "kallsyms").read_text(errors="replace")
+            self.timings["kallsyms"] = round(time.monotonic() - t0, 3)
+        return self._kallsyms
+
+    def address(self, symbol: str, module: str) -> int | None:
+        """0 when kallsyms hides it, None when absent; OSError when kallsyms is unreadable."""
+        t0 = time.monotonic()
+        got = (module_symbol(module, symbol, sys_root=self.sys_root, lib_root=self.lib_root,
+                             release=self.release) if self.release else None)
+        self.timings["module_symtab"] = round(
+            self.timings.get("module_symtab", 0.0) + time.monotonic() - t0, 3)
+        if got is not None:
+            return got
+        return kallsyms_address(self.kallsyms(), symbol, module)
+
+
 def read_kernel_state(sys_root: Path | str = "/sys", proc_root: Path | str = "/proc", *,
                       opener: Opener = _open, euid: int | None = None,
                       limit: int = MAX_MDDEVS,
                       load_btf: Callable[[Path], BtfSet] = BtfSet.from_dir,
+                      lib_root: Path | str = "/lib/modules",
                       ) -> KernelStateResult:
-    """Every mddev on md_mod's ``all_mddevs`` list, from ``proc_root``/kcore + kallsyms and the
-    BTF under ``sys_root``/kernel/btf; a result with a one-line reason when it cannot.
+    """Every mddev on md_mod's ``all_mddevs`` list, from ``proc_root``/kcore, the symbol's
+    address (md_mod's own ELF file, else kallsyms) and the BTF under ``sys_root``/kernel/btf;
+    a result with a one-line reason when it cannot.
 
-    Cheapest checks first (kallsyms, opening the core), the BTF parse (about a second) last."""
+    Cheapest checks first (the symbol, opening the core), the BTF parse (about a second) last."""
     sys_root, proc_root = Path(sys_root), Path(proc_root)
     kcore_path = proc_root / "kcore"
-    t0 = time.monotonic()
+    syms = ModuleSymbols(sys_root, proc_root, Path(lib_root))
     try:
-        ksyms = (proc_root / "kallsyms").read_text(errors="replace")
+        head = syms.address("all_mddevs", "md_mod")
     except OSError as exc:
         return KernelStateResult(reason=f"{proc_root}/kallsyms: cannot read ({exc.strerror})")
-    head = kallsyms_address(ksyms, "all_mddevs")
-    t_ksyms = round(time.monotonic() - t0, 3)
     if head is None:
         return KernelStateResult(reason=f"all_mddevs not in {proc_root}/kallsyms (md_mod not "
                                  "loaded, or its data symbols hidden)")
@@ -351,15 +385,15 @@ def read_kernel_state(sys_root: Path | str = "/sys", proc_root: Path | str = "/p
     except OSError as exc:
         return KernelStateResult(reason=_denied(exc, kcore_path, sys_root, euid))
     try:
-        res = _read(fh, kcore_path, head, sys_root, limit, load_btf, ksyms)
+        res = _read(fh, kcore_path, head, sys_root, limit, load_btf, syms)
     finally:
         fh.close()
-    res.timings = {"kallsyms": t_ksyms, **res.timings}
+    res.timings = {**syms.timings, **res.timings}
     return res
 
 
 def _read(fh: BinaryIO, kcore_path: Path, head: int, sys_root: Path, limit: int,
-          load_btf: Callable[[Path], BtfSet], ksyms: str = "") -> KernelStateResult:
+          load_btf: Callable[[Path], BtfSet], syms: ModuleSymbols) -> KernelStateResult:
     try:
         masked = stat.S_ISCHR(os.fstat(fh.fileno()).st_mode)
     except (OSError, ValueError, io.UnsupportedOperation):
@@ -394,7 +428,7 @@ def _read(fh: BinaryIO, kcore_path: Path, head: int, sys_root: Path, limit: int,
         except BadAddress:
             stopped = stopped or f"mddev {i + 1} on all_mddevs not readable: stopped there"
             break
-    dm_out, dm_stopped = _dm_raid(core, kl.btfs, lay, ksyms, {m for m in addrs})
+    dm_out, dm_stopped = _dm_raid(core, kl.btfs, lay, syms, {m for m in addrs})
     out += dm_out
     stopped = "; ".join(w for w in (stopped, dm_stopped) if w)
     return KernelStateResult(out, "", stopped, kl.offsets.flag_table, kl.sb_names,
@@ -402,14 +436,17 @@ def _read(fh: BinaryIO, kcore_path: Path, head: int, sys_root: Path, limit: int,
                                       "walk": round(time.monotonic() - t0 - t_btf, 3)})
 
 
-def _dm_raid(core: Kcore, btfs: BtfSet, lay: Layout, ksyms: str, on_list: set[int],
+def _dm_raid(core: Kcore, btfs: BtfSet, lay: Layout, syms: ModuleSymbols, on_list: set[int],
              ) -> tuple[list[MddevState], str]:
     """dm-raid's mddevs (never on all_mddevs: dm_registry.py), through dm's name index; none
     and no reason when dm_mod or dm_raid is not loaded (no index symbol, no BTF)."""
     dlay = dm_registry.dm_layout(btfs)
     if not dlay.index:
         return [], ""
-    root = kallsyms_address(ksyms, dlay.root_symbol, "dm_mod")
+    try:
+        root = syms.address(dlay.root_symbol, "dm_mod")
+    except OSError:
+        return [], f"dm devices: {syms.proc_root}/kallsyms unreadable"
     if not root or core.segment_of(root, 16) is None:
         return [], ""
     addrs, stopped = dm_registry.raid_mddevs(core, dlay, root)

@@ -278,6 +278,28 @@ wait_for 120 sh -c 'dmsetup status lvd-r5 | grep -qw idle'
 bounded 60 lvremove -q -y lvd/r5 > /dev/null 2>&1; bounded 30 vgremove -q -y lvd > /dev/null 2>&1
 bounded 30 pvremove -q -y "${V[@]}" > /dev/null 2>&1
 
+# -- the kallsyms-free symbol route (modsyms.py) against /proc/kallsyms, in this kernel --------
+obs modsyms "$(python3 - <<'PY'
+import time
+from pathlib import Path
+from mdtrace.sources.snapshot.kcore import kallsyms_address
+from mdtrace.sources.snapshot.modsyms import module_symbol
+rel = Path("/proc/sys/kernel/osrelease").read_text().strip()
+t0 = time.monotonic(); ksyms = Path("/proc/kallsyms").read_text(errors="replace")
+t_ks = time.monotonic() - t0
+out = []
+for sym, mod in (("all_mddevs", "md_mod"), ("name_rb_tree", "dm_mod"), ("_name_buckets", "dm_mod")):
+    ks = kallsyms_address(ksyms, sym, mod)
+    if ks is None:          # not this kernel's symbol (5.10: buckets; later: the tree)
+        continue
+    t0 = time.monotonic()
+    m = module_symbol(mod, sym, sys_root=Path("/sys"), lib_root=Path("/lib/modules"), release=rel)
+    out.append(f"{sym}=" + ("none" if m is None else "same" if m == ks else "differ")
+               + f" in {time.monotonic() - t0:.3f}s")
+print("; ".join(out) + f"; kallsyms read in {t_ks:.3f}s")
+PY
+)"
+
 # -- ro: a read-only reshape with a write and a read across its position ----------------------------
 # last: on 6.12.117 the remedy can trigger the raid5d double free (docs/kernels.md)
 beat ro
